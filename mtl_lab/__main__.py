@@ -1,0 +1,174 @@
+"""Command line: ``python -m mtl_lab {data,train,predict,notebooks} ...``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import warnings
+from pathlib import Path
+
+from .data import DataError
+
+
+def _add_train_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--profile", choices=["smoke", "cpu", "gpu"], default="cpu", help="settings preset (default: cpu)")
+    p.add_argument("--tasks", nargs="+", choices=["sst", "qqp", "sts"], help="tasks to train (default: all three)")
+    p.add_argument("--model", dest="backbone", help="backbone: 'minilm' (packaged, default), a HF id or a local folder")
+    p.add_argument("--encoder", help="sentence encoder: cls, pooled, mean, cnn, bilstm, bilstm_cnn, sbert_cnn_bilstm")
+    p.add_argument("--pair-head", choices=["cross", "bi", "ensemble"], help="how QQP/STS compare two sentences")
+    p.add_argument("--sampler", choices=["proportional", "round_robin", "sqrt", "annealed"])
+    p.add_argument("--sequential", action="store_true", help="train the tasks one after another, in --tasks order")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--lr", type=float)
+    p.add_argument("--max-length", type=int)
+    p.add_argument("--layer-decay", type=float, help="layer-wise LR decay factor (1.0 = off)")
+    p.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"])
+    p.add_argument("--train-limit", type=int, help="train examples per task (seeded subset)")
+    p.add_argument("--dev-limit", type=int, help="dev examples per task (seeded subset)")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--device", help="auto (default), cpu, cuda, cuda:1, ...")
+    p.add_argument("--data", help="data folder (default: $MTL_LAB_DATA, ./data, ../shared/data)")
+    p.add_argument("--out", help="run folder (default: runs/<profile>/<name>)")
+    p.add_argument("--no-resume", action="store_true", help="start over even if the run folder holds a checkpoint")
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from .model import ModelConfig
+    from .train import profile_config, train
+
+    model_kw = {
+        k: v for k, v in dict(backbone=args.backbone, encoder=args.encoder, pair_head=args.pair_head).items() if v
+    }
+    model_cfg = ModelConfig(**model_kw)
+    cfg = profile_config(
+        args.profile,
+        tasks=tuple(args.tasks) if args.tasks else None,
+        sampler=args.sampler,
+        sequential=args.sequential or None,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        max_length=args.max_length,
+        layer_decay=args.layer_decay,
+        precision=args.precision,
+        train_limit=args.train_limit,
+        dev_limit=args.dev_limit,
+        seed=args.seed,
+        device=args.device,
+    )
+    name = (
+        "baseline"
+        if not (model_kw or args.tasks or args.sequential or args.sampler)
+        else "-".join(
+            str(v)
+            for v in (*model_kw.values(), *(args.tasks or []), "seq" if args.sequential else "", args.sampler or "")
+            if v
+        )
+    )
+    out = Path(args.out or f"runs/{args.profile}/{name}")
+    res = train(model_cfg, cfg, out, data_dir=args.data, resume=not args.no_resume)
+    best = res["best"]
+    print(f"run folder: {out}")
+    print(f"best epoch {best['epoch']}: " + ", ".join(f"{k} {v:.4f}" for k, v in best.items() if k != "epoch"))
+    print(
+        f"wall time {res['wall_time_s'] / 60:.1f} min, {res['examples_per_s']:.1f} train examples/s ({res['precision']}, {res['device']})"
+    )
+    print(f"next: python -m mtl_lab predict --checkpoint {out} --out {out / 'predictions'}")
+    return 0
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from .experiments import run_dir, run_experiment
+
+    for name in args.names:
+        res = run_experiment(name, args.profile, backbone=args.backbone)
+        best = res["best"]
+        print(
+            f"{name}: best epoch {best['epoch']}: "
+            + ", ".join(f"{k} {v:.4f}" for k, v in best.items() if k != "epoch")
+            + f" ({res['wall_time_s'] / 60:.1f} min) -> {run_dir(args.profile, name)}"
+        )
+    return 0
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    from .evaluate import predict_files
+
+    metrics = predict_files(args.checkpoint, args.out, data_dir=args.data, splits=args.splits, device=args.device)
+    print(f"prediction files written to {args.out}")
+    if metrics:
+        print("dev: " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
+    return 0
+
+
+def _cmd_data(args: argparse.Namespace) -> int:
+    from . import data
+
+    if args.action == "download":
+        for path in data.download(args.out):
+            print(f"wrote {path}")
+        return 0
+    folder = data.resolve_data_dir(args.data)
+    print(f"data folder: {folder}")
+    print(data.summary(folder).to_string(index=False))
+    return 0
+
+
+def _cmd_notebooks(args: argparse.Namespace) -> int:
+    from .notebooks import run_notebooks
+
+    return run_notebooks(args.profile, only=args.only, out=args.out, device=args.device, inplace=args.inplace)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``python -m mtl_lab``."""
+    parser = argparse.ArgumentParser(prog="python -m mtl_lab", description="mtl-lab: multi-task BERT course lab")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("data", help="show the task data, or download it from the Hugging Face hub")
+    p.add_argument("action", nargs="?", choices=["summary", "download"], default="summary")
+    p.add_argument("--data", help="data folder to summarise")
+    p.add_argument("--out", default="data", help="download: folder to write (default ./data)")
+    p.set_defaults(func=_cmd_data)
+
+    p = sub.add_parser("train", help="train a model (one training loop for every experiment)")
+    _add_train_args(p)
+    p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("run", help="train named experiments (as the notebooks do) into runs/<profile>/<name>")
+    p.add_argument("names", nargs="+", help="e.g. baseline single-sst sampler-sqrt sequential-sst-sts-qqp")
+    p.add_argument("--profile", choices=["smoke", "cpu", "gpu"], default="cpu")
+    p.add_argument("--model", dest="backbone", help="backbone id or folder (default: packaged MiniLM)")
+    p.set_defaults(func=_cmd_run)
+
+    p = sub.add_parser("predict", help="dev metrics and leaderboard prediction files from a checkpoint")
+    p.add_argument("--checkpoint", required=True, help="best.pt or a run folder holding one")
+    p.add_argument("--out", required=True, help="folder for {sst,para,sts}-{dev,test}-output.csv")
+    p.add_argument("--splits", nargs="+", default=["dev", "test"], choices=["dev", "test"])
+    p.add_argument("--data", help="data folder")
+    p.add_argument("--device", default="auto")
+    p.set_defaults(func=_cmd_predict)
+
+    p = sub.add_parser("notebooks", help="run the notebook series with papermill")
+    p.add_argument("action", choices=["run"])
+    p.add_argument("--profile", choices=["smoke", "cpu", "gpu"], default="smoke")
+    p.add_argument("--only", nargs="+", help="notebook numbers or names, e.g. 00 01")
+    p.add_argument("--out", help="run folder (default runs/notebooks/<profile>)")
+    p.add_argument("--device", default="auto", help="auto (default) or e.g. cpu to run the gpu profile without a GPU")
+    p.add_argument(
+        "--inplace", action="store_true", help="smoke only: write outputs back into notebooks/ (the committed copies)"
+    )
+    p.set_defaults(func=_cmd_notebooks)
+
+    args = parser.parse_args(argv)
+    warnings.simplefilter("default")
+    try:
+        return args.func(args)
+    except (DataError, FileNotFoundError, OSError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,253 @@
+"""Tables and figures for the notebooks: data statistics, results tables, learning curves.
+
+Everything here reads data files or results dicts (``results.json``) and returns a pandas
+DataFrame or a matplotlib Figure; nothing trains.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+
+from . import data
+from .paper import paper_frame
+
+TASK_LABELS = {"sst": "SST-5 (acc)", "qqp": "Quora (acc)", "sts": "STS-B (Pearson r)"}
+METRIC_COLUMNS = {"sst_acc": "SST", "qqp_acc": "QQP", "sts_pearson": "STS", "overall": "overall"}
+
+
+def savefig(fig: plt.Figure, out_dir: str | os.PathLike | None, name: str) -> Path | None:
+    """Save a figure as ``<out_dir>/figures/<name>.png`` (nothing when out_dir is None)."""
+    if out_dir is None:
+        return None
+    folder = Path(out_dir) / "figures"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.png"
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    return path
+
+
+# ----------------------------------------------------------------------------- data
+
+
+def load_quietly(task: str, split: str, data_dir=None) -> pd.DataFrame:
+    """load_split without the malformed-row warning (notebooks show the counts as a table)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", data.DataWarning)
+        return data.load_split(task, split, data_dir)
+
+
+def malformed_rows(data_dir=None) -> pd.DataFrame:
+    """Every skipped row of the train/dev files: file, line, reason and the raw text."""
+    rows = []
+    folder = data.resolve_data_dir(data_dir)
+    for task in data.TASKS:
+        for split in ("train", "dev"):
+            df = load_quietly(task, split, data_dir)
+            if not df.attrs["skipped_lines"]:
+                continue
+            lines = (folder / data.task_file(task, split)).read_text(encoding="utf-8").splitlines()
+            for line, reason in df.attrs["skipped_lines"]:
+                raw = lines[line - 1].replace("\t", " <TAB> ")
+                rows.append(
+                    {"file": data.task_file(task, split), "line": line, "reason": reason, "raw text": raw[:120]}
+                )
+    return pd.DataFrame(rows, columns=["file", "line", "reason", "raw text"])
+
+
+def plot_label_distributions(data_dir=None) -> plt.Figure:
+    """Label distributions of the train and dev splits of the three tasks."""
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.2))
+    for ax, task in zip(axes, data.TASKS):
+        frames = [load_quietly(task, s, data_dir).assign(split=s) for s in ("train", "dev")]
+        df = pd.concat(frames, ignore_index=True)
+        if data.TASKS[task].kind == "regression":
+            sns.histplot(
+                df,
+                x="label",
+                hue="split",
+                hue_order=["train", "dev"],
+                stat="density",
+                common_norm=False,
+                bins=20,
+                ax=ax,
+                element="step",
+            )
+        else:
+            counts = df.groupby("split")["label"].value_counts(normalize=True).rename("share").reset_index()
+            sns.barplot(counts, x="label", y="share", hue="split", hue_order=["train", "dev"], ax=ax)
+        ax.set_title(TASK_LABELS[task].split(" (")[0])
+    fig.tight_layout()
+    return fig
+
+
+def token_lengths(tokenizer, data_dir=None, split: str = "train") -> pd.DataFrame:
+    """Joint token length (with special tokens) of every example of a split of each task."""
+    frames = []
+    for task in data.TASKS:
+        enc = data.encode(load_quietly(task, split, data_dir), task, tokenizer, max_length=10_000)
+        frames.append(pd.DataFrame({"task": task, "tokens": enc.lengths}))
+    return pd.concat(frames, ignore_index=True)
+
+
+def length_percentiles(lengths: pd.DataFrame) -> pd.DataFrame:
+    """Median, 90th, 99th percentile and maximum token length per task, and the share over 128."""
+    g = lengths.groupby("task", sort=False)["tokens"]
+    return pd.DataFrame(
+        {
+            "median": g.median().astype(int),
+            "p90": g.quantile(0.9).astype(int),
+            "p99": g.quantile(0.99).astype(int),
+            "max": g.max(),
+            "% over 128": (g.apply(lambda s: (s > 128).mean() * 100)).round(2),
+        }
+    )
+
+
+def plot_token_lengths(lengths: pd.DataFrame) -> plt.Figure:
+    """Histogram of token lengths per task, with the 128-token cut marked."""
+    fig, ax = plt.subplots(figsize=(8, 3.2))
+    sns.histplot(lengths, x="tokens", hue="task", bins=60, element="step", stat="density", common_norm=False, ax=ax)
+    ax.axvline(128, color="k", ls="--", lw=1)
+    ax.text(130, ax.get_ylim()[1] * 0.9, "max_length 128", fontsize=8)
+    ax.set_xlim(0, min(200, lengths["tokens"].max() + 5))
+    return fig
+
+
+def tokenization_table(tokenizer, texts: list[str]) -> pd.DataFrame:
+    """WordPiece tokens of each text (how the model actually sees it)."""
+    return pd.DataFrame({"text": texts, "wordpieces": [" ".join(tokenizer.tokenize(t)) for t in texts]})
+
+
+# ----------------------------------------------------------------------------- results
+
+
+def results_row(res: dict) -> dict:
+    """The best-epoch dev metrics, wall time and throughput of one run's results dict."""
+    best = res["best"]
+    row = {col: best.get(key, np.nan) for key, col in METRIC_COLUMNS.items()}
+    if len(res["config"]["train"]["tasks"]) < 3:
+        row["overall"] = np.nan  # a score over fewer tasks is not comparable
+    row["STS spearman"] = best.get("sts_spearman", np.nan)
+    row["best epoch"] = best.get("epoch")
+    row["minutes"] = res["wall_time_s"] / 60
+    row["examples/s"] = res.get("examples_per_s")
+    return row
+
+
+def results_table(results: dict[str, dict], paper: dict[str, str] | None = None, decimals: int = 3) -> pd.DataFrame:
+    """One row per run (best epoch on dev); with ``paper`` (run -> paper row), the paper's numbers beside."""
+    table = pd.DataFrame({name: results_row(res) for name, res in results.items()}).T
+    if paper:
+        ref = paper_frame()
+        for col in ("SST", "QQP", "STS", "overall"):
+            table[f"paper {col}"] = [ref.loc[paper[n], col] if n in paper else np.nan for n in table.index]
+    numeric = table.drop(columns=["best epoch"]).astype(float)
+    table[numeric.columns] = numeric.round(decimals)
+    table["minutes"] = numeric["minutes"].round(1)
+    table["examples/s"] = numeric["examples/s"].round(0)
+    return table
+
+
+def single_task_ensemble(results: dict[str, dict]) -> dict:
+    """A pseudo-run combining the single-task runs ``single-<task>``: each task by its own model."""
+    from .evaluate import overall_score
+
+    best, wall, epochs = {}, 0.0, []
+    for task in data.TASKS:
+        res = results[f"single-{task}"]
+        best.update({k: v for k, v in res["best"].items() if k.startswith(task)})
+        wall += res["wall_time_s"]
+        epochs.append(res["best"]["epoch"])
+    best["overall"] = overall_score(best)
+    best["epoch"] = "/".join(map(str, epochs))
+    return {
+        "best": best,
+        "wall_time_s": wall,
+        "examples_per_s": None,
+        "config": {"train": {"tasks": list(data.TASKS)}},
+        "history": [],
+    }
+
+
+def parameter_table(model) -> pd.DataFrame:
+    """Parameter counts of a MultitaskModel's parts: backbone, sentence encoder, each head."""
+    parts = {
+        "backbone": model.backbone,
+        "sentence encoder": model.encoder,
+        **{f"head {k}": v for k, v in model.heads.items()},
+    }
+    counts = {k: sum(p.numel() for p in m.parameters()) for k, m in parts.items()}
+    table = pd.DataFrame({"parameters": counts})
+    table.loc["total"] = table["parameters"].sum()
+    return table
+
+
+def history_frame(res: dict) -> pd.DataFrame:
+    """Per-epoch dev metrics (and stage, for sequential runs) of one run."""
+    rows = [
+        {
+            "epoch": h["epoch"],
+            "stage": h["stage"],
+            **{METRIC_COLUMNS[k]: h["dev"][k] for k in METRIC_COLUMNS if k in h["dev"]},
+        }
+        for h in res["history"]
+    ]
+    return pd.DataFrame(rows).set_index("epoch")
+
+
+def plot_learning_curves(
+    results: dict[str, dict], metrics: tuple[str, ...] = ("SST", "QQP", "STS", "overall")
+) -> plt.Figure:
+    """Dev metric per epoch for each run, one panel per metric."""
+    fig, axes = plt.subplots(1, len(metrics), figsize=(3.3 * len(metrics), 3), squeeze=False)
+    for ax, metric in zip(axes[0], metrics):
+        for name, res in results.items():
+            h = history_frame(res)
+            if metric in h:
+                ax.plot(h.index, h[metric], marker="o", label=name)
+        ax.set_title(metric)
+        ax.set_xlabel("epoch")
+    axes[0][-1].legend(fontsize=7, loc="best")
+    fig.tight_layout()
+    return fig
+
+
+def plot_results(table: pd.DataFrame, metrics: tuple[str, ...] = ("SST", "QQP", "STS", "overall")) -> plt.Figure:
+    """Grouped bars of a results table (runs x metrics), with the paper's values as markers."""
+    present = [m for m in metrics if m in table and table[m].notna().any()]
+    long = table[present].reset_index(names="run").melt(id_vars="run", var_name="metric", value_name="dev")
+    fig, ax = plt.subplots(figsize=(max(6, 1.6 * len(present) * max(1, len(table)) / 2), 3.4))
+    sns.barplot(long, x="metric", y="dev", hue="run", ax=ax)
+    for i, m in enumerate(present):
+        col = f"paper {m}"
+        if col in table and table[col].notna().any():
+            ax.scatter([i] * table[col].notna().sum(), table[col].dropna(), marker="_", s=400, color="k", zorder=3)
+    ax.set_ylim(max(0.0, float(long["dev"].min()) - 0.1), 1.0)
+    ax.legend(fontsize=7, ncol=2)
+    ax.set_title("dev results (black ticks: the paper)" if any(c.startswith("paper") for c in table) else "dev results")
+    fig.tight_layout()
+    return fig
+
+
+def plot_forgetting(res: dict) -> plt.Figure:
+    """Dev metrics of a sequential run after each epoch, with the stage (task trained) shaded."""
+    h = history_frame(res)
+    fig, ax = plt.subplots(figsize=(7, 3.2))
+    for metric in ("SST", "QQP", "STS"):
+        if metric in h:
+            ax.plot(h.index, h[metric], marker="o", label=metric)
+    for i, (stage, grp) in enumerate(h.groupby("stage", sort=False)):
+        ax.axvspan(grp.index.min() - 0.5, grp.index.max() + 0.5, alpha=0.08 * (i + 1), color="gray")
+        ax.text(grp.index.min() - 0.4, ax.get_ylim()[0] + 0.02, f"training {stage}", fontsize=8)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("dev")
+    ax.legend()
+    fig.tight_layout()
+    return fig

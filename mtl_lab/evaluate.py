@@ -1,0 +1,154 @@
+"""Metrics, the overall score, batched prediction and leaderboard prediction files."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from scipy.stats import pearsonr, spearmanr
+from sklearn.metrics import accuracy_score
+
+from .data import TASKS, EncodedTask, bucket_batches, collate, encode, load_split
+
+METRIC_NAMES = {"sst": "sst_acc", "qqp": "qqp_acc", "sts": "sts_pearson"}
+
+
+def task_metrics(task: str, predictions: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+    """Accuracy for SST and QQP; Pearson and Spearman r for STS."""
+    if task == "sts":
+        p, g = np.asarray(predictions, dtype=float), np.asarray(labels, dtype=float)
+        if np.std(p) == 0 or np.std(g) == 0:
+            return {"sts_pearson": 0.0, "sts_spearman": 0.0}
+        return {"sts_pearson": float(pearsonr(p, g)[0]), "sts_spearman": float(spearmanr(p, g)[0])}
+    return {f"{task}_acc": float(accuracy_score(np.asarray(labels).astype(int), np.asarray(predictions).astype(int)))}
+
+
+def task_score(task: str, metrics: dict[str, float]) -> float:
+    """A task's contribution to the overall score, on a 0..1 scale (STS: (r + 1) / 2)."""
+    value = metrics[METRIC_NAMES[task]]
+    return (value + 1.0) / 2.0 if task == "sts" else value
+
+
+def overall_score(metrics: dict[str, float]) -> float:
+    """(SST acc + QQP acc + (STS r + 1) / 2) / 3; with fewer tasks, the mean over those present."""
+    present = [t for t, m in METRIC_NAMES.items() if m in metrics]
+    if not present:
+        raise ValueError("no task metric to score")
+    return float(np.mean([task_score(t, metrics) for t in present]))
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """'auto' -> $MTL_LAB_DEVICE if set, else CUDA when present, else CPU."""
+    if name == "auto":
+        name = os.environ.get("MTL_LAB_DEVICE", "auto")  # set by the notebook runner's --device
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """'auto' -> bf16 on CPU and on bf16-capable GPUs, fp16 on older GPUs."""
+    if precision != "auto":
+        return precision
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    return "bf16"
+
+
+def autocast_context(device: torch.device, precision: str):
+    """torch.autocast for 'bf16'/'fp16', a no-op context for 'fp32'."""
+    if precision == "fp32":
+        return torch.autocast(device.type, enabled=False)
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+    return torch.autocast(device.type, dtype=dtype)
+
+
+@torch.no_grad()
+def predict_task(
+    model, enc: EncodedTask, batch_size: int = 64, precision: str = "fp32", return_outputs: bool = False
+) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+    """Predictions for every example of an encoded split, in the split's order."""
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    preds = np.zeros(len(enc), dtype=float)
+    raw = [None] * len(enc)
+    try:
+        for idx in bucket_batches(enc.lengths, batch_size):
+            batch = collate(enc, idx, model.views(enc.task))
+            batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
+            with autocast_context(device, precision):
+                out = model(batch)
+            preds[idx] = model.predictions(enc.task, out).float().cpu().numpy()
+            if return_outputs:
+                for i, o in zip(idx, out.float().cpu().numpy()):
+                    raw[i] = o
+    finally:
+        model.train(was_training)
+    if TASKS[enc.task].kind != "regression":
+        preds = preds.astype(int)
+    return (preds, np.stack(raw)) if return_outputs else preds
+
+
+def evaluate(model, splits: dict[str, EncodedTask], batch_size: int = 64, precision: str = "fp32") -> dict[str, float]:
+    """Dev metrics of every given task and their overall score."""
+    metrics: dict[str, float] = {}
+    for task, enc in splits.items():
+        if enc.labels is None:
+            raise ValueError(f"{task}: cannot evaluate a split without labels")
+        metrics.update(task_metrics(task, predict_task(model, enc, batch_size, precision), enc.labels))
+    metrics["overall"] = overall_score(metrics)
+    return metrics
+
+
+def prediction_frame(task: str, ids: list[str], predictions: np.ndarray) -> pd.DataFrame:
+    """Leaderboard frame: ``id`` (spaces stripped) and the task's prediction column."""
+    spec = TASKS[task]
+    values = np.asarray(predictions)
+    if spec.kind == "regression":
+        values = np.clip(values.astype(float), 0.0, 5.0)
+    else:
+        values = values.astype(int)
+    return pd.DataFrame({"id": [i.replace(" ", "") for i in ids], spec.pred_col: values})
+
+
+def write_predictions(out_dir: str | os.PathLike, task: str, split: str, ids: list[str], predictions) -> Path:
+    """Write ``<out>/{sst,para,sts}-{dev,test}-output.csv`` (comma-separated, with header)."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"{TASKS[task].pred_file}-{split}-output.csv"
+    prediction_frame(task, ids, predictions).to_csv(path, index=False)
+    return path
+
+
+def predict_files(
+    checkpoint: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    data_dir: str | os.PathLike | None = None,
+    splits: tuple[str, ...] = ("dev", "test"),
+    device: str = "auto",
+    batch_size: int = 128,
+) -> dict[str, float]:
+    """Write leaderboard prediction files of a checkpoint for every task it knows; return dev metrics."""
+    from .backbone import load_tokenizer
+    from .model import load_model
+
+    dev = resolve_device(device)
+    model = load_model(checkpoint, dev)
+    train_cfg = model.checkpoint_meta["train_config"]
+    tokenizer = load_tokenizer(model.config.backbone)
+    precision = resolve_precision(train_cfg.get("precision", "fp32"), dev)
+    metrics: dict[str, float] = {}
+    for split in splits:
+        for task in model.config.tasks:
+            enc = encode(load_split(task, split, data_dir), task, tokenizer, train_cfg.get("max_length", 128))
+            preds = predict_task(model, enc, batch_size, precision)
+            write_predictions(out_dir, task, split, enc.ids, preds)
+            if split == "dev":
+                metrics.update(task_metrics(task, preds, enc.labels))
+    if metrics:
+        metrics["overall"] = overall_score(metrics)
+    return metrics

@@ -1,0 +1,211 @@
+"""MultitaskModel: one shared BERT backbone, a sentence encoder, and a head per task.
+
+Every variant of the lab is this one class with a different :class:`ModelConfig`:
+
+- ``encoder`` picks the sentence representation used by SST and by the bi-encoder pair heads
+  (``cls`` baseline, ``mean`` = SBERT, ``sbert_cnn_bilstm`` = the paper's combined embedding, ...).
+- ``pair_head`` picks how QQP and STS compare two sentences:
+
+  * ``cross``: a cross-encoder -- ``[CLS] a [SEP] b [SEP]`` through the backbone, the [CLS]
+    state -> dropout -> linear (QQP: one logit; STS: a score).
+  * ``bi``: a conjoined (bi-)encoder -- u, v = encoder(a), encoder(b). QQP: ``W [u; v; |u-v|]``
+    -> logit; STS: ``5 * cos(u, v)`` (SBERT's cosine regression, on the 0..5 scale).
+  * ``ensemble``: both. QQP logit = mean of the two logits; STS score = ``5 * cos(u, v)`` + a
+    linear projection of the cross-encoder [CLS] (initialised at zero, so training starts from
+    the bi-encoder's cosine and learns a correction).
+
+SST is always dropout + linear on the sentence encoding (5 logits, cross-entropy); QQP uses
+binary cross-entropy on its logit; STS uses MSE against the 0..5 gold score.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .backbone import DEFAULT_BACKBONE, load_backbone
+from .data import TASK_NAMES, TASKS
+from .encoders import build_encoder
+
+PAIR_HEADS = ("cross", "bi", "ensemble")
+
+
+@dataclass
+class ModelConfig:
+    """What the multi-task model is made of."""
+
+    backbone: str = DEFAULT_BACKBONE
+    encoder: str = "cls"
+    pair_head: str = "cross"
+    dropout: float = 0.1
+    cnn_filters: int = 128
+    lstm_hidden: int = 128
+    tasks: tuple[str, ...] = field(default_factory=lambda: TASK_NAMES)
+
+    def __post_init__(self):
+        self.tasks = tuple(self.tasks)
+        if self.pair_head not in PAIR_HEADS:
+            raise ValueError(f"pair_head must be one of {PAIR_HEADS}, got {self.pair_head!r}")
+        unknown = [t for t in self.tasks if t not in TASKS]
+        if unknown:
+            raise ValueError(f"unknown task(s) {unknown}; expected some of {list(TASKS)}")
+
+    def to_dict(self) -> dict:
+        """Plain-dict form (for results.json and checkpoints)."""
+        return asdict(self)
+
+
+class MultitaskModel(nn.Module):
+    """Shared backbone + sentence encoder + SST / paraphrase / STS heads."""
+
+    def __init__(self, config: ModelConfig, backbone: nn.Module | None = None):
+        super().__init__()
+        self.config = config
+        self.backbone = backbone if backbone is not None else load_backbone(config.backbone)
+        hidden = self.backbone.config.hidden_size
+        self.num_layers = self.backbone.config.num_hidden_layers
+        self.encoder = build_encoder(config.encoder, hidden, config.cnn_filters, config.lstm_hidden, config.dropout)
+        dim = self.encoder.out_dim
+        self.dropout = nn.Dropout(config.dropout)
+        heads: dict[str, nn.Module] = {}
+        if "sst" in config.tasks:
+            heads["sst"] = nn.Linear(dim, TASKS["sst"].num_labels)
+        for task in ("qqp", "sts"):
+            if task not in config.tasks:
+                continue
+            if config.pair_head in ("cross", "ensemble"):
+                heads[f"{task}_cross"] = nn.Linear(hidden, 1)
+            if task == "qqp" and config.pair_head in ("bi", "ensemble"):
+                heads["qqp_bi"] = nn.Linear(3 * dim, 1)
+        if config.pair_head == "ensemble" and "sts_cross" in heads:
+            nn.init.zeros_(heads["sts_cross"].weight)
+            nn.init.zeros_(heads["sts_cross"].bias)
+        self.heads = nn.ModuleDict(heads)
+
+    # -- what each task reads -------------------------------------------------------------
+    def views(self, task: str) -> tuple[str, ...]:
+        """Which batch views a task needs: ``joint`` (cross / single sentence) and/or ``pair``."""
+        if task == "sst":
+            return ("joint",)
+        return {"cross": ("joint",), "bi": ("pair",), "ensemble": ("joint", "pair")}[self.config.pair_head]
+
+    def shared_parameters(self) -> list[nn.Parameter]:
+        """Parameters every task uses: the backbone and the sentence encoder."""
+        return [p for p in (*self.backbone.parameters(), *self.encoder.parameters()) if p.requires_grad]
+
+    def task_parameters(self, task: str) -> list[nn.Parameter]:
+        """Parameters only ``task`` uses: its head(s)."""
+        return [p for name, head in self.heads.items() if name.split("_")[0] == task for p in head.parameters()]
+
+    # -- encoding ---------------------------------------------------------------------------
+    def _states(self, ids, mask, types=None):
+        out = self.backbone(input_ids=ids, attention_mask=mask, token_type_ids=types)
+        return out.last_hidden_state, getattr(out, "pooler_output", None)
+
+    def embed(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Sentence embeddings [B, D] of single sentences."""
+        hidden, pooled = self._states(ids, mask)
+        return self.encoder(hidden, mask, pooled)
+
+    def embed_pair(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        """u, v for the two sentences of a pair batch, encoded together in one backbone pass."""
+        a, b = batch["a_ids"], batch["b_ids"]
+        width = max(a.shape[1], b.shape[1])
+        ids = torch.cat([F.pad(a, (0, width - a.shape[1])), F.pad(b, (0, width - b.shape[1]))])
+        mask = torch.cat(
+            [F.pad(batch["a_mask"], (0, width - a.shape[1])), F.pad(batch["b_mask"], (0, width - b.shape[1]))]
+        )
+        emb = self.embed(ids, mask)
+        return emb[: a.shape[0]], emb[a.shape[0] :]
+
+    def cross_cls(self, batch: dict) -> torch.Tensor:
+        """[CLS] state of the joint ``[CLS] a [SEP] b [SEP]`` encoding."""
+        hidden, _ = self._states(batch["input_ids"], batch["attention_mask"], batch.get("token_type_ids"))
+        return hidden[:, 0]
+
+    # -- heads ------------------------------------------------------------------------------
+    def forward(self, batch: dict) -> torch.Tensor:
+        """Task output: SST logits [B, 5]; QQP logit [B]; STS score [B] (0..5 scale)."""
+        task = batch["task"]
+        if task == "sst":
+            hidden, pooled = self._states(batch["input_ids"], batch["attention_mask"])
+            return self.heads["sst"](self.dropout(self.encoder(hidden, batch["attention_mask"], pooled)))
+        outs = []
+        mode = self.config.pair_head
+        if mode in ("cross", "ensemble"):
+            outs.append(self.heads[f"{task}_cross"](self.dropout(self.cross_cls(batch))).squeeze(-1))
+        if mode in ("bi", "ensemble"):
+            u, v = self.embed_pair(batch)
+            if task == "qqp":
+                feats = torch.cat([u, v, (u - v).abs()], dim=-1)
+                outs.append(self.heads["qqp_bi"](self.dropout(feats)).squeeze(-1))
+            else:
+                outs.append(5.0 * F.cosine_similarity(u.float(), v.float(), dim=-1))
+        if task == "qqp":
+            return torch.stack([o.float() for o in outs]).mean(0)
+        return torch.stack([o.float() for o in outs]).sum(0)
+
+    def loss(self, task: str, output: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Task loss: cross-entropy (SST), binary cross-entropy (QQP), MSE (STS)."""
+        output = output.float()
+        if task == "sst":
+            return F.cross_entropy(output, labels)
+        if task == "qqp":
+            return F.binary_cross_entropy_with_logits(output, labels.float())
+        return F.mse_loss(output, labels.float())
+
+    @staticmethod
+    def predictions(task: str, output: torch.Tensor) -> torch.Tensor:
+        """Leaderboard predictions: SST class 0..4, QQP 0/1, STS score clipped to 0..5."""
+        if task == "sst":
+            return output.argmax(-1)
+        if task == "qqp":
+            return (output > 0).long()
+        return output.float().clamp(0.0, 5.0)
+
+    # -- optimisation -----------------------------------------------------------------------
+    def layer_of(self, name: str) -> int:
+        """Depth of a parameter for layer-wise LR decay: embeddings 0, layer i -> i+1, rest top."""
+        if name.startswith("backbone.embeddings"):
+            return 0
+        if name.startswith("backbone.encoder.layer."):
+            return int(name.split(".")[3]) + 1
+        return self.num_layers + 1
+
+    def parameter_groups(self, lr: float, weight_decay: float, layer_decay: float = 1.0) -> list[dict]:
+        """Optimizer groups: no decay on biases/LayerNorm; LR scaled by layer_decay ** (depth from top)."""
+        groups: dict[tuple[int, bool], dict] = {}
+        for name, p in self.named_parameters():
+            if not p.requires_grad:
+                continue
+            no_decay = p.ndim < 2 or "LayerNorm" in name or "layer_norm" in name
+            depth = self.num_layers + 1 - self.layer_of(name)
+            key = (depth, no_decay)
+            if key not in groups:
+                groups[key] = {
+                    "params": [],
+                    "lr": lr * layer_decay**depth,
+                    "weight_decay": 0.0 if no_decay else weight_decay,
+                }
+            groups[key]["params"].append(p)
+        return list(groups.values())
+
+
+def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> MultitaskModel:
+    """A MultitaskModel in eval mode from a ``best.pt`` (or a run folder holding one)."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "best.pt"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such checkpoint (train a model first, or give a run folder with best.pt)")
+    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    known = {f.name for f in fields(ModelConfig)}
+    model = MultitaskModel(ModelConfig(**{k: v for k, v in ckpt["model_config"].items() if k in known}))
+    model.load_state_dict(ckpt["state_dict"])
+    model.checkpoint_meta = {"train_config": ckpt.get("train_config", {}), "metrics": ckpt.get("metrics", {})}
+    return model.to(device).eval()

@@ -1,0 +1,155 @@
+"""The notebook series: set-up helpers the notebooks call, and the papermill runner.
+
+``python -m mtl_lab notebooks run --profile smoke|cpu|gpu [--only 01 ...]`` executes the numbered
+notebooks in order into ``runs/notebooks/<profile>/``, keeps going after a failure, prints a
+summary table (notebook, status, minutes, headline metric) and exits non-zero if any failed.
+``--inplace`` (smoke profile) writes the executed notebooks back into ``notebooks/``: that is
+how the committed notebooks get their outputs, which nbval then checks.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import sys
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .data import REPO_ROOT, DataWarning
+
+NOTEBOOK_DIR = REPO_ROOT / "notebooks"
+PROFILES = ("smoke", "cpu", "gpu")
+
+
+@dataclass
+class Lab:
+    """What a notebook needs after its parameters cell: its output folder and profile."""
+
+    name: str
+    profile: str
+    seed: int
+    out_dir: Path
+    progress: bool
+
+    def headline(self, text: str) -> str:
+        """Record the notebook's headline result (shown in the runner's summary table)."""
+        (self.out_dir / "headline.txt").write_text(text)
+        return text
+
+
+def setup(name: str, profile: str = "smoke", seed: int = 0, out_dir: str | None = None) -> Lab:
+    """Prepare a notebook: check the profile, seed everything, quiet library noise, make its folder."""
+    if profile not in PROFILES:
+        raise ValueError(f"PROFILE must be one of {PROFILES}, got {profile!r}")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from .backbone import quiet_transformers
+
+    quiet_transformers()
+    warnings.filterwarnings("ignore", category=DataWarning)  # the notebooks show skipped rows as tables
+    warnings.filterwarnings("ignore", message=".*IProgress not found.*")
+    import matplotlib
+
+    matplotlib.rcParams.update({"figure.dpi": 90, "axes.grid": True, "grid.alpha": 0.3})
+    random.seed(seed)
+    np.random.seed(seed)
+    import torch
+
+    torch.manual_seed(seed)
+    folder = Path(out_dir) if out_dir else REPO_ROOT / "runs" / "notebooks" / profile / name
+    folder.mkdir(parents=True, exist_ok=True)
+    return Lab(name, profile, seed, folder, progress=profile != "smoke")
+
+
+def environment() -> dict:
+    """Versions, device and backbone of this machine (for the set-up notebook)."""
+    import torch
+    import transformers
+
+    from .backbone import backbone_path
+
+    return {
+        "python": sys.version.split()[0],
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"CPU ({os.cpu_count()} cores)",
+        "torch threads": torch.get_num_threads(),
+        "bf16 autocast": "yes",
+        "backbone": backbone_path(),
+    }
+
+
+def notebook_paths(only: list[str] | None = None) -> list[Path]:
+    """The numbered notebooks in order, optionally only those whose name starts with one of ``only``."""
+    books = sorted(NOTEBOOK_DIR.glob("[0-9][0-9]_*.ipynb"))
+    if only:
+        books = [b for b in books if any(b.name.startswith(o) or b.stem == o for o in only)]
+        if not books:
+            raise ValueError(
+                f"no notebook matches {only}; have {[b.name for b in sorted(NOTEBOOK_DIR.glob('*.ipynb'))]}"
+            )
+    return books
+
+
+def run_notebooks(
+    profile: str = "smoke",
+    only: list[str] | None = None,
+    out: str | None = None,
+    device: str = "auto",
+    inplace: bool = False,
+) -> int:
+    """Execute notebooks with papermill; print a summary table; return 0 if all succeeded else 1."""
+    import pandas as pd
+    import papermill
+    import torch
+
+    if profile == "gpu" and not torch.cuda.is_available():
+        if device == "auto":
+            print(
+                "error: --profile gpu needs a CUDA GPU and none is visible to torch here "
+                "(torch.cuda.is_available() is False). Use --profile cpu on this machine, or pass "
+                "--device cpu to run the gpu settings on the CPU anyway (many hours).",
+                file=sys.stderr,
+            )
+            return 2
+    if inplace and profile != "smoke":
+        print("error: --inplace refreshes the committed notebooks, which hold smoke-profile outputs", file=sys.stderr)
+        return 2
+    run_root = Path(out) if out else REPO_ROOT / "runs" / "notebooks" / profile
+    run_root.mkdir(parents=True, exist_ok=True)
+    if device != "auto":
+        os.environ["MTL_LAB_DEVICE"] = device
+    rows = []
+    for book in notebook_paths(only):
+        target = book if inplace else run_root / book.name
+        folder = run_root / book.stem
+        t0 = time.perf_counter()
+        status, headline = "ok", ""
+        try:
+            papermill.execute_notebook(
+                str(book),
+                str(target),
+                parameters={"PROFILE": profile, "OUT_DIR": str(folder)},
+                cwd=str(NOTEBOOK_DIR),
+                progress_bar=False,
+                kernel_name="python3",
+            )
+        except Exception as exc:  # papermill raises PapermillExecutionError with the cell's error
+            status = "FAILED"
+            headline = str(exc).strip().splitlines()[-1][:100] if str(exc).strip() else exc.__class__.__name__
+        minutes = (time.perf_counter() - t0) / 60
+        if status == "ok" and (folder / "headline.txt").is_file():
+            headline = (folder / "headline.txt").read_text().strip()
+        rows.append({"notebook": book.name, "status": status, "minutes": round(minutes, 1), "headline": headline})
+        print(f"{book.name}: {status} in {minutes:.1f} min  {headline}", flush=True)
+    table = pd.DataFrame(rows)
+    print()
+    print(table.to_string(index=False))
+    (run_root / "summary.json").write_text(json.dumps(rows, indent=2))
+    print(f"\nexecuted notebooks and figures: {run_root if not inplace else NOTEBOOK_DIR}")
+    return 0 if all(r["status"] == "ok" for r in rows) else 1

@@ -1,0 +1,437 @@
+"""The lab's one training loop: single-task, multi-task and sequential training.
+
+A run is ``train(ModelConfig, TrainConfig, out_dir)``. It
+
+1. loads and tokenizes the train/dev splits of the chosen tasks (once per process),
+2. plans each epoch as a list of steps, a step being one task batch (or several, see below),
+   drawn by a task sampler: ``proportional`` (every training batch once per epoch, in shuffled
+   order), ``round_robin`` (tasks in turn), ``sqrt`` (p_k ~ sqrt(n_k)) or ``annealed``
+   (Stickland & Murray, 2019: p_k ~ n_k ** alpha, alpha from 1 down to 0.2 over the epochs),
+3. trains with the hand-written AdamW, linear warm-up + linear decay, gradient clipping,
+   optional layer-wise LR decay, and autocast (bf16 on CPU, bf16/fp16 + GradScaler on CUDA),
+4. evaluates on dev after each epoch, keeps the best epoch by the overall score (``best.pt``),
+5. checkpoints atomically (``checkpoint.pt``) every ``checkpoint_every`` steps and at each epoch
+   end; a run started again in the same folder resumes from there and ends where an
+   uninterrupted run would have ended (the epoch plans are functions of seed and epoch, and the
+   RNG state is saved), and a finished run is returned from its ``results.json`` untouched,
+6. writes ``results.json``: configs, per-epoch metrics, wall time, examples/s.
+
+``sequential=True`` trains the tasks one after another in the order of ``tasks`` (each with its
+own warm-up/decay schedule) and evaluates every task after each epoch, which shows forgetting.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import random
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from .backbone import backbone_path, load_tokenizer
+from .data import TASK_NAMES, EncodedTask, collate, encode, load_split, resolve_data_dir, subsample
+from .data import bucket_batches as _bucket_batches
+from .evaluate import autocast_context, evaluate, resolve_device, resolve_precision
+from .model import ModelConfig, MultitaskModel
+from .optim import AdamW
+
+SAMPLERS = ("proportional", "round_robin", "sqrt", "annealed")
+
+
+class TrainingError(RuntimeError):
+    """Training cannot go on (a NaN loss, a run folder holding another configuration, ...)."""
+
+
+@dataclass
+class TrainConfig:
+    """How to train: tasks, schedule, sampler, precision, subsets, seeds."""
+
+    tasks: tuple[str, ...] = field(default_factory=lambda: TASK_NAMES)
+    epochs: int = 3
+    batch_size: int = 32
+    eval_batch_size: int = 128
+    lr: float = 5e-5
+    weight_decay: float = 0.01
+    warmup: float = 0.1
+    sampler: str = "proportional"
+    sequential: bool = False
+    max_length: int = 128
+    train_limit: int | None = None
+    dev_limit: int | None = None
+    precision: str = "auto"
+    grad_clip: float | None = 1.0
+    layer_decay: float = 1.0
+    seed: int = 0
+    device: str = "auto"
+    checkpoint_every: int = 200
+
+    def __post_init__(self):
+        self.tasks = tuple(self.tasks)
+        if self.sampler not in SAMPLERS:
+            raise ValueError(f"sampler must be one of {SAMPLERS}, got {self.sampler!r}")
+        if self.precision not in ("auto", "fp32", "bf16", "fp16"):
+            raise ValueError(f"precision must be auto, fp32, bf16 or fp16, got {self.precision!r}")
+        if not self.tasks:
+            raise ValueError("tasks must name at least one task")
+
+    def to_dict(self) -> dict:
+        """Plain-dict form (for results.json and checkpoints)."""
+        return asdict(self)
+
+
+PROFILES: dict[str, dict] = {
+    # seconds per run on 2 CPU cores; what nbval runs in CI
+    "smoke": dict(
+        epochs=1,
+        batch_size=16,
+        lr=1e-4,
+        max_length=32,
+        train_limit=192,
+        dev_limit=96,
+        precision="fp32",
+        checkpoint_every=0,
+    ),
+    # all local data, bf16 autocast: the multi-task baseline in well under an hour on 2 cores
+    "cpu": dict(epochs=3, batch_size=32, lr=5e-5, max_length=128, precision="auto"),
+    # the paper's settings
+    "gpu": dict(epochs=3, batch_size=16, lr=1e-5, max_length=128, precision="auto", checkpoint_every=1000),
+}
+
+
+def profile_config(profile: str, **overrides) -> TrainConfig:
+    """A TrainConfig from a profile name (smoke / cpu / gpu) plus explicit overrides."""
+    if profile not in PROFILES:
+        raise ValueError(f"unknown profile {profile!r}; expected one of {', '.join(PROFILES)}")
+    return TrainConfig(**{**PROFILES[profile], **{k: v for k, v in overrides.items() if v is not None}})
+
+
+# ----------------------------------------------------------------------------- data
+
+
+_ENCODED: dict[tuple, EncodedTask] = {}
+
+
+def load_encoded(
+    task: str, split: str, tokenizer, max_length: int, limit: int | None, seed: int, data_dir=None
+) -> EncodedTask:
+    """Read, subsample and tokenize one split; memoised per process so sweeps tokenize once."""
+    key = (str(resolve_data_dir(data_dir)), task, split, tokenizer.name_or_path, max_length, limit, seed)
+    if key not in _ENCODED:
+        df = subsample(load_split(task, split, data_dir), limit, seed)
+        _ENCODED[key] = encode(df, task, tokenizer, max_length)
+    return _ENCODED[key]
+
+
+def load_task_data(cfg: TrainConfig, tokenizer, data_dir=None) -> tuple[dict, dict]:
+    """Encoded train and dev splits of the configured tasks (subsets fixed by seed 0, not the run seed)."""
+    train = {t: load_encoded(t, "train", tokenizer, cfg.max_length, cfg.train_limit, 0, data_dir) for t in cfg.tasks}
+    dev = {t: load_encoded(t, "dev", tokenizer, cfg.max_length, cfg.dev_limit, 0, data_dir) for t in cfg.tasks}
+    return train, dev
+
+
+# ----------------------------------------------------------------------------- sampling
+
+
+def task_probabilities(sampler: str, sizes: dict[str, int], epoch: int = 0, epochs: int = 1) -> dict[str, float]:
+    """Probability of drawing each task for a step under a sampler (epoch counts from 0)."""
+    n = np.array([sizes[t] for t in sizes], dtype=float)
+    if sampler == "round_robin":
+        p = np.ones_like(n)
+    elif sampler == "proportional":
+        p = n
+    elif sampler == "sqrt":
+        p = np.sqrt(n)
+    elif sampler == "annealed":
+        alpha = 1.0 - 0.8 * (epoch / (epochs - 1) if epochs > 1 else 0.0)
+        p = n**alpha
+    else:
+        raise ValueError(f"unknown sampler {sampler!r}")
+    return dict(zip(sizes, p / p.sum()))
+
+
+def epoch_plan(
+    train: dict[str, EncodedTask],
+    tasks: tuple[str, ...],
+    sampler: str,
+    batch_size: int,
+    seed: int,
+    epoch: int,
+    epochs: int,
+) -> list[tuple[tuple[str, np.ndarray], ...]]:
+    """The steps of one epoch: each a tuple of (task, example indices) batches, fixed by seed and epoch.
+
+    An epoch has as many steps as the tasks have batches together. ``proportional`` takes every
+    batch exactly once; the other samplers draw a task per step and cycle through that task's
+    (re-shuffled) batches, so small tasks may repeat and large ones may not finish.
+    """
+    rng = np.random.default_rng([seed, epoch])
+    pools = {t: _bucket_batches(train[t].lengths, batch_size, rng) for t in tasks}
+    n_steps = sum(len(b) for b in pools.values())
+    if sampler == "proportional":
+        order = np.concatenate([[i] * len(pools[t]) for i, t in enumerate(tasks)])
+        rng.shuffle(order)
+    elif sampler == "round_robin":
+        order = np.arange(n_steps) % len(tasks)
+    else:
+        probs = task_probabilities(sampler, {t: len(train[t]) for t in tasks}, epoch, epochs)
+        order = rng.choice(len(tasks), size=n_steps, p=[probs[t] for t in tasks])
+    cursor = dict.fromkeys(tasks, 0)
+    plan = []
+    for i in order:
+        t = tasks[i]
+        if cursor[t] == len(pools[t]):  # exhausted: a fresh shuffle of this task
+            pools[t], cursor[t] = _bucket_batches(train[t].lengths, batch_size, rng), 0
+        plan.append(((t, pools[t][cursor[t]]),))
+        cursor[t] += 1
+    return plan
+
+
+def lr_multiplier(step: int, total: int, warmup: float) -> float:
+    """Linear warm-up over ``warmup * total`` steps, then linear decay to zero."""
+    warm = max(1, int(round(warmup * total)))
+    if step < warm:
+        return (step + 1) / warm
+    return max(0.0, (total - step) / max(1, total - warm))
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch (CPU and CUDA)."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def atomic_save(obj, path: Path) -> None:
+    """torch.save to a temporary file, then rename: a crash never leaves half a checkpoint."""
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        torch.save(obj, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def atomic_write_json(obj, path: Path) -> None:
+    """Write JSON through a temporary file and a rename."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2, default=float))
+    os.replace(tmp, path)
+
+
+def _to_device(batch: dict, device: torch.device) -> dict:
+    return {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
+
+
+def same_config(stored: dict, config: dict) -> bool:
+    """Whether a stored run config equals ``config``; fields added to the dataclasses since the run
+    was stored count as their defaults (so new options do not invalidate finished runs)."""
+    defaults = {"model": ModelConfig().to_dict(), "train": TrainConfig().to_dict()}
+    norm = lambda d: json.loads(json.dumps(d))  # noqa: E731 -- tuples and lists compare equal
+    return all(norm({**defaults[k], **stored.get(k, {})}) == norm(config[k]) for k in defaults)
+
+
+def load_results(out_dir: str | os.PathLike) -> dict | None:
+    """The results.json of a run folder, or None."""
+    path = Path(out_dir) / "results.json"
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+# ----------------------------------------------------------------------------- the loop
+
+
+def train(
+    model_cfg: ModelConfig,
+    cfg: TrainConfig,
+    out_dir: str | os.PathLike,
+    data_dir: str | os.PathLike | None = None,
+    resume: bool = True,
+    progress: bool = True,
+    on_step: Callable[[int], None] | None = None,
+) -> dict:
+    """Train (or resume, or return a finished run) and return the results dict (also in results.json)."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    ckpt_path, best_path, results_path = out / "checkpoint.pt", out / "best.pt", out / "results.json"
+    model_cfg = replace(model_cfg, tasks=cfg.tasks)
+    config = {"model": model_cfg.to_dict(), "train": cfg.to_dict()}
+
+    previous = load_results(out) if resume else None
+    if previous is not None and not same_config(previous["config"], config):
+        raise TrainingError(f"{out} holds a run with a different configuration; choose another out_dir or resume=False")
+    if previous is not None and previous.get("finished"):
+        return previous
+
+    device = resolve_device(cfg.device)
+    precision = resolve_precision(cfg.precision, device)
+    seed_everything(cfg.seed)
+    tokenizer = load_tokenizer(model_cfg.backbone)
+    train_sets, dev_sets = load_task_data(cfg, tokenizer, data_dir)
+    model = MultitaskModel(model_cfg).to(device)
+    optimizer = AdamW(
+        model.parameter_groups(cfg.lr, cfg.weight_decay, cfg.layer_decay), lr=cfg.lr, weight_decay=cfg.weight_decay
+    )
+    for group in optimizer.param_groups:
+        group["base_lr"] = group["lr"]
+    scaler = torch.amp.GradScaler("cuda") if precision == "fp16" and device.type == "cuda" else None
+
+    stages = [(t,) for t in cfg.tasks] if cfg.sequential else [cfg.tasks]
+    steps_per_epoch = {s: sum(math.ceil(len(train_sets[t]) / cfg.batch_size) for t in s) for s in stages}
+
+    state = {"stage": 0, "epoch": 0, "step": 0, "global_step": 0, "elapsed": 0.0}
+    history: list[dict] = []
+    best = {"overall": -math.inf}
+    if resume and ckpt_path.is_file():
+        ckpt = torch.load(ckpt_path, map_location=device, weights_only=False)
+        if not same_config(ckpt["config"], config):
+            raise TrainingError(
+                f"{ckpt_path} was written by another configuration; choose another out_dir or resume=False"
+            )
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        if scaler is not None and ckpt.get("scaler"):
+            scaler.load_state_dict(ckpt["scaler"])
+        torch.set_rng_state(ckpt["rng"]["torch"])
+        if device.type == "cuda" and ckpt["rng"].get("cuda") is not None:
+            torch.cuda.set_rng_state(ckpt["rng"]["cuda"])
+        state, history, best = ckpt["state"], ckpt["history"], ckpt["best"]
+        if progress:
+            tqdm.write(f"resuming {out} at stage {state['stage']} epoch {state['epoch']} step {state['step']}")
+
+    def save_checkpoint() -> None:
+        rng = {"torch": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state() if device.type == "cuda" else None}
+        atomic_save(
+            {
+                "config": config,
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "scaler": scaler.state_dict() if scaler is not None else None,
+                "rng": rng,
+                "state": dict(state),
+                "history": history,
+                "best": best,
+            },
+            ckpt_path,
+        )
+
+    def results(finished: bool) -> dict:
+        train_time = sum(h["train_seconds"] for h in history)
+        examples = sum(h["examples"] for h in history)
+        return {
+            "config": config,
+            "precision": precision,
+            "device": str(device),
+            "environment": {
+                "torch": torch.__version__,
+                "threads": torch.get_num_threads(),
+                "machine": platform.machine(),
+                "backbone_path": backbone_path(model_cfg.backbone),
+            },
+            "data": {t: {"train": len(train_sets[t]), "dev": len(dev_sets[t])} for t in cfg.tasks},
+            "history": history,
+            "best": best,
+            "wall_time_s": state["elapsed"],
+            "examples_per_s": examples / train_time if train_time else None,
+            "finished": finished,
+        }
+
+    model.train()
+    start_time = time.perf_counter() - state["elapsed"]
+    for stage_i in range(state["stage"], len(stages)):
+        stage = stages[stage_i]
+        total = steps_per_epoch[stage] * cfg.epochs
+        for epoch in range(state["epoch"], cfg.epochs):
+            global_epoch = stage_i * cfg.epochs + epoch
+            plan = epoch_plan(train_sets, stage, cfg.sampler, cfg.batch_size, cfg.seed, global_epoch, cfg.epochs)
+            partial = state.pop("partial", None) or {"losses": {t: [] for t in stage}, "examples": 0, "seconds": 0.0}
+            losses, examples = partial["losses"], partial["examples"]
+            t0 = time.perf_counter() - partial["seconds"]
+            desc = f"{'/'.join(stage)} epoch {epoch + 1}/{cfg.epochs}"
+            bar = tqdm(total=len(plan), initial=state["step"], desc=desc, disable=not progress, leave=False)
+            for step in range(state["step"], len(plan)):
+                mult = lr_multiplier(epoch * len(plan) + step, total, cfg.warmup)
+                for group in optimizer.param_groups:
+                    group["lr"] = group["base_lr"] * mult
+                for task, idx in plan[step]:
+                    batch = _to_device(collate(train_sets[task], idx, model.views(task)), device)
+                    with autocast_context(device, precision):
+                        output = model(batch)
+                    loss = model.loss(task, output, batch["labels"])
+                    if not torch.isfinite(loss):
+                        raise TrainingError(
+                            f"loss is {loss.item()} at step {state['global_step']} (task {task}, epoch {global_epoch + 1}); "
+                            f"lower the learning rate (now {cfg.lr}) or train in fp32"
+                        )
+                    (scaler.scale(loss) if scaler is not None else loss).backward()
+                    losses[task].append(loss.item())
+                    examples += len(idx)
+                if scaler is not None:
+                    scaler.unscale_(optimizer)
+                if cfg.grad_clip:
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+                if scaler is not None:
+                    scaler.step(optimizer)
+                    scaler.update()
+                else:
+                    optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+                state["step"], state["global_step"] = step + 1, state["global_step"] + 1
+                bar.update(1)
+                if step % 20 == 0:
+                    bar.set_postfix({t: f"{np.mean(v[-50:]):.3f}" for t, v in losses.items() if v})
+                if cfg.checkpoint_every and state["step"] % cfg.checkpoint_every == 0 and state["step"] < len(plan):
+                    now = time.perf_counter()
+                    state["elapsed"] = now - start_time
+                    state["partial"] = {"losses": losses, "examples": examples, "seconds": now - t0}
+                    save_checkpoint()
+                    del state["partial"]
+                if on_step is not None:
+                    on_step(state["global_step"])
+            bar.close()
+            train_seconds = time.perf_counter() - t0
+            metrics = evaluate(model, dev_sets, cfg.eval_batch_size, precision)
+            record = {
+                "epoch": global_epoch + 1,
+                "stage": "/".join(stage),
+                "train_loss": {t: float(np.mean(v)) for t, v in losses.items() if v},
+                "dev": metrics,
+                "train_seconds": train_seconds,
+                "eval_seconds": time.perf_counter() - t0 - train_seconds,
+                "examples": examples,
+                "examples_per_s": examples / train_seconds if train_seconds else None,
+            }
+            history.append(record)
+            if progress:
+                shown = ", ".join(f"{k} {v:.3f}" for k, v in metrics.items())
+                tqdm.write(f"[{desc}] dev: {shown} ({train_seconds:.0f}s train)")
+            if metrics["overall"] > best["overall"]:
+                best = {"epoch": global_epoch + 1, **metrics}
+                atomic_save(
+                    {
+                        "model_config": model_cfg.to_dict(),
+                        "train_config": cfg.to_dict(),
+                        "state_dict": model.state_dict(),
+                        "metrics": best,
+                    },
+                    best_path,
+                )
+            state.update(epoch=epoch + 1, step=0, elapsed=time.perf_counter() - start_time)
+            save_checkpoint()
+            atomic_write_json(results(finished=False), results_path)
+        state.update(stage=stage_i + 1, epoch=0)
+    state["elapsed"] = time.perf_counter() - start_time
+    final = results(finished=True)
+    atomic_write_json(final, results_path)
+    if ckpt_path.is_file():
+        ckpt_path.unlink()  # the run is complete: best.pt is what predict needs
+    return final

@@ -1,0 +1,47 @@
+"""Metrics against hand-computed values, and the leaderboard file format."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mtl_lab.evaluate import overall_score, prediction_frame, task_metrics, write_predictions
+
+
+def test_accuracy_by_hand():
+    assert task_metrics("sst", np.array([0, 1, 2, 3, 4]), np.array([0, 1, 2, 0, 0])) == {"sst_acc": 0.6}
+    assert task_metrics("qqp", np.array([1, 0, 1, 1]), np.array([1, 0, 0, 1])) == {"qqp_acc": 0.75}
+
+
+def test_pearson_and_spearman_by_hand():
+    # x = 1..4, y = 1, 3, 2, 4 -> Pearson r = 0.8 (cov 1.0 / var 1.25); Spearman the same (ranks equal values)
+    m = task_metrics("sts", np.array([1.0, 2.0, 3.0, 4.0]), np.array([1.0, 3.0, 2.0, 4.0]))
+    assert m["sts_pearson"] == pytest.approx(0.8)
+    assert m["sts_spearman"] == pytest.approx(0.8)
+    # monotone but not linear: Spearman 1, Pearson below 1
+    m = task_metrics("sts", np.array([1.0, 2.0, 3.0, 4.0]), np.array([1.0, 2.0, 3.0, 40.0]))
+    assert m["sts_spearman"] == pytest.approx(1.0)
+    assert m["sts_pearson"] < 0.9
+
+
+def test_constant_predictions_give_zero_correlation_not_nan():
+    m = task_metrics("sts", np.full(4, 2.5), np.array([1.0, 3.0, 2.0, 4.0]))
+    assert m == {"sts_pearson": 0.0, "sts_spearman": 0.0}
+
+
+def test_overall_score_formula():
+    # the paper's best row: (.523 + .905 + (.875 + 1) / 2) / 3 = .78854
+    m = {"sst_acc": 0.523, "qqp_acc": 0.905, "sts_pearson": 0.875}
+    assert overall_score(m) == pytest.approx((0.523 + 0.905 + 0.9375) / 3)
+    assert overall_score({"sts_pearson": 0.5}) == pytest.approx(0.75)
+    with pytest.raises(ValueError):
+        overall_score({})
+
+
+def test_prediction_files_follow_the_leaderboard_format(tmp_path):
+    path = write_predictions(tmp_path, "qqp", "test", ["a b", "c"], np.array([1, 0]))
+    assert path.name == "para-test-output.csv"
+    assert path.read_text().splitlines() == ["id,Predicted_Is_Paraphrase", "ab,1", "c,0"]
+    sts = prediction_frame("sts", ["x", "y"], np.array([-0.3, 5.7]))
+    assert sts["Predicted_Similarity"].tolist() == [0.0, 5.0]
+    path = write_predictions(tmp_path, "sst", "dev", ["x"], np.array([3.0]))
+    assert pd.read_csv(path).to_dict("records") == [{"id": "x", "Predicted_Sentiment": 3}]
