@@ -90,12 +90,12 @@ class TrainConfig:
 PROFILES: dict[str, dict] = {
     # seconds per run on 2 CPU cores; what nbval runs in CI
     "smoke": dict(
-        epochs=1,
+        epochs=2,
         batch_size=16,
-        lr=1e-4,
+        lr=2e-4,
         max_length=32,
         train_limit=192,
-        dev_limit=96,
+        dev_limit=200,
         precision="fp32",
         checkpoint_every=0,
     ),

@@ -1,0 +1,137 @@
+"""The training loop: samplers, schedule, resume after an interruption, NaN stop, a real smoke run."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from mtl_lab.analysis import load_quietly
+from mtl_lab.data import subsample
+from mtl_lab.model import ModelConfig, load_model
+from mtl_lab.train import TrainingError, epoch_plan, lr_multiplier, profile_config, task_probabilities, train
+
+
+class FakeTask:
+    def __init__(self, n, seed=0):
+        self.lengths = np.random.default_rng(seed).integers(5, 60, size=n)
+
+    def __len__(self):
+        return len(self.lengths)
+
+
+def test_sampler_probabilities():
+    sizes = {"sst": 100, "qqp": 400, "sts": 25}
+    assert task_probabilities("proportional", sizes)["qqp"] == pytest.approx(400 / 525)
+    assert task_probabilities("round_robin", sizes)["sts"] == pytest.approx(1 / 3)
+    assert task_probabilities("sqrt", sizes)["sst"] == pytest.approx(10 / 35)
+    # annealed: proportional in the first epoch, n ** 0.2 in the last
+    assert task_probabilities("annealed", sizes, 0, 3) == pytest.approx(task_probabilities("proportional", sizes))
+    last = task_probabilities("annealed", sizes, 2, 3)
+    assert last["qqp"] == pytest.approx(400**0.2 / sum(n**0.2 for n in sizes.values()))
+
+
+def test_proportional_plan_takes_every_batch_once():
+    train = {"a": FakeTask(100), "b": FakeTask(37, 1)}
+    plan = epoch_plan(train, ("a", "b"), "proportional", 8, seed=0, epoch=0, epochs=1)
+    assert len(plan) == math.ceil(100 / 8) + math.ceil(37 / 8)
+    for task, n in (("a", 100), ("b", 37)):
+        seen = np.concatenate([idx for step in plan for t, idx in step if t == task])
+        assert sorted(seen.tolist()) == list(range(n))
+
+
+def test_round_robin_alternates_and_plans_are_reproducible():
+    train = {"a": FakeTask(100), "b": FakeTask(37, 1)}
+    plan = epoch_plan(train, ("a", "b"), "round_robin", 8, seed=3, epoch=1, epochs=2)
+    assert [step[0][0] for step in plan[:4]] == ["a", "b", "a", "b"]
+    again = epoch_plan(train, ("a", "b"), "round_robin", 8, seed=3, epoch=1, epochs=2)
+    assert all(np.array_equal(x[0][1], y[0][1]) for x, y in zip(plan, again))
+    other = epoch_plan(train, ("a", "b"), "round_robin", 8, seed=3, epoch=0, epochs=2)
+    assert not all(np.array_equal(x[0][1], y[0][1]) for x, y in zip(plan, other))
+
+
+def test_lr_schedule_warms_up_then_decays_to_zero():
+    lrs = [lr_multiplier(s, 100, 0.1) for s in range(100)]
+    assert lrs[0] == pytest.approx(0.1) and lrs[9] == pytest.approx(1.0)
+    assert all(a >= b for a, b in zip(lrs[9:], lrs[10:]))
+    assert lrs[-1] == pytest.approx(1 / 90)
+
+
+def tiny(**kw):
+    base = dict(train_limit=48, dev_limit=48, epochs=2, batch_size=16, max_length=24, checkpoint_every=5)
+    return profile_config("smoke", **{**base, **kw})
+
+
+@pytest.fixture(scope="module")
+def straight_run(tmp_path_factory):
+    path = tmp_path_factory.mktemp("straight")
+    return path, train(ModelConfig(), tiny(), path, progress=False)
+
+
+@pytest.mark.parametrize(
+    "stop_at, checkpoint",
+    [(12, (1, 0)), (17, (1, 5))],  # 9 steps an epoch, checkpoints every 5 steps and at epoch ends
+    ids=["from-epoch-end", "from-mid-epoch"],
+)
+def test_resume_after_interrupt_gives_the_same_result(tmp_path, straight_run, stop_at, checkpoint):
+    straight_path, straight = straight_run
+
+    def interrupt(step):
+        if step == stop_at:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(ModelConfig(), tiny(), tmp_path, progress=False, on_step=interrupt)
+    ckpt = torch.load(tmp_path / "checkpoint.pt", weights_only=False)
+    assert (ckpt["state"]["epoch"], ckpt["state"]["step"]) == checkpoint
+    resumed = train(ModelConfig(), tiny(), tmp_path, progress=False)
+    for a, b in zip(straight["history"], resumed["history"]):
+        assert a["dev"] == b["dev"]
+        assert a["train_loss"] == b["train_loss"]
+        assert a["examples"] == b["examples"]
+    sa = load_model(straight_path).state_dict()
+    sb = load_model(tmp_path).state_dict()
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+    assert not (tmp_path / "checkpoint.pt").exists()
+
+
+def test_finished_run_is_reused_and_other_config_refused(tmp_path):
+    first = train(ModelConfig(), tiny(epochs=1), tmp_path, progress=False)
+    again = train(ModelConfig(), tiny(epochs=1), tmp_path, progress=False)
+    assert again == json.loads(json.dumps(first))
+    with pytest.raises(TrainingError, match="different configuration"):
+        train(ModelConfig(), tiny(epochs=1, lr=1e-3), tmp_path, progress=False)
+
+
+def test_fixed_seed_gives_the_same_metrics(tmp_path):
+    a = train(ModelConfig(), tiny(epochs=1), tmp_path / "a", progress=False)
+    b = train(ModelConfig(), tiny(epochs=1), tmp_path / "b", progress=False)
+    c = train(ModelConfig(), tiny(epochs=1, seed=1), tmp_path / "c", progress=False)
+    assert a["best"] == b["best"]
+    assert a["best"] != c["best"]
+
+
+def test_nan_loss_stops_with_a_message(tmp_path):
+    with pytest.raises(TrainingError, match=r"loss is (nan|inf).*lower the learning rate"):
+        train(ModelConfig(), tiny(lr=1e6, grad_clip=None, epochs=1), tmp_path, progress=False)
+
+
+def test_sequential_training_evaluates_all_tasks_each_epoch(tmp_path):
+    res = train(ModelConfig(), tiny(tasks=("sts", "sst"), sequential=True, epochs=1), tmp_path, progress=False)
+    assert [h["stage"] for h in res["history"]] == ["sts", "sst"]
+    assert all({"sst_acc", "sts_pearson"} <= set(h["dev"]) for h in res["history"])
+
+
+def test_smoke_multitask_run_beats_the_majority_class(tmp_path):
+    cfg = profile_config("smoke")
+    res = train(ModelConfig(), cfg, tmp_path, progress=False)
+    best = res["best"]
+    for task in ("sst", "qqp"):
+        dev = subsample(load_quietly(task, "dev"), cfg.dev_limit, 0)
+        majority = dev["label"].value_counts(normalize=True).max()
+        assert best[f"{task}_acc"] > majority + 0.02, (task, best, majority)
+    assert best["sts_pearson"] > 0.2  # a constant (mean) predictor has r = 0
+    assert res["examples_per_s"] > 0 and res["finished"]
+    written = json.loads((tmp_path / "results.json").read_text())
+    assert written["history"][-1]["dev"] == res["history"][-1]["dev"]
