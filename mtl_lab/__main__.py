@@ -25,6 +25,7 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--layer-decay", type=float, help="layer-wise LR decay factor (1.0 = off)")
     p.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"])
     p.add_argument("--train-limit", type=int, help="train examples per task (seeded subset)")
+    p.add_argument("--train-fraction", type=float, help="fraction of each task's train split (seeded subset)")
     p.add_argument("--dev-limit", type=int, help="dev examples per task (seeded subset)")
     p.add_argument("--seed", type=int)
     p.add_argument("--device", help="auto (default), cpu, cuda, cuda:1, ...")
@@ -53,6 +54,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         layer_decay=args.layer_decay,
         precision=args.precision,
         train_limit=args.train_limit,
+        train_fraction=args.train_fraction,
         dev_limit=args.dev_limit,
         seed=args.seed,
         device=args.device,

@@ -65,6 +65,7 @@ class TrainConfig:
     sequential: bool = False
     max_length: int = 128
     train_limit: int | None = None
+    train_fraction: float | None = None
     dev_limit: int | None = None
     precision: str = "auto"
     grad_clip: float | None = 1.0
@@ -94,7 +95,7 @@ PROFILES: dict[str, dict] = {
         batch_size=16,
         lr=2e-4,
         max_length=32,
-        train_limit=192,
+        train_fraction=0.025,
         dev_limit=200,
         precision="fp32",
         checkpoint_every=0,
@@ -120,19 +121,34 @@ _ENCODED: dict[tuple, EncodedTask] = {}
 
 
 def load_encoded(
-    task: str, split: str, tokenizer, max_length: int, limit: int | None, seed: int, data_dir=None
+    task: str,
+    split: str,
+    tokenizer,
+    max_length: int,
+    limit: int | None,
+    seed: int,
+    data_dir=None,
+    fraction: float | None = None,
 ) -> EncodedTask:
-    """Read, subsample and tokenize one split; memoised per process so sweeps tokenize once."""
-    key = (str(resolve_data_dir(data_dir)), task, split, tokenizer.name_or_path, max_length, limit, seed)
+    """Read, subsample (at most ``limit`` rows, or a ``fraction`` of them) and tokenize one split.
+
+    Memoised per process, so the runs of a notebook or sweep tokenize each split once.
+    """
+    key = (str(resolve_data_dir(data_dir)), task, split, tokenizer.name_or_path, max_length, limit, fraction, seed)
     if key not in _ENCODED:
-        df = subsample(load_split(task, split, data_dir), limit, seed)
-        _ENCODED[key] = encode(df, task, tokenizer, max_length)
+        df = load_split(task, split, data_dir)
+        if fraction is not None:
+            limit = min(limit or len(df), max(1, round(fraction * len(df))))
+        _ENCODED[key] = encode(subsample(df, limit, seed), task, tokenizer, max_length)
     return _ENCODED[key]
 
 
 def load_task_data(cfg: TrainConfig, tokenizer, data_dir=None) -> tuple[dict, dict]:
     """Encoded train and dev splits of the configured tasks (subsets fixed by seed 0, not the run seed)."""
-    train = {t: load_encoded(t, "train", tokenizer, cfg.max_length, cfg.train_limit, 0, data_dir) for t in cfg.tasks}
+    train = {
+        t: load_encoded(t, "train", tokenizer, cfg.max_length, cfg.train_limit, 0, data_dir, cfg.train_fraction)
+        for t in cfg.tasks
+    }
     dev = {t: load_encoded(t, "dev", tokenizer, cfg.max_length, cfg.dev_limit, 0, data_dir) for t in cfg.tasks}
     return train, dev
 
