@@ -22,6 +22,7 @@ own warm-up/decay schedule) and evaluates every task after each epoch, which sho
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import os
@@ -42,8 +43,9 @@ from .data import bucket_batches as _bucket_batches
 from .evaluate import autocast_context, evaluate, resolve_device, resolve_precision
 from .model import ModelConfig, MultitaskModel
 from .optim import AdamW
+from .optim.pcgrad import AGGREGATORS, TaskGradients, cosine_matrix
 
-SAMPLERS = ("proportional", "round_robin", "sqrt", "annealed")
+SAMPLERS = ("proportional", "round_robin", "sqrt", "annealed", "uniform")
 
 
 class TrainingError(RuntimeError):
@@ -73,6 +75,10 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
     checkpoint_every: int = 200
+    task_draws: int = 1
+    aggregation: str = "sum"
+    reduction: str = "mean"
+    monitor_every: int = 0
 
     def __post_init__(self):
         self.tasks = tuple(self.tasks)
@@ -82,6 +88,12 @@ class TrainConfig:
             raise ValueError(f"precision must be auto, fp32, bf16 or fp16, got {self.precision!r}")
         if not self.tasks:
             raise ValueError("tasks must name at least one task")
+        if self.aggregation not in AGGREGATORS:
+            raise ValueError(f"aggregation must be one of {tuple(AGGREGATORS)}, got {self.aggregation!r}")
+        if self.reduction not in ("mean", "sum"):
+            raise ValueError(f"reduction must be 'mean' or 'sum', got {self.reduction!r}")
+        if self.task_draws < 1:
+            raise ValueError(f"task_draws must be >= 1, got {self.task_draws}")
 
     def to_dict(self) -> dict:
         """Plain-dict form (for results.json and checkpoints)."""
@@ -159,7 +171,7 @@ def load_task_data(cfg: TrainConfig, tokenizer, data_dir=None) -> tuple[dict, di
 def task_probabilities(sampler: str, sizes: dict[str, int], epoch: int = 0, epochs: int = 1) -> dict[str, float]:
     """Probability of drawing each task for a step under a sampler (epoch counts from 0)."""
     n = np.array([sizes[t] for t in sizes], dtype=float)
-    if sampler == "round_robin":
+    if sampler in ("round_robin", "uniform"):
         p = np.ones_like(n)
     elif sampler == "proportional":
         p = n
@@ -181,33 +193,36 @@ def epoch_plan(
     seed: int,
     epoch: int,
     epochs: int,
+    draws: int = 1,
 ) -> list[tuple[tuple[str, np.ndarray], ...]]:
-    """The steps of one epoch: each a tuple of (task, example indices) batches, fixed by seed and epoch.
+    """The steps of one epoch: each a tuple of ``draws`` (task, example indices) batches, fixed by seed and epoch.
 
-    An epoch has as many steps as the tasks have batches together. ``proportional`` takes every
-    batch exactly once; the other samplers draw a task per step and cycle through that task's
-    (re-shuffled) batches, so small tasks may repeat and large ones may not finish.
+    An epoch holds as many batches as the tasks have together. ``proportional`` takes every batch
+    exactly once, in shuffled order; the other samplers draw the task of each batch (``uniform``
+    at random with equal probabilities, ``round_robin`` in turn) and cycle through that task's
+    re-shuffled batches, so small tasks may repeat and large ones may not finish. With
+    ``draws > 1`` consecutive batches form one step (PCGrad's small per-task batches).
     """
     rng = np.random.default_rng([seed, epoch])
     pools = {t: _bucket_batches(train[t].lengths, batch_size, rng) for t in tasks}
-    n_steps = sum(len(b) for b in pools.values())
+    n_batches = sum(len(b) for b in pools.values())
     if sampler == "proportional":
         order = np.concatenate([[i] * len(pools[t]) for i, t in enumerate(tasks)])
         rng.shuffle(order)
     elif sampler == "round_robin":
-        order = np.arange(n_steps) % len(tasks)
+        order = np.arange(n_batches) % len(tasks)
     else:
         probs = task_probabilities(sampler, {t: len(train[t]) for t in tasks}, epoch, epochs)
-        order = rng.choice(len(tasks), size=n_steps, p=[probs[t] for t in tasks])
+        order = rng.choice(len(tasks), size=n_batches, p=[probs[t] for t in tasks])
     cursor = dict.fromkeys(tasks, 0)
-    plan = []
+    batches = []
     for i in order:
         t = tasks[i]
         if cursor[t] == len(pools[t]):  # exhausted: a fresh shuffle of this task
             pools[t], cursor[t] = _bucket_batches(train[t].lengths, batch_size, rng), 0
-        plan.append(((t, pools[t][cursor[t]]),))
+        batches.append((t, pools[t][cursor[t]]))
         cursor[t] += 1
-    return plan
+    return [tuple(batches[i : i + draws]) for i in range(0, len(batches), draws)]
 
 
 def lr_multiplier(step: int, total: int, warmup: float) -> float:
@@ -263,6 +278,53 @@ def load_results(out_dir: str | os.PathLike) -> dict | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
+def task_losses(model, step: tuple, train_sets: dict, device: torch.device, precision: str) -> dict[str, torch.Tensor]:
+    """Loss of each task in a step; the batches of one task are joined into one forward pass."""
+    by_task: dict[str, list[np.ndarray]] = {}
+    for task, idx in step:
+        by_task.setdefault(task, []).append(idx)
+    out = {}
+    for task, parts in by_task.items():
+        idx = np.concatenate(parts)
+        batch = _to_device(collate(train_sets[task], idx, model.views(task)), device)
+        with autocast_context(device, precision):
+            output = model(batch)
+        out[task] = model.loss(task, output, batch["labels"])
+    return out
+
+
+def probe_batches(train_sets: dict, model, cfg: TrainConfig) -> dict[str, dict]:
+    """A fixed batch per task (seeded), on which the conflict monitor measures task gradients."""
+    rng = np.random.default_rng([cfg.seed, 7919])
+    return {
+        t: collate(
+            enc,
+            rng.choice(len(enc), size=min(cfg.batch_size * cfg.task_draws, len(enc)), replace=False),
+            model.views(t),
+        )
+        for t, enc in train_sets.items()
+    }
+
+
+def probe_gradients(model, probes: dict[str, dict], device: torch.device, precision: str) -> torch.Tensor:
+    """K x D gradients of each task's probe loss w.r.t. the shared parameters (eval mode: no dropout)."""
+    shared = model.shared_parameters()
+    model.eval()
+    rows = []
+    try:
+        for task, batch in probes.items():
+            batch = _to_device(batch, device)
+            with autocast_context(device, precision):
+                loss = model.loss(task, model(batch), batch["labels"])
+            grads = torch.autograd.grad(loss, shared, allow_unused=True)
+            rows.append(
+                torch.cat([(g if g is not None else torch.zeros_like(p)).reshape(-1) for g, p in zip(grads, shared)])
+            )
+    finally:
+        model.train()
+    return torch.stack(rows)
+
+
 # ----------------------------------------------------------------------------- the loop
 
 
@@ -302,7 +364,12 @@ def train(
     scaler = torch.amp.GradScaler("cuda") if precision == "fp16" and device.type == "cuda" else None
 
     stages = [(t,) for t in cfg.tasks] if cfg.sequential else [cfg.tasks]
-    steps_per_epoch = {s: sum(math.ceil(len(train_sets[t]) / cfg.batch_size) for t in s) for s in stages}
+    steps_per_epoch = {
+        s: math.ceil(sum(math.ceil(len(train_sets[t]) / cfg.batch_size) for t in s) / cfg.task_draws) for s in stages
+    }
+    shared_grads = TaskGradients(model.shared_parameters()) if cfg.aggregation != "sum" else None
+    probes = probe_batches(train_sets, model, cfg) if cfg.monitor_every else None
+    conflicts: list[dict] = []
 
     state = {"stage": 0, "epoch": 0, "step": 0, "global_step": 0, "elapsed": 0.0}
     history: list[dict] = []
@@ -321,6 +388,7 @@ def train(
         if device.type == "cuda" and ckpt["rng"].get("cuda") is not None:
             torch.cuda.set_rng_state(ckpt["rng"]["cuda"])
         state, history, best = ckpt["state"], ckpt["history"], ckpt["best"]
+        conflicts = ckpt.get("conflicts", [])
         if progress:
             tqdm.write(f"resuming {out} at stage {state['stage']} epoch {state['epoch']} step {state['step']}")
 
@@ -336,6 +404,7 @@ def train(
                 "state": dict(state),
                 "history": history,
                 "best": best,
+                "conflicts": conflicts,
             },
             ckpt_path,
         )
@@ -356,6 +425,7 @@ def train(
             "data": {t: {"train": len(train_sets[t]), "dev": len(dev_sets[t])} for t in cfg.tasks},
             "history": history,
             "best": best,
+            "gradient_conflicts": conflicts,
             "wall_time_s": state["elapsed"],
             "examples_per_s": examples / train_time if train_time else None,
             "finished": finished,
@@ -368,29 +438,49 @@ def train(
         total = steps_per_epoch[stage] * cfg.epochs
         for epoch in range(state["epoch"], cfg.epochs):
             global_epoch = stage_i * cfg.epochs + epoch
-            plan = epoch_plan(train_sets, stage, cfg.sampler, cfg.batch_size, cfg.seed, global_epoch, cfg.epochs)
+            plan = epoch_plan(
+                train_sets, stage, cfg.sampler, cfg.batch_size, cfg.seed, global_epoch, cfg.epochs, cfg.task_draws
+            )
             partial = state.pop("partial", None) or {"losses": {t: [] for t in stage}, "examples": 0, "seconds": 0.0}
             losses, examples = partial["losses"], partial["examples"]
             t0 = time.perf_counter() - partial["seconds"]
             desc = f"{'/'.join(stage)} epoch {epoch + 1}/{cfg.epochs}"
             bar = tqdm(total=len(plan), initial=state["step"], desc=desc, disable=not progress, leave=False)
             for step in range(state["step"], len(plan)):
+                if cfg.monitor_every and state["global_step"] % cfg.monitor_every == 0 and len(stage) > 1:
+                    cos = cosine_matrix(probe_gradients(model, probes, device, precision))
+                    conflicts.append(
+                        {
+                            "step": state["global_step"],
+                            "epoch": global_epoch + 1,
+                            **{
+                                f"{a}-{b}": float(cos[i, j])
+                                for (i, a), (j, b) in itertools.combinations(enumerate(stage), 2)
+                            },
+                        }
+                    )
                 mult = lr_multiplier(epoch * len(plan) + step, total, cfg.warmup)
                 for group in optimizer.param_groups:
                     group["lr"] = group["base_lr"] * mult
-                for task, idx in plan[step]:
-                    batch = _to_device(collate(train_sets[task], idx, model.views(task)), device)
-                    with autocast_context(device, precision):
-                        output = model(batch)
-                    loss = model.loss(task, output, batch["labels"])
+                step_losses = task_losses(model, plan[step], train_sets, device, precision)
+                for task, loss in step_losses.items():
                     if not torch.isfinite(loss):
                         raise TrainingError(
                             f"loss is {loss.item()} at step {state['global_step']} (task {task}, epoch {global_epoch + 1}); "
                             f"lower the learning rate (now {cfg.lr}) or train in fp32"
                         )
-                    (scaler.scale(loss) if scaler is not None else loss).backward()
                     losses[task].append(loss.item())
-                    examples += len(idx)
+                examples += sum(len(idx) for _, idx in plan[step])
+                weight = 1.0 / len(step_losses) if cfg.reduction == "mean" else 1.0
+                scaled = [
+                    (scaler.scale(loss) if scaler is not None else loss) * weight for loss in step_losses.values()
+                ]
+                if cfg.aggregation == "sum":
+                    sum(scaled).backward()
+                else:  # per-task gradients of the shared parameters, combined by the aggregator
+                    grads = shared_grads.backward(scaled)
+                    generator = torch.Generator().manual_seed(cfg.seed * 1_000_003 + state["global_step"])
+                    shared_grads.assign(AGGREGATORS[cfg.aggregation](grads, "sum", generator))
                 if scaler is not None:
                     scaler.unscale_(optimizer)
                 if cfg.grad_clip:

@@ -66,3 +66,36 @@ def test_mean_and_sum_differ_by_k():
     )
     with pytest.raises(ValueError, match="reduction"):
         project_conflicting(g, reduction="max")
+
+
+def test_task_gradients_collects_each_loss_without_copies():
+    from mtl_lab.optim.pcgrad import TaskGradients
+
+    torch.manual_seed(0)
+    shared = torch.nn.Linear(4, 3)
+    heads = torch.nn.ModuleList([torch.nn.Linear(3, 1), torch.nn.Linear(3, 1)])
+    x = torch.randn(5, 4)
+    losses = [heads[k](shared(x)).pow(2).mean() for k in range(2)]
+    expected = [
+        torch.autograd.grad(loss, list(shared.parameters()) + list(heads[k].parameters()), retain_graph=True)
+        for k, loss in enumerate(losses)
+    ]
+    tg = TaskGradients(list(shared.parameters()))
+    grads = tg.backward(losses)
+    assert grads.shape == (2, 15)
+    for k in range(2):
+        torch.testing.assert_close(grads[k], torch.cat([g.reshape(-1) for g in expected[k][:2]]))
+        # each head only ever sees its own task's gradient
+        torch.testing.assert_close(heads[k].weight.grad, expected[k][2])
+    combined = project_conflicting(grads, reduction="sum")
+    tg.assign(combined)
+    torch.testing.assert_close(torch.cat([p.grad.reshape(-1) for p in shared.parameters()]), combined)
+
+
+def test_cosine_matrix():
+    from mtl_lab.optim.pcgrad import cosine_matrix
+
+    g = torch.tensor([[1.0, 0.0], [0.0, 2.0], [-3.0, 0.0], [0.0, 0.0]])
+    cos = cosine_matrix(g)
+    assert cos[0, 1] == 0 and cos[0, 2] == pytest.approx(-1.0) and cos[0, 0] == pytest.approx(1.0)
+    assert cos[3].abs().sum() == 0

@@ -74,3 +74,58 @@ def project_conflicting_reference(grads: torch.Tensor, order: list[list[int]], r
         projected.append(gi)
     out = torch.stack(projected).sum(0)
     return out / grads.shape[0] if reduction == "mean" else out
+
+
+def sum_gradients(
+    grads: torch.Tensor, reduction: str = "mean", generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """Plain multi-task aggregation: the mean (or sum) of the task gradients, no surgery."""
+    return grads.mean(0) if reduction == "mean" else grads.sum(0)
+
+
+def cosine_matrix(grads: torch.Tensor) -> torch.Tensor:
+    """Pairwise cosine similarities of K task gradients (K x K); 0 where a gradient is zero."""
+    gram = grads.float() @ grads.float().T
+    norms = gram.diagonal().clamp(min=0).sqrt()
+    denom = norms[:, None] * norms[None, :]
+    return torch.where(denom > 0, gram / denom.clamp(min=1e-30), torch.zeros_like(gram))
+
+
+class TaskGradients:
+    """Per-task gradients of a list of parameters, written by autograd straight into one K x D buffer.
+
+    ``backward(losses)`` points every parameter's ``.grad`` at row k of the buffer before
+    back-propagating loss k, so autograd accumulates task k's gradient there with no copy.
+    ``assign(vector)`` then makes ``.grad`` a view of the aggregated D-vector.
+    """
+
+    def __init__(self, params: list[torch.nn.Parameter]):
+        self.params = list(params)
+        self.numels = [p.numel() for p in self.params]
+        self.dim = sum(self.numels)
+        self.buffer: torch.Tensor | None = None
+
+    def _point(self, flat: torch.Tensor) -> None:
+        for p, view in zip(self.params, torch.split(flat, self.numels)):
+            p.grad = view.view_as(p)
+
+    def backward(self, losses: list[torch.Tensor]) -> torch.Tensor:
+        """Back-propagate each loss on its own; return the K x D matrix of their gradients."""
+        k = len(losses)
+        p0 = self.params[0]
+        if self.buffer is None or self.buffer.shape[0] < k:
+            self.buffer = torch.empty(k, self.dim, dtype=p0.dtype, device=p0.device)
+        grads = self.buffer[:k]
+        grads.zero_()
+        for i, loss in enumerate(losses):
+            self._point(grads[i])
+            loss.backward()
+        return grads
+
+    def assign(self, vector: torch.Tensor) -> None:
+        """Set the parameters' ``.grad`` to (views of) the aggregated gradient."""
+        self._point(vector)
+
+
+AGGREGATORS = {"sum": sum_gradients, "pcgrad": project_conflicting}
+"""Gradient aggregation methods by name: pure functions (K x D grads, reduction, generator) -> D."""
