@@ -8,6 +8,7 @@ import warnings
 from pathlib import Path
 
 from .data import DataError
+from .train import TrainingError
 
 
 def _add_train_args(p: argparse.ArgumentParser) -> None:
@@ -167,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     warnings.simplefilter("default")
     try:
         return args.func(args)
-    except (DataError, FileNotFoundError, OSError, ValueError) as exc:
+    except (DataError, TrainingError, OSError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
 

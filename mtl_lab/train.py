@@ -264,12 +264,32 @@ def _to_device(batch: dict, device: torch.device) -> dict:
     return {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
 
 
-def same_config(stored: dict, config: dict) -> bool:
-    """Whether a stored run config equals ``config``; fields added to the dataclasses since the run
-    was stored count as their defaults (so new options do not invalidate finished runs)."""
+def config_diff(stored: dict, config: dict) -> list[str]:
+    """Fields where a stored run config differs from ``config`` (empty when they match).
+
+    Fields added to the dataclasses since the run was stored count as their defaults, so new
+    options do not invalidate finished runs.
+    """
     defaults = {"model": ModelConfig().to_dict(), "train": TrainConfig().to_dict()}
     norm = lambda d: json.loads(json.dumps(d))  # noqa: E731 -- tuples and lists compare equal
-    return all(norm({**defaults[k], **stored.get(k, {})}) == norm(config[k]) for k in defaults)
+    diff = []
+    for section, fields_ in defaults.items():
+        old, new = norm({**fields_, **stored.get(section, {})}), norm(config[section])
+        diff += [
+            f"{section}.{k}: {old.get(k)!r} -> {new.get(k)!r}"
+            for k in sorted(set(old) | set(new))
+            if old.get(k) != new.get(k)
+        ]
+    return diff
+
+
+def _check_same(where: Path, stored: dict, config: dict) -> None:
+    diff = config_diff(stored, config)
+    if diff:
+        raise TrainingError(
+            f"{where} holds a run with a different configuration ({'; '.join(diff)}): "
+            "choose another run folder (--out), or start over (--no-resume / resume=False)"
+        )
 
 
 def load_results(out_dir: str | os.PathLike) -> dict | None:
@@ -338,6 +358,7 @@ def train(
     on_step: Callable[[int], None] | None = None,
 ) -> dict:
     """Train (or resume, or return a finished run) and return the results dict (also in results.json)."""
+    data_dir = resolve_data_dir(data_dir)  # a wrong data folder fails before anything is written
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     ckpt_path, best_path, results_path = out / "checkpoint.pt", out / "best.pt", out / "results.json"
@@ -345,8 +366,8 @@ def train(
     config = {"model": model_cfg.to_dict(), "train": cfg.to_dict()}
 
     previous = load_results(out) if resume else None
-    if previous is not None and not same_config(previous["config"], config):
-        raise TrainingError(f"{out} holds a run with a different configuration; choose another out_dir or resume=False")
+    if previous is not None:
+        _check_same(out, previous["config"], config)
     if previous is not None and previous.get("finished"):
         return previous
 
@@ -376,10 +397,7 @@ def train(
     best = {"overall": -math.inf}
     if resume and ckpt_path.is_file():
         ckpt = torch.load(ckpt_path, map_location=device, weights_only=False)
-        if not same_config(ckpt["config"], config):
-            raise TrainingError(
-                f"{ckpt_path} was written by another configuration; choose another out_dir or resume=False"
-            )
+        _check_same(ckpt_path, ckpt["config"], config)
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         if scaler is not None and ckpt.get("scaler"):
