@@ -5,7 +5,7 @@ with the same batch size for one epoch:
 
 - ``mtl_lab``: mtl_lab.train.train -- length-bucketed dynamic padding, bf16 autocast, hand-written AdamW;
 - ``hf-trainer``: transformers.Trainer, bf16, dynamic padding per batch (DataCollatorWithPadding),
-  default random batches; and once more with ``group_by_length=True``;
+  default random batches; and once more with its length-grouped sampler;
 - ``pad128-fp32``: the CS224N starter's style -- every batch padded to 128 tokens, fp32, random order.
 
 Usage: python benchmarks/bench_training.py [--examples 1024] [--batch-size 32]
@@ -64,14 +64,14 @@ def hf_trainer(n: int, batch_size: int, group_by_length: bool) -> float:
             num_train_epochs=1,
             learning_rate=5e-5,
             weight_decay=0.01,
-            warmup_ratio=0.1,
+            warmup_steps=0.1,  # a float below 1 is a fraction of the steps (transformers 5)
             bf16=True,
             use_cpu=True,
             report_to=[],
             save_strategy="no",
             logging_strategy="no",
             disable_tqdm=True,
-            group_by_length=group_by_length,
+            train_sampling_strategy="group_by_length" if group_by_length else "random",
             dataloader_num_workers=0,
             seed=0,
         )
@@ -117,7 +117,7 @@ def main() -> None:
     results = {
         "mtl_lab loop (bucketed, bf16)": ours(n, b),
         "HF Trainer (bf16)": hf_trainer(n, b, group_by_length=False),
-        "HF Trainer (bf16, group_by_length)": hf_trainer(n, b, group_by_length=True),
+        "HF Trainer (bf16, length-grouped)": hf_trainer(n, b, group_by_length=True),
         "pad-to-128 fp32 loop (CS224N starter style)": pad128_fp32(n, b),
     }
     base = results["mtl_lab loop (bucketed, bf16)"]

@@ -134,7 +134,8 @@ def run_notebooks(
             papermill.execute_notebook(
                 str(book),
                 str(target),
-                parameters={"PROFILE": profile, "OUT_DIR": str(folder)},
+                # the committed copies keep their own parameters cell (smoke, default folders)
+                parameters={} if inplace else {"PROFILE": profile, "OUT_DIR": str(folder)},
                 cwd=str(NOTEBOOK_DIR),
                 progress_bar=False,
                 kernel_name="python3",

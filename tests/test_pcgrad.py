@@ -99,3 +99,17 @@ def test_cosine_matrix():
     cos = cosine_matrix(g)
     assert cos[0, 1] == 0 and cos[0, 2] == pytest.approx(-1.0) and cos[0, 0] == pytest.approx(1.0)
     assert cos[3].abs().sum() == 0
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_imtl_g_projects_equally_on_every_task(seed):
+    from mtl_lab.optim.pcgrad import imtl_g
+
+    torch.manual_seed(seed)
+    g = torch.randn(3, 30, dtype=torch.float64)
+    g[1] *= 10  # one task with a much larger gradient must not dominate
+    out = imtl_g(g)
+    proj = (g / g.norm(dim=1, keepdim=True)) @ out
+    torch.testing.assert_close(proj, proj[0].expand(3), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(imtl_g(g, "sum"), 3 * out, rtol=1e-5, atol=1e-5)
+    assert torch.isfinite(imtl_g(torch.stack([g[0], torch.zeros(30, dtype=torch.float64), g[2]]))).all()

@@ -127,5 +127,33 @@ class TaskGradients:
         self._point(vector)
 
 
-AGGREGATORS = {"sum": sum_gradients, "pcgrad": project_conflicting}
+def imtl_g(grads: torch.Tensor, reduction: str = "mean", generator: torch.Generator | None = None) -> torch.Tensor:
+    """IMTL-G (Liu et al., 2021): the combination g = sum_i a_i g_i, sum_i a_i = 1, whose projection
+    onto every task's unit gradient u_i is the same -- no task dominates the update.
+
+    Closed form with D_i = g_i - g_K and U_i = u_i - u_K (i < K): a_{<K} = -(U D^T)^{-1} U g_K.
+    Everything is computed from the K x K Gram matrix; zero gradients get weight 0. ``reduction``
+    "sum" scales the result by the number of tasks (the weights of "mean" sum to one).
+    """
+    g = grads.float()
+    gram = g @ g.T
+    norms = gram.diagonal().clamp(min=0).sqrt()
+    live = (norms > 0).nonzero().flatten()
+    weights = torch.zeros(g.shape[0], dtype=gram.dtype, device=gram.device)
+    if len(live) == 1:
+        weights[live] = 1.0
+    elif len(live) > 1:
+        gm, n = gram[live][:, live], norms[live]
+        proj = gm / n[:, None]  # proj[i, j] = u_i . g_j
+        last = len(live) - 1
+        ud = (proj[:last, :last] - proj[last, :last]) - (proj[:last, last:] - proj[last, last])
+        ug = proj[:last, last] - proj[last, last]
+        alpha = -torch.linalg.lstsq(ud, ug.unsqueeze(-1)).solution.squeeze(-1)
+        weights[live] = torch.cat([alpha, 1.0 - alpha.sum(0, keepdim=True)])
+    if reduction == "sum":
+        weights = weights * g.shape[0]
+    return (weights.to(grads.dtype) @ grads).to(grads.dtype)
+
+
+AGGREGATORS = {"sum": sum_gradients, "pcgrad": project_conflicting, "imtl_g": imtl_g}
 """Gradient aggregation methods by name: pure functions (K x D grads, reduction, generator) -> D."""
