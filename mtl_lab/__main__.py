@@ -166,6 +166,7 @@ def main(argv: list[str] | None = None) -> int:
 
     args = parser.parse_args(argv)
     warnings.simplefilter("default")
+    warnings.formatwarning = lambda message, category, *_, **__: f"warning: {message}\n"  # no source lines
     try:
         return args.func(args)
     except (DataError, TrainingError, OSError, ValueError) as exc:

@@ -22,7 +22,7 @@ RUNS_DIR = REPO_ROOT / "runs"
 # keeps its own tiny sizes).
 STUDY_OVERRIDES = {
     "smoke": {"samplers": {}, "sequential": {}},
-    "cpu": {"samplers": {"epochs": 2, "train_fraction": 0.25}, "sequential": {"epochs": 1}},
+    "cpu": {"samplers": {"epochs": 2, "train_fraction": 0.15}, "sequential": {"epochs": 1}},
     "gpu": {"samplers": {}, "sequential": {}},
 }
 
