@@ -113,3 +113,15 @@ def test_imtl_g_projects_equally_on_every_task(seed):
     torch.testing.assert_close(proj, proj[0].expand(3), rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(imtl_g(g, "sum"), 3 * out, rtol=1e-5, atol=1e-5)
     assert torch.isfinite(imtl_g(torch.stack([g[0], torch.zeros(30, dtype=torch.float64), g[2]]))).all()
+
+
+def test_toy_objective_plain_descent_stalls_and_pcgrad_does_not():
+    from mtl_lab.optim.toy import optimize_toy, toy_losses
+
+    plain = optimize_toy((-8.5, 7.5), "sum", steps=20000)
+    pcgrad = optimize_toy((-8.5, 7.5), "pcgrad", steps=20000)
+    plain_loss, pc_loss = float(toy_losses(plain[-1]).sum()), float(toy_losses(pcgrad[-1]).sum())
+    # plain descent is stuck in the valley: the last half of its steps barely lower the loss
+    assert float(toy_losses(plain[10000]).sum()) - plain_loss < 1.0
+    assert plain_loss > 6.0
+    assert pc_loss < plain_loss - 2.0
