@@ -7,7 +7,6 @@ DataFrame or a matplotlib Figure; nothing trains.
 from __future__ import annotations
 
 import os
-import warnings
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -38,9 +37,7 @@ def savefig(fig: plt.Figure, out_dir: str | os.PathLike | None, name: str) -> Pa
 
 def load_quietly(task: str, split: str, data_dir=None) -> pd.DataFrame:
     """load_split without the malformed-row warning (notebooks show the counts as a table)."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", data.DataWarning)
-        return data.load_split(task, split, data_dir)
+    return data.load_split(task, split, data_dir, warn=False)
 
 
 def malformed_rows(data_dir=None) -> pd.DataFrame:

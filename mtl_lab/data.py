@@ -266,11 +266,6 @@ class EncodedTask:
         """Joint token length of each example (used for length bucketing)."""
         return np.fromiter((len(x) for x in self.joint), dtype=np.int64, count=len(self.joint))
 
-    @property
-    def num_tokens(self) -> int:
-        """Total joint tokens (what one pass over the split costs)."""
-        return int(self.lengths.sum())
-
 
 def encode(df: pd.DataFrame, task: str, tokenizer, max_length: int = 128) -> EncodedTask:
     """Tokenize a task frame once; pair tasks get both separate and joint encodings."""
@@ -430,9 +425,7 @@ def summary(data_dir: str | os.PathLike | None = None) -> pd.DataFrame:
     rows = []
     for task, spec in TASKS.items():
         for split in SPLITS:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", DataWarning)
-                df = load_split(task, split, data_dir)
+            df = load_split(task, split, data_dir, warn=False)
             if split == "test":
                 labels = "-"
             elif spec.kind == "regression":

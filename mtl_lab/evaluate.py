@@ -67,15 +67,12 @@ def autocast_context(device: torch.device, precision: str):
 
 
 @torch.no_grad()
-def predict_task(
-    model, enc: EncodedTask, batch_size: int = 64, precision: str = "fp32", return_outputs: bool = False
-) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+def predict_task(model, enc: EncodedTask, batch_size: int = 64, precision: str = "fp32") -> np.ndarray:
     """Predictions for every example of an encoded split, in the split's order."""
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
     preds = np.zeros(len(enc), dtype=float)
-    raw = [None] * len(enc)
     try:
         for idx in bucket_batches(enc.lengths, batch_size):
             batch = collate(enc, idx, model.views(enc.task))
@@ -83,14 +80,11 @@ def predict_task(
             with autocast_context(device, precision):
                 out = model(batch)
             preds[idx] = model.predictions(enc.task, out).float().cpu().numpy()
-            if return_outputs:
-                for i, o in zip(idx, out.float().cpu().numpy()):
-                    raw[i] = o
     finally:
         model.train(was_training)
     if TASKS[enc.task].kind != "regression":
         preds = preds.astype(int)
-    return (preds, np.stack(raw)) if return_outputs else preds
+    return preds
 
 
 def evaluate(model, splits: dict[str, EncodedTask], batch_size: int = 64, precision: str = "fp32") -> dict[str, float]:
