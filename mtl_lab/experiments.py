@@ -19,12 +19,60 @@ RUNS_DIR = REPO_ROOT / "runs"
 
 # Study sizes that keep the cpu profile within about an hour a notebook on 2 cores: the
 # sampler comparison and the sequential run use fewer epochs / a subset (the smoke profile
-# keeps its own tiny sizes).
+# keeps its own tiny sizes). ``encoders`` is notebook 02's multi-seed single-task study;
+# ``aggregation`` is notebook 04's with/without PCGrad study: the paper's PCGrad sampling (small
+# per-task batches, ``task_draws`` tasks drawn uniformly with replacement per step) for every
+# aggregation, so only the gradient surgery differs between its runs.
 STUDY_OVERRIDES = {
-    "smoke": {"samplers": {}, "sequential": {}},
-    "cpu": {"samplers": {"epochs": 2, "train_fraction": 0.15}, "sequential": {"epochs": 1}},
-    "gpu": {"samplers": {}, "sequential": {}},
+    "smoke": {
+        "samplers": {},
+        "sequential": {},
+        "encoders": {"epochs": 1, "train_limit": 96, "dev_limit": 100},
+        "aggregation": {"sampler": "uniform", "task_draws": 3, "batch_size": 8, "epochs": 1, "monitor_every": 6},
+    },
+    "cpu": {
+        "samplers": {"epochs": 2, "train_fraction": 0.15},
+        "sequential": {"epochs": 1},
+        "encoders": {"epochs": 2, "train_fraction": 0.2},
+        "aggregation": {
+            "sampler": "uniform",
+            "task_draws": 3,
+            "batch_size": 8,
+            "epochs": 2,
+            "train_fraction": 0.15,
+            "monitor_every": 25,
+        },
+    },
+    "gpu": {
+        "samplers": {},
+        "sequential": {},
+        "encoders": {},
+        "aggregation": {"sampler": "uniform", "task_draws": 3, "batch_size": 4, "monitor_every": 200},
+    },
 }
+
+# Sentence models by short name: the [CLS] baseline and the paper's SBERT + CNN-BiLSTM with the
+# ensembled (cross + bi-encoder) pair heads.
+MODELS = {
+    "cls": {"encoder": "cls", "pair_head": "cross"},
+    "sbert": {"encoder": "sbert_cnn_bilstm", "pair_head": "ensemble"},
+}
+
+# Notebook 02's single-task variants: SST's sentence representation; QQP/STS's pair head (the
+# bi-encoder parts use the combined SBERT + CNN-BiLSTM embedding, as in the paper).
+ENCODER_VARIANTS = {
+    "sst": {
+        "cls": {"encoder": "cls"},
+        "mean": {"encoder": "mean"},
+        "sbert": {"encoder": "sbert_cnn_bilstm"},
+    },
+    "qqp": {
+        "cross": {"encoder": "cls", "pair_head": "cross"},
+        "bi": {"encoder": "sbert_cnn_bilstm", "pair_head": "bi"},
+        "ensemble": {"encoder": "sbert_cnn_bilstm", "pair_head": "ensemble"},
+    },
+}
+ENCODER_VARIANTS["sts"] = ENCODER_VARIANTS["qqp"]
 
 
 def run_dir(profile: str, name: str) -> Path:
@@ -36,22 +84,44 @@ def run_dir(profile: str, name: str) -> Path:
 def experiment(name: str, profile: str, backbone: str | None = None, **overrides) -> tuple[ModelConfig, TrainConfig]:
     """The configs of a named experiment under a profile.
 
-    Names: ``baseline`` (multi-task [CLS]), ``single-<task>``, ``sampler-<sampler>``,
-    ``sequential-<t1>-<t2>-<t3>``.
+    Names: ``baseline`` (multi-task [CLS]), ``sbert`` (multi-task SBERT + CNN-BiLSTM, ensembled
+    pair heads), ``single-<task>``, ``sampler-<sampler>``, ``sequential-<t1>-<t2>-<t3>``,
+    ``enc-<task>-<variant>-s<seed>`` (notebook 02, variants in ``ENCODER_VARIANTS``) and
+    ``agg-<model>-<aggregation>`` (notebook 04: model ``cls``/``sbert``, aggregation
+    ``sum``/``pcgrad``/``imtl_g``).
     """
     model_kw = {"backbone": backbone} if backbone else {}
-    model = ModelConfig(**model_kw)
+    study = STUDY_OVERRIDES[profile]
     if name == "baseline":
-        return model, profile_config(profile, **overrides)
+        return ModelConfig(**model_kw), profile_config(profile, **overrides)
+    if name == "sbert":
+        return ModelConfig(**model_kw, **MODELS["sbert"]), profile_config(profile, **overrides)
     if name.startswith("single-"):
-        return model, profile_config(profile, tasks=(name.split("-", 1)[1],), **overrides)
+        return ModelConfig(**model_kw), profile_config(profile, tasks=(name.split("-", 1)[1],), **overrides)
     if name.startswith("sampler-"):
-        kw = {**STUDY_OVERRIDES[profile]["samplers"], **overrides}
-        return model, profile_config(profile, sampler=name.split("-", 1)[1], **kw)
+        kw = {**study["samplers"], **overrides}
+        return ModelConfig(**model_kw), profile_config(profile, sampler=name.split("-", 1)[1], **kw)
     if name.startswith("sequential-"):
-        kw = {**STUDY_OVERRIDES[profile]["sequential"], **overrides}
-        return model, profile_config(profile, tasks=tuple(name.split("-")[1:]), sequential=True, **kw)
+        kw = {**study["sequential"], **overrides}
+        return ModelConfig(**model_kw), profile_config(profile, tasks=tuple(name.split("-")[1:]), sequential=True, **kw)
+    parts = name.split("-")
+    if parts[0] == "enc" and len(parts) == 4 and parts[3][:1] == "s" and parts[3][1:].isdigit():
+        task, variant, seed = parts[1], parts[2], int(parts[3][1:])
+        if variant not in ENCODER_VARIANTS.get(task, {}):
+            raise ValueError(
+                f"unknown encoder study run {name!r}: variants of {task!r} are {list(ENCODER_VARIANTS.get(task, {}))}"
+            )
+        kw = {**study["encoders"], "seed": seed, **overrides}
+        return ModelConfig(**model_kw, **ENCODER_VARIANTS[task][variant]), profile_config(profile, tasks=(task,), **kw)
+    if parts[0] == "agg" and len(parts) == 3 and parts[1] in MODELS:
+        kw = {**study["aggregation"], "aggregation": parts[2], **overrides}
+        return ModelConfig(**model_kw, **MODELS[parts[1]]), profile_config(profile, **kw)
     raise ValueError(f"unknown experiment {name!r}")
+
+
+def encoder_study_names(seeds: int) -> list[str]:
+    """The run names of notebook 02's single-task study, ``seeds`` seeds of every variant."""
+    return [f"enc-{t}-{v}-s{s}" for t, variants in ENCODER_VARIANTS.items() for v in variants for s in range(seeds)]
 
 
 def run_experiment(name: str, profile: str, backbone: str | None = None, progress: bool = True, **overrides) -> dict:
