@@ -11,7 +11,7 @@ Algorithm 1 of the paper, for K task gradients g_1..g_K of the shared parameters
 
 Note the projection uses the ORIGINAL g_j, not its projected version, and the dot product uses
 the already-projected g_i'. ``project_conflicting`` is a pure function of a K x D tensor; the
-Gram matrix G = g g^T is computed once (one matrix product), and each projection only updates
+Gram matrix G = g g^T is computed once (K(K+1)/2 dot products), and each projection only updates
 the K coefficients that express g_i' in the basis of the original gradients, so the K x D
 tensor is touched twice in all, not K^2 times.
 """
@@ -19,6 +19,25 @@ tensor is touched twice in all, not K^2 times.
 from __future__ import annotations
 
 import torch
+
+
+def gram_matrix(grads: torch.Tensor) -> torch.Tensor:
+    """G[i, j] = g_i . g_j of a K x D gradient matrix, in float32 (one dot product per pair).
+
+    K is tiny and D huge, so K(K+1)/2 dot products stream the rows faster than a K x D x K
+    matrix product does on a CPU.
+    """
+    k = grads.shape[0]
+    gram = torch.empty(k, k, dtype=torch.float32, device=grads.device)
+    for i in range(k):
+        for j in range(i, k):
+            gram[i, j] = gram[j, i] = torch.dot(grads[i], grads[j]).float()
+    return gram
+
+
+def combine(weights: torch.Tensor, grads: torch.Tensor) -> torch.Tensor:
+    """sum_i weights[i] * grads[i] (a D vector) as one matrix-vector product."""
+    return torch.mv(grads.t(), weights.to(grads.dtype))
 
 
 def project_conflicting(
@@ -39,8 +58,7 @@ def project_conflicting(
     if grads.ndim != 2:
         raise ValueError(f"grads must be K x D, got shape {tuple(grads.shape)}")
     k = grads.shape[0]
-    g = grads.float()
-    gram = g @ g.T  # gram[i, j] = g_i . g_j
+    gram = gram_matrix(grads)  # gram[i, j] = g_i . g_j
     norms = gram.diagonal().clone()
     # coef[i] expresses g_i' = sum_m coef[i, m] g_m ; start with g_i' = g_i
     coef = torch.eye(k, dtype=gram.dtype, device=gram.device)
@@ -58,7 +76,7 @@ def project_conflicting(
     weights = coef.sum(0)
     if reduction == "mean":
         weights = weights / k
-    return (weights.to(grads.dtype) @ grads).to(grads.dtype)
+    return combine(weights, grads)
 
 
 def project_conflicting_reference(grads: torch.Tensor, order: list[list[int]], reduction: str = "mean") -> torch.Tensor:
@@ -85,7 +103,7 @@ def sum_gradients(
 
 def cosine_matrix(grads: torch.Tensor) -> torch.Tensor:
     """Pairwise cosine similarities of K task gradients (K x K); 0 where a gradient is zero."""
-    gram = grads.float() @ grads.float().T
+    gram = gram_matrix(grads)
     norms = gram.diagonal().clamp(min=0).sqrt()
     denom = norms[:, None] * norms[None, :]
     return torch.where(denom > 0, gram / denom.clamp(min=1e-30), torch.zeros_like(gram))
@@ -135,11 +153,10 @@ def imtl_g(grads: torch.Tensor, reduction: str = "mean", generator: torch.Genera
     Everything is computed from the K x K Gram matrix; zero gradients get weight 0. ``reduction``
     "sum" scales the result by the number of tasks (the weights of "mean" sum to one).
     """
-    g = grads.float()
-    gram = g @ g.T
+    gram = gram_matrix(grads)
     norms = gram.diagonal().clamp(min=0).sqrt()
     live = (norms > 0).nonzero().flatten()
-    weights = torch.zeros(g.shape[0], dtype=gram.dtype, device=gram.device)
+    weights = torch.zeros(grads.shape[0], dtype=gram.dtype, device=gram.device)
     if len(live) == 1:
         weights[live] = 1.0
     elif len(live) > 1:
@@ -151,8 +168,8 @@ def imtl_g(grads: torch.Tensor, reduction: str = "mean", generator: torch.Genera
         alpha = -torch.linalg.lstsq(ud, ug.unsqueeze(-1)).solution.squeeze(-1)
         weights[live] = torch.cat([alpha, 1.0 - alpha.sum(0, keepdim=True)])
     if reduction == "sum":
-        weights = weights * g.shape[0]
-    return (weights.to(grads.dtype) @ grads).to(grads.dtype)
+        weights = weights * grads.shape[0]
+    return combine(weights, grads)
 
 
 AGGREGATORS = {"sum": sum_gradients, "pcgrad": project_conflicting, "imtl_g": imtl_g}
