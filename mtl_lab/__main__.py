@@ -17,7 +17,20 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", dest="backbone", help="backbone: 'minilm' (packaged, default), a HF id or a local folder")
     p.add_argument("--encoder", help="sentence encoder: cls, pooled, mean, cnn, bilstm, bilstm_cnn, sbert_cnn_bilstm")
     p.add_argument("--pair-head", choices=["cross", "bi", "ensemble"], help="how QQP/STS compare two sentences")
-    p.add_argument("--sampler", choices=["proportional", "round_robin", "sqrt", "annealed"])
+    p.add_argument("--sampler", choices=["proportional", "round_robin", "sqrt", "annealed", "uniform"])
+    p.add_argument(
+        "--aggregation",
+        choices=["sum", "pcgrad", "imtl_g"],
+        help="how the task gradients of a step combine on the shared parameters (default sum)",
+    )
+    p.add_argument(
+        "--pcgrad",
+        action="store_true",
+        help="the paper's PCGrad setting: --aggregation pcgrad, 3 task batches of 4 a step, tasks drawn uniformly",
+    )
+    p.add_argument("--task-draws", type=int, help="task batches per step (drawn by the sampler, with replacement)")
+    p.add_argument("--reduction", choices=["mean", "sum"], help="mean (default) or sum of the task gradients")
+    p.add_argument("--monitor-every", type=int, help="log task-gradient cosines every N steps (0 = off)")
     p.add_argument("--sequential", action="store_true", help="train the tasks one after another, in --tasks order")
     p.add_argument("--epochs", type=int)
     p.add_argument("--batch-size", type=int)
@@ -35,6 +48,15 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-resume", action="store_true", help="start over even if the run folder holds a checkpoint")
 
 
+def default_run_name(args: argparse.Namespace, model_kw: dict) -> str:
+    """Run folder name from the options that change what is trained ("baseline" when none do)."""
+    parts = [*model_kw.values(), *(args.tasks or [])]
+    if args.sequential:
+        parts.append("seq")
+    parts += [v for v in (args.sampler, args.aggregation) if v]
+    return "-".join(str(v) for v in parts) or "baseline"
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
     from .model import ModelConfig
     from .train import profile_config, train
@@ -43,6 +65,11 @@ def _cmd_train(args: argparse.Namespace) -> int:
         k: v for k, v in dict(backbone=args.backbone, encoder=args.encoder, pair_head=args.pair_head).items() if v
     }
     model_cfg = ModelConfig(**model_kw)
+    if args.pcgrad:  # the paper's PCGrad sampling, unless given explicitly
+        args.aggregation = args.aggregation or "pcgrad"
+        args.sampler = args.sampler or "uniform"
+        args.task_draws = args.task_draws or 3
+        args.batch_size = args.batch_size or 4
     cfg = profile_config(
         args.profile,
         tasks=tuple(args.tasks) if args.tasks else None,
@@ -59,17 +86,12 @@ def _cmd_train(args: argparse.Namespace) -> int:
         dev_limit=args.dev_limit,
         seed=args.seed,
         device=args.device,
+        aggregation=args.aggregation,
+        task_draws=args.task_draws,
+        reduction=args.reduction,
+        monitor_every=args.monitor_every,
     )
-    name = (
-        "baseline"
-        if not (model_kw or args.tasks or args.sequential or args.sampler)
-        else "-".join(
-            str(v)
-            for v in (*model_kw.values(), *(args.tasks or []), "seq" if args.sequential else "", args.sampler or "")
-            if v
-        )
-    )
-    out = Path(args.out or f"runs/{args.profile}/{name}")
+    out = Path(args.out or f"runs/{args.profile}/{default_run_name(args, model_kw)}")
     res = train(model_cfg, cfg, out, data_dir=args.data, resume=not args.no_resume)
     best = res["best"]
     print(f"run folder: {out}")

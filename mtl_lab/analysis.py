@@ -13,6 +13,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import seaborn as sns
+import torch
 
 from . import data
 from .paper import paper_frame
@@ -248,3 +249,154 @@ def plot_forgetting(res: dict) -> plt.Figure:
     ax.legend()
     fig.tight_layout()
     return fig
+
+
+# ----------------------------------------------------------------------------- seeds
+
+
+def seed_summary(results: dict[str, dict], seed_suffix: str = "-s") -> pd.DataFrame:
+    """Mean, std and count over seeds of each run family (names ``<family>-s<seed>``), per task metric.
+
+    Single-task runs report their own task's metric (SST/QQP accuracy, STS Pearson r).
+    """
+    rows = []
+    for name, res in results.items():
+        family, _, seed = name.rpartition(seed_suffix)
+        tasks = res["config"]["train"]["tasks"]
+        for key, col in METRIC_COLUMNS.items():
+            if key == "overall" or key.split("_")[0] not in tasks:
+                continue
+            rows.append({"run": family or name, "task": col, "seed": seed, "dev": res["best"][key]})
+    long = pd.DataFrame(rows, columns=["run", "task", "seed", "dev"])
+    table = long.groupby(["task", "run"], sort=False)["dev"].agg(["mean", "std", "count"])
+    table.attrs["long"] = long
+    return table
+
+
+def plot_seed_summary(summary: pd.DataFrame) -> plt.Figure:
+    """One panel per task: mean dev metric of each variant (bar), its std (error bar) and every seed (dots)."""
+    long = summary.attrs.get("long")
+    tasks = list(dict.fromkeys(summary.index.get_level_values("task")))
+    fig, axes = plt.subplots(1, len(tasks), figsize=(3.6 * len(tasks), 3.2), squeeze=False)
+    for ax, task in zip(axes[0], tasks):
+        part = summary.loc[task]
+        x = np.arange(len(part))
+        ax.bar(x, part["mean"], yerr=part["std"].fillna(0), capsize=4, color=sns.color_palette()[: len(part)])
+        if long is not None:
+            for i, run in enumerate(part.index):
+                pts = long[(long.task == task) & (long.run == run)]["dev"]
+                ax.scatter(np.full(len(pts), i), pts, color="k", s=12, zorder=3)
+        labels = [r.split("-", 2)[-1] for r in part.index]
+        ax.set_xticks(x, labels, rotation=20)
+        lo = float((part["mean"] - part["std"].fillna(0)).min())
+        ax.set_ylim(max(0.0, lo - 0.05), min(1.0, float((part["mean"] + part["std"].fillna(0)).max()) + 0.03))
+        ax.set_title(f"{task} (mean ± std over seeds)", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+# ----------------------------------------------------------------------------- gradients
+
+
+def conflict_frame(res: dict) -> pd.DataFrame:
+    """The gradient-conflict monitor of a run: cosine of each task pair's shared-parameter gradients, by step."""
+    rows = res.get("gradient_conflicts") or []
+    if not rows:
+        return pd.DataFrame()
+    return pd.DataFrame(rows).set_index("step")
+
+
+def conflict_summary(results: dict[str, dict]) -> pd.DataFrame:
+    """Per run and task pair: mean cosine of the task gradients and how often they conflict (cosine < 0)."""
+    rows = []
+    for name, res in results.items():
+        frame = conflict_frame(res)
+        for pair in [c for c in frame.columns if c != "epoch"]:
+            cos = frame[pair]
+            rows.append(
+                {
+                    "run": name,
+                    "pair": pair,
+                    "mean cosine": cos.mean(),
+                    "conflicting (cos < 0)": (cos < 0).mean(),
+                    "probes": len(cos),
+                }
+            )
+    return pd.DataFrame(rows, columns=["run", "pair", "mean cosine", "conflicting (cos < 0)", "probes"]).set_index(
+        ["run", "pair"]
+    )
+
+
+def plot_gradient_conflicts(results: dict[str, dict]) -> plt.Figure:
+    """Cosine similarity of each task pair's gradients over training, one panel per run (below 0 = conflict)."""
+    runs = {n: conflict_frame(r) for n, r in results.items() if not conflict_frame(r).empty}
+    fig, axes = plt.subplots(1, max(1, len(runs)), figsize=(4.2 * max(1, len(runs)), 3.2), squeeze=False, sharey=True)
+    for ax, (name, frame) in zip(axes[0], runs.items()):
+        for pair in [c for c in frame.columns if c != "epoch"]:
+            ax.plot(frame.index, frame[pair], marker=".", label=pair)
+        ax.axhline(0, color="k", lw=0.8)
+        ax.axhspan(-1, 0, color="tab:red", alpha=0.06)
+        ax.set_title(name, fontsize=9)
+        ax.set_xlabel("training step")
+    axes[0][0].set_ylabel("cosine of task gradients")
+    axes[0][0].set_ylim(-1, 1)
+    axes[0][-1].legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def plot_toy_trajectories(paths: dict[str, torch.Tensor]) -> plt.Figure:
+    """The PCGrad toy objective's total loss as contours, with each optimizer's trajectory on it."""
+    from .optim.toy import toy_losses
+
+    xs, ys = np.linspace(-10, 10, 161), np.linspace(-10, 10, 161)
+    grid = np.array([[float(toy_losses(torch.tensor([x, y])).sum()) for x in xs] for y in ys])
+    fig, ax = plt.subplots(figsize=(5.2, 5.2))
+    cs = ax.contourf(xs, ys, grid, levels=30, cmap="viridis")
+    fig.colorbar(cs, ax=ax, label="L1 + L2")
+    colors = {"sum": "white", "pcgrad": "tab:red", "imtl_g": "tab:orange"}
+    for name, path in paths.items():
+        method = name.split(" ")[0]
+        p = path.numpy()
+        ax.plot(p[:, 0], p[:, 1], color=colors.get(method, "k"), lw=2, label=name)
+        ax.scatter(p[-1, 0], p[-1, 1], color=colors.get(method, "k"), edgecolor="k", zorder=3)
+        ax.scatter(p[0, 0], p[0, 1], color="k", marker="x", zorder=3)
+    handles, labels = ax.get_legend_handles_labels()
+    uniq = dict(zip(labels, handles))
+    ax.legend(uniq.values(), uniq.keys(), fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2)
+    ax.set_xlabel("x1")
+    ax.set_ylabel("x2")
+    fig.tight_layout()
+    return fig
+
+
+# ----------------------------------------------------------------------------- model anatomy
+
+
+@torch.no_grad()
+def encoder_walkthrough(model, tokenizer, sentences: list[str]) -> pd.DataFrame:
+    """Tensor shapes at each stage of an SBERT + CNN-BiLSTM model, for a batch of sentences (eval mode)."""
+    from .encoders import masked_max, masked_mean
+
+    enc = model.encoder
+    if not hasattr(enc, "cnn") or not hasattr(enc, "lstm"):
+        raise ValueError("encoder_walkthrough needs the sbert_cnn_bilstm encoder")
+    model.eval()
+    batch = tokenizer(sentences, padding=True, return_tensors="pt")
+    ids, mask = batch["input_ids"], batch["attention_mask"]
+    hidden, _ = model._states(ids, mask)
+    feats = enc.cnn.features(hidden, mask)
+    u = model.embed(ids, mask)
+    rows = [
+        ("wordpiece ids (padded)", ids, "tokenizer"),
+        ("backbone token states", hidden, f"{model.num_layers}-layer backbone, last layer"),
+        ("SBERT mean pool", masked_mean(hidden, mask), "mean over real tokens"),
+        ("CNN n-gram features", feats, f"Conv1d k=1..4, {enc.cnn.convs[0].out_channels} filters each, ReLU"),
+        ("CNN max pool", masked_max(feats, mask), "max over real tokens"),
+        ("BiLSTM over n-grams", enc.lstm(feats, mask), "final forward + backward states"),
+        ("sentence embedding u", u, "concat of the three"),
+        ("QQP bi features [u; v; |u-v|]", torch.cat([u, u, u], -1), "-> Linear -> 1 logit"),
+    ]
+    return pd.DataFrame(
+        [{"stage": s, "shape": " x ".join(map(str, t.shape)), "how": how} for s, t, how in rows]
+    ).set_index("stage")

@@ -345,6 +345,32 @@ def probe_gradients(model, probes: dict[str, dict], device: torch.device, precis
     return torch.stack(rows)
 
 
+def aggregate_backward(
+    losses: list[torch.Tensor],
+    aggregation: str,
+    reduction: str,
+    shared: TaskGradients | None,
+    generator: torch.Generator | None = None,
+    scale: Callable[[torch.Tensor], torch.Tensor] | None = None,
+) -> None:
+    """Back-propagate one step's task losses, leaving the update direction in ``.grad``.
+
+    ``sum``: one backward of the mean (or sum) of the losses. Otherwise each task's gradient of
+    the SHARED parameters is collected separately (``shared``, a TaskGradients) and combined by
+    the aggregator (PCGrad, IMTL-G); a task's head only ever receives its own loss's gradient.
+    ``scale`` is the GradScaler's scaling on CUDA fp16 (unscaled before clipping and the step).
+    """
+    weight = 1.0 / len(losses) if reduction == "mean" else 1.0
+    scaled = [(scale(loss) if scale is not None else loss) * weight for loss in losses]
+    if aggregation == "sum":
+        sum(scaled).backward()
+        return
+    if shared is None:
+        raise ValueError(f"aggregation {aggregation!r} needs the TaskGradients of the shared parameters")
+    grads = shared.backward(scaled)  # K x D, one row per task
+    shared.assign(AGGREGATORS[aggregation](grads, "sum", generator))  # the weights above did the reduction
+
+
 # ----------------------------------------------------------------------------- the loop
 
 
@@ -489,16 +515,11 @@ def train(
                         )
                     losses[task].append(loss.item())
                 examples += sum(len(idx) for _, idx in plan[step])
-                weight = 1.0 / len(step_losses) if cfg.reduction == "mean" else 1.0
-                scaled = [
-                    (scaler.scale(loss) if scaler is not None else loss) * weight for loss in step_losses.values()
-                ]
-                if cfg.aggregation == "sum":
-                    sum(scaled).backward()
-                else:  # per-task gradients of the shared parameters, combined by the aggregator
-                    grads = shared_grads.backward(scaled)
-                    generator = torch.Generator().manual_seed(cfg.seed * 1_000_003 + state["global_step"])
-                    shared_grads.assign(AGGREGATORS[cfg.aggregation](grads, "sum", generator))
+                generator = torch.Generator().manual_seed(cfg.seed * 1_000_003 + state["global_step"])
+                scale = scaler.scale if scaler is not None else None
+                aggregate_backward(
+                    list(step_losses.values()), cfg.aggregation, cfg.reduction, shared_grads, generator, scale
+                )
                 if scaler is not None:
                     scaler.unscale_(optimizer)
                 if cfg.grad_clip:

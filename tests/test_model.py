@@ -18,7 +18,7 @@ def batches(tokenizer):
 
 
 @pytest.mark.parametrize("pair_head", ["cross", "bi", "ensemble"])
-@pytest.mark.parametrize("encoder", ["cls", "mean"])
+@pytest.mark.parametrize("encoder", ["cls", "mean", "sbert_cnn_bilstm"])
 def test_output_shapes_losses_and_predictions(make_model, batches, pair_head, encoder):
     model = make_model(encoder=encoder, pair_head=pair_head)
     shapes = {"sst": (6, 5), "qqp": (6,), "sts": (6,)}

@@ -123,9 +123,14 @@ def test_sequential_training_evaluates_all_tasks_each_epoch(tmp_path):
     assert all({"sst_acc", "sts_pearson"} <= set(h["dev"]) for h in res["history"])
 
 
-def test_smoke_multitask_run_beats_the_majority_class(tmp_path):
+@pytest.mark.parametrize(
+    "model_cfg",
+    [ModelConfig(), ModelConfig(encoder="sbert_cnn_bilstm", pair_head="ensemble")],
+    ids=["cls-baseline", "sbert-cnn-bilstm-ensemble"],
+)
+def test_smoke_multitask_run_beats_the_majority_class(tmp_path, model_cfg):
     cfg = profile_config("smoke")
-    res = train(ModelConfig(), cfg, tmp_path, progress=False)
+    res = train(model_cfg, cfg, tmp_path, progress=False)
     best = res["best"]
     for task in ("sst", "qqp"):
         dev = subsample(load_quietly(task, "dev"), cfg.dev_limit, 0)
