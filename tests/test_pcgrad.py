@@ -2,6 +2,7 @@
 
 import itertools
 
+import numpy as np
 import pytest
 import torch
 
@@ -125,3 +126,15 @@ def test_toy_objective_plain_descent_stalls_and_pcgrad_does_not():
     assert float(toy_losses(plain[10000]).sum()) - plain_loss < 1.0
     assert plain_loss > 6.0
     assert pc_loss < plain_loss - 2.0
+
+
+def test_2d_geometry_of_the_widget():
+    from mtl_lab.widgets import pcgrad_2d
+
+    agree = pcgrad_2d(45)
+    np.testing.assert_allclose(agree["pcgrad"], agree["plain"])  # no conflict: nothing projected
+    v = pcgrad_2d(135)  # g1 = (1, 0), g2 = (-0.707, 0.707): each loses its component along the other
+    np.testing.assert_allclose(v["g1'"], [0.5, 0.5], atol=1e-6)
+    np.testing.assert_allclose(v["g2'"], [0.0, np.sqrt(0.5)], atol=1e-6)
+    np.testing.assert_allclose(v["pcgrad"], v["g1'"] + v["g2'"], atol=1e-6)
+    assert v["pcgrad"] @ v["g1"] >= 0 and v["pcgrad"] @ v["g2"] >= 0
