@@ -31,6 +31,13 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--task-draws", type=int, help="task batches per step (drawn by the sampler, with replacement)")
     p.add_argument("--reduction", choices=["mean", "sum"], help="mean (default) or sum of the task gradients")
     p.add_argument("--monitor-every", type=int, help="log task-gradient cosines every N steps (0 = off)")
+    p.add_argument(
+        "--pretrain",
+        choices=["qqp_sts", "sst_qqp_sts", "unsup", "nli"],
+        help="contrastive pre-training instead of the tasks: SimCSE on mined pairs, or NLI on SICK",
+    )
+    p.add_argument("--temperature", type=float, help="SimCSE temperature (default 0.05)")
+    p.add_argument("--init", help="start backbone + encoder from a pre-training run folder (its best.pt)")
     p.add_argument("--sequential", action="store_true", help="train the tasks one after another, in --tasks order")
     p.add_argument("--epochs", type=int)
     p.add_argument("--batch-size", type=int)
@@ -50,7 +57,9 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
 
 def default_run_name(args: argparse.Namespace, model_kw: dict) -> str:
     """Run folder name from the options that change what is trained ("baseline" when none do)."""
-    parts = [*model_kw.values(), *(args.tasks or [])]
+    parts = [Path(v).name if k == "init" else v for k, v in model_kw.items()] + [*(args.tasks or [])]
+    if args.pretrain:
+        parts.append(f"pretrain-{args.pretrain}")
     if args.sequential:
         parts.append("seq")
     parts += [v for v in (args.sampler, args.aggregation) if v]
@@ -62,7 +71,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from .train import profile_config, train
 
     model_kw = {
-        k: v for k, v in dict(backbone=args.backbone, encoder=args.encoder, pair_head=args.pair_head).items() if v
+        k: v
+        for k, v in dict(backbone=args.backbone, encoder=args.encoder, pair_head=args.pair_head, init=args.init).items()
+        if v
     }
     model_cfg = ModelConfig(**model_kw)
     if args.pcgrad:  # the paper's PCGrad sampling, unless given explicitly
@@ -90,6 +101,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
         task_draws=args.task_draws,
         reduction=args.reduction,
         monitor_every=args.monitor_every,
+        pretrain=args.pretrain,
+        temperature=args.temperature,
     )
     out = Path(args.out or f"runs/{args.profile}/{default_run_name(args, model_kw)}")
     res = train(model_cfg, cfg, out, data_dir=args.data, resume=not args.no_resume)
@@ -99,7 +112,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
     print(
         f"wall time {res['wall_time_s'] / 60:.1f} min, {res['examples_per_s']:.1f} train examples/s ({res['precision']}, {res['device']})"
     )
-    print(f"next: python -m mtl_lab predict --checkpoint {out} --out {out / 'predictions'}")
+    if args.pretrain:
+        print(f"next: python -m mtl_lab train --profile {args.profile} --init {out} (same --encoder)")
+    else:
+        print(f"next: python -m mtl_lab predict --checkpoint {out} --out {out / 'predictions'}")
     return 0
 
 

@@ -4,6 +4,8 @@ Every variant of the lab is this one class with a different :class:`ModelConfig`
 
 - ``encoder`` picks the sentence representation used by SST and by the bi-encoder pair heads
   (``cls`` baseline, ``mean`` = SBERT, ``sbert_cnn_bilstm`` = the paper's combined embedding, ...).
+- ``init`` starts the backbone and sentence encoder from a pre-training run (``best.pt`` of a
+  SimCSE / NLI run, see ``mtl_lab.simcse``) instead of the plain backbone; the heads start fresh.
 - ``pair_head`` picks how QQP and STS compare two sentences:
 
   * ``cross``: a cross-encoder -- ``[CLS] a [SEP] b [SEP]`` through the backbone, the [CLS]
@@ -46,12 +48,13 @@ class ModelConfig:
     cnn_filters: int = 128
     lstm_hidden: int = 128
     tasks: tuple[str, ...] = field(default_factory=lambda: TASK_NAMES)
+    init: str | None = None
 
     def __post_init__(self):
         self.tasks = tuple(self.tasks)
         if self.pair_head not in PAIR_HEADS:
             raise ValueError(f"pair_head must be one of {PAIR_HEADS}, got {self.pair_head!r}")
-        unknown = [t for t in self.tasks if t not in TASKS]
+        unknown = [t for t in self.tasks if t not in TASKS and t != "simcse"]
         if unknown:
             raise ValueError(f"unknown task(s) {unknown}; expected some of {list(TASKS)}")
 
@@ -86,6 +89,28 @@ class MultitaskModel(nn.Module):
             nn.init.zeros_(heads["sts_cross"].weight)
             nn.init.zeros_(heads["sts_cross"].bias)
         self.heads = nn.ModuleDict(heads)
+        if config.init:
+            self.load_pretrained(config.init)
+
+    def load_pretrained(self, path: str | os.PathLike) -> None:
+        """Load backbone and sentence-encoder weights from a pre-training run (``best.pt`` or its folder)."""
+        path = Path(path)
+        if path.is_dir():
+            path = path / "best.pt"
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: no pre-trained checkpoint (run the pre-training first)")
+        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+        theirs = ckpt["model_config"]
+        for key in ("backbone", "encoder", "cnn_filters", "lstm_hidden"):
+            if theirs.get(key) != getattr(self.config, key):
+                raise ValueError(
+                    f"{path}: pre-trained with {key}={theirs.get(key)!r}, this model has {getattr(self.config, key)!r}"
+                )
+        shared = {k: v for k, v in ckpt["state_dict"].items() if k.startswith(("backbone.", "encoder."))}
+        missing = [k for k in self.state_dict() if k.startswith(("backbone.", "encoder.")) and k not in shared]
+        if missing:
+            raise ValueError(f"{path}: checkpoint lacks {len(missing)} shared weights, e.g. {missing[0]}")
+        self.load_state_dict(shared, strict=False)
 
     # -- what each task reads -------------------------------------------------------------
     def views(self, task: str) -> tuple[str, ...]:
@@ -205,7 +230,9 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> M
         raise FileNotFoundError(f"{path}: no such checkpoint (train a model first, or give a run folder with best.pt)")
     ckpt = torch.load(path, map_location="cpu", weights_only=False)
     known = {f.name for f in fields(ModelConfig)}
-    model = MultitaskModel(ModelConfig(**{k: v for k, v in ckpt["model_config"].items() if k in known}))
+    # the checkpoint holds every weight: do not load the pre-training run it once started from
+    config = {k: v for k, v in ckpt["model_config"].items() if k in known and k != "init"}
+    model = MultitaskModel(ModelConfig(**config))
     model.load_state_dict(ckpt["state_dict"])
     model.checkpoint_meta = {"train_config": ckpt.get("train_config", {}), "metrics": ckpt.get("metrics", {})}
     return model.to(device).eval()

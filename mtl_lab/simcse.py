@@ -21,6 +21,9 @@ positives close together, and all embeddings spread over the sphere.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
@@ -36,11 +39,13 @@ def info_nce(
     positives: torch.Tensor,
     temperature: float = 0.05,
     hard_negatives: torch.Tensor | None = None,
+    negative_mask: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """The SimCSE loss: cosine similarities / temperature, in-batch negatives, cross-entropy to the diagonal.
 
     ``anchors``, ``positives`` (and ``hard_negatives``) are B x D; computed in float32 so it is
-    safe under autocast.
+    safe under autocast. Every hard negative is a candidate for every anchor (as in SimCSE);
+    ``negative_mask`` (B booleans) leaves out the rows that have none.
     """
     if anchors.shape != positives.shape:
         raise ValueError(f"anchors {tuple(anchors.shape)} and positives {tuple(positives.shape)} differ in shape")
@@ -51,6 +56,9 @@ def info_nce(
             raise ValueError(f"hard_negatives {tuple(hard_negatives.shape)} must match anchors {tuple(anchors.shape)}")
         candidates.append(F.normalize(hard_negatives.float(), dim=-1))
     logits = a @ torch.cat(candidates).T / temperature  # B x B (or B x 2B)
+    if hard_negatives is not None and negative_mask is not None:
+        keep = torch.cat([torch.ones_like(negative_mask, dtype=torch.bool), negative_mask.bool()])
+        logits = logits.masked_fill(~keep.to(logits.device), float("-inf"))
     return F.cross_entropy(logits, torch.arange(a.shape[0], device=a.device))
 
 
@@ -133,3 +141,113 @@ def _nli_triplets(data_dir=None) -> pd.DataFrame:
             "source": "sick entailment",
         }
     )
+
+
+# ----------------------------------------------------------------------------- pre-training data
+
+
+@dataclass
+class EncodedPairs:
+    """Tokenized contrastive pairs: anchor, positive and (where known) hard-negative token ids."""
+
+    anchor: list[list[int]]
+    positive: list[list[int]]
+    negative: list[list[int] | None]
+    pad_id: int
+    task: str = "simcse"
+
+    def __len__(self) -> int:
+        return len(self.anchor)
+
+    @property
+    def lengths(self) -> np.ndarray:
+        """Longest sentence of each row (used for length bucketing)."""
+        return np.array(
+            [max(len(a), len(p), len(n or ())) for a, p, n in zip(self.anchor, self.positive, self.negative)],
+            dtype=np.int64,
+        )
+
+
+def encode_pairs(pairs: pd.DataFrame, tokenizer, max_length: int = 128) -> EncodedPairs:
+    """Tokenize mined pairs once (each sentence alone, ``[CLS] x [SEP]``)."""
+    kw = dict(truncation=True, max_length=max_length)
+    anchor = tokenizer(pairs["anchor"].tolist(), **kw)["input_ids"]
+    positive = tokenizer(pairs["positive"].tolist(), **kw)["input_ids"]
+    negative: list[list[int] | None] = [None] * len(pairs)
+    if "negative" in pairs:
+        known = [i for i, n in enumerate(pairs["negative"]) if isinstance(n, str) and n]
+        for i, ids in zip(known, tokenizer([pairs["negative"].iloc[i] for i in known], **kw)["input_ids"]):
+            negative[i] = ids
+    return EncodedPairs(anchor, positive, negative, tokenizer.pad_token_id or 0)
+
+
+def collate_pairs(enc: EncodedPairs, idx: np.ndarray) -> dict:
+    """Padded anchors, positives and hard negatives (``n_valid`` marks the rows that have one)."""
+    from .data import _pad
+
+    batch: dict = {"task": enc.task, "index": np.asarray(idx)}
+    batch["a_ids"], batch["a_mask"] = _pad([enc.anchor[i] for i in idx], enc.pad_id)
+    batch["b_ids"], batch["b_mask"] = _pad([enc.positive[i] for i in idx], enc.pad_id)
+    negs = [enc.negative[i] for i in idx]
+    if any(n is not None for n in negs):
+        batch["n_ids"], batch["n_mask"] = _pad([n if n is not None else [enc.pad_id] for n in negs], enc.pad_id)
+        batch["n_valid"] = torch.tensor([n is not None for n in negs])
+    return batch
+
+
+def contrastive_loss(model, batch: dict, temperature: float = 0.05) -> torch.Tensor:
+    """info_nce of one collated batch: every sentence through the model's sentence encoder in one pass."""
+    parts = [(batch["a_ids"], batch["a_mask"]), (batch["b_ids"], batch["b_mask"])]
+    if "n_ids" in batch:
+        parts.append((batch["n_ids"], batch["n_mask"]))
+    width = max(ids.shape[1] for ids, _ in parts)
+    ids = torch.cat([F.pad(i, (0, width - i.shape[1])) for i, _ in parts])
+    mask = torch.cat([F.pad(m, (0, width - m.shape[1])) for _, m in parts])
+    emb = model.embed(ids, mask).split(batch["a_ids"].shape[0])
+    negatives = emb[2] if len(emb) > 2 else None
+    return info_nce(emb[0], emb[1], temperature, negatives, batch.get("n_valid"))
+
+
+# ----------------------------------------------------------------------------- geometry
+
+
+@torch.no_grad()
+def pair_embeddings(model, enc, batch_size: int = 128, precision: str = "fp32") -> tuple[torch.Tensor, torch.Tensor]:
+    """Sentence embeddings u, v (float32, in the split's order) of a pair task split, in eval mode."""
+    from .data import bucket_batches, collate
+    from .evaluate import autocast_context
+
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    us, vs, order = [], [], []
+    for idx in bucket_batches(enc.lengths, batch_size):
+        batch = collate(enc, idx, ("pair",))
+        batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
+        with autocast_context(device, precision):
+            u, v = model.embed_pair(batch)
+        us.append(u.float().cpu())
+        vs.append(v.float().cpu())
+        order.append(idx)
+    model.train(was_training)
+    inverse = np.argsort(np.concatenate(order))
+    return torch.cat(us)[inverse], torch.cat(vs)[inverse]
+
+
+def embedding_metrics(model, sts_dev, batch_size: int = 128, precision: str = "fp32") -> dict[str, float]:
+    """STS dev as SimCSE scores it: Pearson/Spearman of cos(u, v) with the gold score (no head), plus
+    alignment of the pairs scored above 4 and uniformity of all dev sentences; ``overall`` = Spearman."""
+    from scipy.stats import pearsonr, spearmanr
+
+    u, v = pair_embeddings(model, sts_dev, batch_size, precision)
+    cos = F.cosine_similarity(u, v, dim=-1).numpy()
+    gold = np.asarray(sts_dev.labels, dtype=float)
+    positive = torch.as_tensor(gold > STS_POSITIVE_ABOVE)
+    spearman = float(spearmanr(cos, gold).statistic)
+    return {
+        "sts_cos_pearson": float(pearsonr(cos, gold).statistic),
+        "sts_cos_spearman": spearman,
+        "alignment": alignment(u[positive], v[positive]),
+        "uniformity": uniformity(torch.cat([u, v])),
+        "overall": spearman,
+    }

@@ -44,6 +44,7 @@ from .evaluate import autocast_context, evaluate, resolve_device, resolve_precis
 from .model import ModelConfig, MultitaskModel
 from .optim import AdamW
 from .optim.pcgrad import AGGREGATORS, TaskGradients, cosine_matrix
+from .simcse import embedding_metrics
 
 SAMPLERS = ("proportional", "round_robin", "sqrt", "annealed", "uniform")
 
@@ -79,8 +80,16 @@ class TrainConfig:
     aggregation: str = "sum"
     reduction: str = "mean"
     monitor_every: int = 0
+    pretrain: str | None = None
+    temperature: float = 0.05
 
     def __post_init__(self):
+        if self.pretrain is not None:  # contrastive pre-training: the one pseudo-task "simcse"
+            from .simcse import MODES
+
+            if self.pretrain not in MODES:
+                raise ValueError(f"pretrain must be one of {MODES}, got {self.pretrain!r}")
+            self.tasks = ("simcse",)
         self.tasks = tuple(self.tasks)
         if self.sampler not in SAMPLERS:
             raise ValueError(f"sampler must be one of {SAMPLERS}, got {self.sampler!r}")
@@ -156,7 +165,20 @@ def load_encoded(
 
 
 def load_task_data(cfg: TrainConfig, tokenizer, data_dir=None) -> tuple[dict, dict]:
-    """Encoded train and dev splits of the configured tasks (subsets fixed by seed 0, not the run seed)."""
+    """Encoded train and dev splits of the configured tasks (subsets fixed by seed 0, not the run seed).
+
+    Contrastive pre-training (``cfg.pretrain``) trains on the pairs mined from the training
+    splits and is scored on STS dev by the cosine of the sentence embeddings.
+    """
+    if cfg.pretrain is not None:
+        from .simcse import encode_pairs, mine_pairs
+
+        pairs = mine_pairs(cfg.pretrain, data_dir)
+        if cfg.train_fraction is not None or cfg.train_limit is not None:
+            n = len(pairs) if cfg.train_fraction is None else max(1, round(cfg.train_fraction * len(pairs)))
+            pairs = subsample(pairs, min(n, cfg.train_limit or n), 0)
+        dev = {"sts": load_encoded("sts", "dev", tokenizer, cfg.max_length, cfg.dev_limit, 0, data_dir)}
+        return {"simcse": encode_pairs(pairs, tokenizer, cfg.max_length)}, dev
     train = {
         t: load_encoded(t, "train", tokenizer, cfg.max_length, cfg.train_limit, 0, data_dir, cfg.train_fraction)
         for t in cfg.tasks
@@ -298,14 +320,23 @@ def load_results(out_dir: str | os.PathLike) -> dict | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
-def task_losses(model, step: tuple, train_sets: dict, device: torch.device, precision: str) -> dict[str, torch.Tensor]:
+def task_losses(
+    model, step: tuple, train_sets: dict, device: torch.device, precision: str, temperature: float = 0.05
+) -> dict[str, torch.Tensor]:
     """Loss of each task in a step; the batches of one task are joined into one forward pass."""
+    from .simcse import collate_pairs, contrastive_loss
+
     by_task: dict[str, list[np.ndarray]] = {}
     for task, idx in step:
         by_task.setdefault(task, []).append(idx)
     out = {}
     for task, parts in by_task.items():
         idx = np.concatenate(parts)
+        if task == "simcse":
+            batch = _to_device(collate_pairs(train_sets[task], idx), device)
+            with autocast_context(device, precision):
+                out[task] = contrastive_loss(model, batch, temperature)
+            continue
         batch = _to_device(collate(train_sets[task], idx, model.views(task)), device)
         with autocast_context(device, precision):
             output = model(batch)
@@ -466,7 +497,10 @@ def train(
                 "machine": platform.machine(),
                 "backbone_path": backbone_path(model_cfg.backbone),
             },
-            "data": {t: {"train": len(train_sets[t]), "dev": len(dev_sets[t])} for t in cfg.tasks},
+            "data": {
+                "train": {t: len(enc) for t, enc in train_sets.items()},
+                "dev": {t: len(enc) for t, enc in dev_sets.items()},
+            },
             "history": history,
             "best": best,
             "gradient_conflicts": conflicts,
@@ -506,7 +540,7 @@ def train(
                 mult = lr_multiplier(epoch * len(plan) + step, total, cfg.warmup)
                 for group in optimizer.param_groups:
                     group["lr"] = group["base_lr"] * mult
-                step_losses = task_losses(model, plan[step], train_sets, device, precision)
+                step_losses = task_losses(model, plan[step], train_sets, device, precision, cfg.temperature)
                 for task, loss in step_losses.items():
                     if not torch.isfinite(loss):
                         raise TrainingError(
@@ -544,7 +578,10 @@ def train(
                     on_step(state["global_step"])
             bar.close()
             train_seconds = time.perf_counter() - t0
-            metrics = evaluate(model, dev_sets, cfg.eval_batch_size, precision)
+            if cfg.pretrain is not None:
+                metrics = embedding_metrics(model, dev_sets["sts"], cfg.eval_batch_size, precision)
+            else:
+                metrics = evaluate(model, dev_sets, cfg.eval_batch_size, precision)
             record = {
                 "epoch": global_epoch + 1,
                 "stage": "/".join(stage),

@@ -2,6 +2,7 @@
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -100,3 +101,47 @@ def test_nli_triplets_come_from_sick_train_only():
 def test_unknown_mode_is_a_clear_error():
     with pytest.raises(ValueError, match="unknown SimCSE mode 'nope'"):
         simcse.mine_pairs("nope")
+
+
+def test_collated_nli_batch_masks_missing_hard_negatives(tokenizer):
+    pairs = simcse.mine_pairs("nli")
+    pairs = pairs.iloc[
+        list(pairs.index[pairs["negative"].notna()][:2]) + list(pairs.index[pairs["negative"].isna()][:2])
+    ]
+    enc = simcse.encode_pairs(pairs, tokenizer, 32)
+    batch = simcse.collate_pairs(enc, np.arange(4))
+    assert batch["n_valid"].tolist() == [True, True, False, False]
+    a, p, n = (torch.randn(4, 8, generator=torch.Generator().manual_seed(i)) for i in range(3))
+    masked = simcse.info_nce(a, p, 0.05, n, batch["n_valid"])
+    assert float(masked) == pytest.approx(_direct_masked(a, p, n[:2], 0.05), rel=1e-5)
+
+
+def _direct_masked(a, p, n_kept, tau):
+    cos = torch.nn.functional.cosine_similarity
+    total = 0.0
+    for i in range(a.shape[0]):
+        terms = [math.exp(float(cos(a[i], c, dim=0)) / tau) for c in [*p, *n_kept]]
+        total -= math.log(math.exp(float(cos(a[i], p[i], dim=0)) / tau) / sum(terms))
+    return total / a.shape[0]
+
+
+def test_pretraining_runs_through_the_loop_and_fine_tuning_starts_from_it(tmp_path):
+    from mtl_lab.model import ModelConfig, MultitaskModel
+    from mtl_lab.train import profile_config, train
+
+    cfg = profile_config("smoke", pretrain="nli", epochs=1, train_limit=64, dev_limit=64, batch_size=16)
+    assert cfg.tasks == ("simcse",)
+    res = train(ModelConfig(encoder="mean"), cfg, tmp_path / "pre", progress=False)
+    best = res["best"]
+    assert {"sts_cos_pearson", "sts_cos_spearman", "alignment", "uniformity"} <= set(best)
+    assert best["overall"] == best["sts_cos_spearman"] and 0.3 < best["sts_cos_spearman"] <= 1.0
+    assert res["data"]["train"] == {"simcse": 64} and res["data"]["dev"] == {"sts": 64}
+
+    tuned = MultitaskModel(ModelConfig(encoder="mean", init=str(tmp_path / "pre")))
+    plain = MultitaskModel(ModelConfig(encoder="mean"))
+    saved = torch.load(tmp_path / "pre" / "best.pt", weights_only=False)["state_dict"]
+    word = "backbone.embeddings.word_embeddings.weight"
+    assert torch.equal(tuned.state_dict()[word], saved[word])
+    assert not torch.equal(plain.state_dict()[word], saved[word])
+    with pytest.raises(ValueError, match="pre-trained with encoder='mean'"):
+        MultitaskModel(ModelConfig(encoder="cls", init=str(tmp_path / "pre")))
