@@ -94,12 +94,7 @@ class MultitaskModel(nn.Module):
 
     def load_pretrained(self, path: str | os.PathLike) -> None:
         """Load backbone and sentence-encoder weights from a pre-training run (``best.pt`` or its folder)."""
-        path = Path(path)
-        if path.is_dir():
-            path = path / "best.pt"
-        if not path.is_file():
-            raise FileNotFoundError(f"{path}: no pre-trained checkpoint (run the pre-training first)")
-        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+        path, ckpt = read_checkpoint(path, "no pre-trained checkpoint (run the pre-training first)")
         theirs = ckpt["model_config"]
         for key in ("backbone", "encoder", "cnn_filters", "lstm_hidden"):
             if theirs.get(key) != getattr(self.config, key):
@@ -221,14 +216,19 @@ class MultitaskModel(nn.Module):
         return list(groups.values())
 
 
-def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> MultitaskModel:
-    """A MultitaskModel in eval mode from a ``best.pt`` (or a run folder holding one)."""
+def read_checkpoint(path: str | os.PathLike, missing: str) -> tuple[Path, dict]:
+    """The path and contents of a ``best.pt`` (given itself or its run folder); ``missing`` explains its absence."""
     path = Path(path)
     if path.is_dir():
         path = path / "best.pt"
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such checkpoint (train a model first, or give a run folder with best.pt)")
-    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+        raise FileNotFoundError(f"{path}: {missing}")
+    return path, torch.load(path, map_location="cpu", weights_only=False)
+
+
+def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> MultitaskModel:
+    """A MultitaskModel in eval mode from a ``best.pt`` (or a run folder holding one)."""
+    _, ckpt = read_checkpoint(path, "no such checkpoint (train a model first, or give a run folder with best.pt)")
     known = {f.name for f in fields(ModelConfig)}
     # the checkpoint holds every weight: do not load the pre-training run it once started from
     config = {k: v for k, v in ckpt["model_config"].items() if k in known and k != "init"}
