@@ -97,6 +97,11 @@ def task_file(task: str, split: str) -> str:
     return f"{TASKS[task].prefix}-{SPLITS[split]}.csv"
 
 
+def runs_root() -> Path:
+    """Where named runs live: $MTL_LAB_RUNS, else ``runs/`` in the repository."""
+    return Path(os.environ.get("MTL_LAB_RUNS", REPO_ROOT / "runs")).expanduser()
+
+
 def _holds_data(folder: Path) -> bool:
     return (folder / task_file("sst", "train")).is_file()
 

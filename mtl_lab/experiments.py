@@ -8,27 +8,27 @@ results.json files of the cpu profile are committed for the results pages.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
-from .data import REPO_ROOT
+from .data import runs_root
 from .model import ModelConfig
 from .train import TrainConfig, load_results, profile_config, train
-
-RUNS_DIR = REPO_ROOT / "runs"
 
 # Study sizes that keep the cpu profile within about an hour a notebook on 2 cores: the
 # sampler comparison and the sequential run use fewer epochs / a subset (the smoke profile
 # keeps its own tiny sizes). ``encoders`` is notebook 02's multi-seed single-task study;
 # ``aggregation`` is notebook 04's with/without PCGrad study: the paper's PCGrad sampling (small
 # per-task batches, ``task_draws`` tasks drawn uniformly with replacement per step) for every
-# aggregation, so only the gradient surgery differs between its runs.
+# aggregation, so only the gradient surgery differs between its runs. ``pretrain`` sizes notebook
+# 03's contrastive pre-training (one pass over the mined pairs on cpu); its fine-tuning
+# runs use the ``aggregation`` budget, so ``agg-<model>-sum`` is their "initial" row.
 STUDY_OVERRIDES = {
     "smoke": {
         "samplers": {},
         "sequential": {},
         "encoders": {"epochs": 1, "train_limit": 96, "dev_limit": 100},
         "aggregation": {"sampler": "uniform", "task_draws": 3, "batch_size": 8, "epochs": 1, "monitor_every": 6},
+        "pretrain": {"epochs": 1, "train_limit": 64, "dev_limit": 100},
     },
     "cpu": {
         "samplers": {"epochs": 2, "train_fraction": 0.15},
@@ -42,12 +42,14 @@ STUDY_OVERRIDES = {
             "train_fraction": 0.15,
             "monitor_every": 25,
         },
+        "pretrain": {"epochs": 1, "batch_size": 32, "lr": 3e-5},
     },
     "gpu": {
         "samplers": {},
         "sequential": {},
         "encoders": {},
         "aggregation": {"sampler": "uniform", "task_draws": 3, "batch_size": 4, "monitor_every": 200},
+        "pretrain": {"epochs": 1, "batch_size": 64, "lr": 3e-5},
     },
 }
 
@@ -74,11 +76,14 @@ ENCODER_VARIANTS = {
 }
 ENCODER_VARIANTS["sts"] = ENCODER_VARIANTS["qqp"]
 
+# Notebook 03's pre-training strategies (the paper's Table 2 rows): a SimCSE / NLI mode of
+# ``mtl_lab.simcse``, or ``nli_<mode>`` = that mode continued from the NLI pre-trained weights.
+PRETRAIN_STRATEGIES = ("nli", "qqp_sts", "sst_qqp_sts", "nli_qqp_sts")
+
 
 def run_dir(profile: str, name: str) -> Path:
     """Folder of a named run: ``runs/<profile>/<name>`` (or under $MTL_LAB_RUNS)."""
-    root = Path(os.environ.get("MTL_LAB_RUNS", RUNS_DIR))
-    return root / profile / name
+    return runs_root() / profile / name
 
 
 def experiment(name: str, profile: str, backbone: str | None = None, **overrides) -> tuple[ModelConfig, TrainConfig]:
@@ -88,7 +93,9 @@ def experiment(name: str, profile: str, backbone: str | None = None, **overrides
     pair heads), ``single-<task>``, ``sampler-<sampler>``, ``sequential-<t1>-<t2>-<t3>``,
     ``enc-<task>-<variant>-s<seed>`` (notebook 02, variants in ``ENCODER_VARIANTS``) and
     ``agg-<model>-<aggregation>`` (notebook 04: model ``cls``/``sbert``, aggregation
-    ``sum``/``pcgrad``/``imtl_g``).
+    ``sum``/``pcgrad``/``imtl_g``), ``pre-<model>-<strategy>`` (notebook 03: contrastive
+    pre-training, strategies in ``PRETRAIN_STRATEGIES``) and ``ft-<model>-<strategy>[-<aggregation>]``
+    (multi-task fine-tuning from that pre-training, on the ``agg-`` budget).
     """
     model_kw = {"backbone": backbone} if backbone else {}
     study = STUDY_OVERRIDES[profile]
@@ -116,7 +123,32 @@ def experiment(name: str, profile: str, backbone: str | None = None, **overrides
     if parts[0] == "agg" and len(parts) == 3 and parts[1] in MODELS:
         kw = {**study["aggregation"], "aggregation": parts[2], **overrides}
         return ModelConfig(**model_kw, **MODELS[parts[1]]), profile_config(profile, **kw)
+    if parts[0] in ("pre", "ft") and len(parts) in (3, 4) and parts[1] in MODELS:
+        if parts[2] not in PRETRAIN_STRATEGIES:
+            raise ValueError(f"unknown pre-training {parts[2]!r} in {name!r}: expected one of {PRETRAIN_STRATEGIES}")
+        init = None
+        if parts[0] == "ft":
+            kw = {**study["aggregation"], "aggregation": parts[3] if len(parts) == 4 else "sum", **overrides}
+            init = f"{profile}/pre-{parts[1]}-{parts[2]}"  # relative to the runs folder
+        elif len(parts) == 3:
+            mode = parts[2].removeprefix("nli_")
+            kw = {**study["pretrain"], "pretrain": mode, **overrides}
+            if parts[2].startswith("nli_"):
+                init = f"{profile}/pre-{parts[1]}-nli"
+        else:
+            raise ValueError(f"unknown experiment {name!r}: pre-training runs are pre-<model>-<strategy>")
+        return ModelConfig(**model_kw, **MODELS[parts[1]], init=init), profile_config(profile, **kw)
     raise ValueError(f"unknown experiment {name!r}")
+
+
+def prerequisites(name: str, profile: str) -> list[str]:
+    """The runs a named experiment starts from (trained first, in order): e.g. ft-cls-nli_qqp_sts
+    needs pre-cls-nli_qqp_sts, which needs pre-cls-nli."""
+    model_cfg, _ = experiment(name, profile)
+    if not model_cfg.init:
+        return []
+    parent = Path(model_cfg.init).name
+    return [*prerequisites(parent, profile), parent]
 
 
 def encoder_study_names(seeds: int) -> list[str]:
@@ -126,6 +158,9 @@ def encoder_study_names(seeds: int) -> list[str]:
 
 def run_experiment(name: str, profile: str, backbone: str | None = None, progress: bool = True, **overrides) -> dict:
     """Train a named experiment into its run folder (or return the finished run's results)."""
+    for parent in prerequisites(name, profile):
+        model_cfg, train_cfg = experiment(parent, profile, backbone)
+        train(model_cfg, train_cfg, run_dir(profile, parent), progress=progress)
     model_cfg, train_cfg = experiment(name, profile, backbone, **overrides)
     return train(model_cfg, train_cfg, run_dir(profile, name), progress=progress)
 

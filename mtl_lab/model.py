@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .backbone import DEFAULT_BACKBONE, load_backbone
-from .data import TASK_NAMES, TASKS
+from .data import TASK_NAMES, TASKS, runs_root
 from .encoders import build_encoder
 
 PAIR_HEADS = ("cross", "bi", "ensemble")
@@ -217,8 +217,14 @@ class MultitaskModel(nn.Module):
 
 
 def read_checkpoint(path: str | os.PathLike, missing: str) -> tuple[Path, dict]:
-    """The path and contents of a ``best.pt`` (given itself or its run folder); ``missing`` explains its absence."""
+    """The path and contents of a ``best.pt`` (given itself or its run folder); ``missing`` explains its absence.
+
+    A relative path that does not exist from the working directory is looked up under the runs
+    folder (``runs_root()``), so configs can name a run as ``cpu/pre-cls-nli`` on any machine.
+    """
     path = Path(path)
+    if not path.exists() and not path.is_absolute() and (runs_root() / path).exists():
+        path = runs_root() / path
     if path.is_dir():
         path = path / "best.pt"
     if not path.is_file():

@@ -467,6 +467,9 @@ def train(
         if progress:
             tqdm.write(f"resuming {out} at stage {state['stage']} epoch {state['epoch']} step {state['step']}")
 
+    if cfg.pretrain is not None and "initial" not in state:  # the geometry before pre-training
+        state["initial"] = embedding_metrics(model, dev_sets["sts"], cfg.eval_batch_size, precision)
+
     def save_checkpoint() -> None:
         rng = {"torch": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state() if device.type == "cuda" else None}
         atomic_save(
@@ -503,6 +506,7 @@ def train(
             },
             "history": history,
             "best": best,
+            **({"initial": state["initial"]} if "initial" in state else {}),
             "gradient_conflicts": conflicts,
             "wall_time_s": state["elapsed"],
             "examples_per_s": examples / train_time if train_time else None,

@@ -1,5 +1,6 @@
 """SimCSE: the InfoNCE loss against its formula, and the mining of positive pairs (train splits only)."""
 
+import json
 import math
 
 import numpy as np
@@ -145,3 +146,22 @@ def test_pretraining_runs_through_the_loop_and_fine_tuning_starts_from_it(tmp_pa
     assert not torch.equal(plain.state_dict()[word], saved[word])
     with pytest.raises(ValueError, match="pre-trained with encoder='mean'"):
         MultitaskModel(ModelConfig(encoder="cls", init=str(tmp_path / "pre")))
+
+
+def test_named_pretraining_chain_trains_its_prerequisites_and_records_the_geometry_before(tmp_path, monkeypatch):
+    from mtl_lab.experiments import experiment, prerequisites, run_dir, run_experiment
+
+    monkeypatch.setenv("MTL_LAB_RUNS", str(tmp_path))
+    assert prerequisites("ft-cls-nli_qqp_sts", "smoke") == ["pre-cls-nli", "pre-cls-nli_qqp_sts"]
+    model_cfg, train_cfg = experiment("pre-cls-nli_qqp_sts", "smoke")
+    assert model_cfg.init == "smoke/pre-cls-nli" and train_cfg.pretrain == "qqp_sts"  # relative: portable
+    with pytest.raises(ValueError, match="unknown pre-training 'simcse'"):
+        experiment("ft-cls-simcse", "smoke")
+
+    res = run_experiment("pre-cls-nli_qqp_sts", "smoke", progress=False)
+    nli = json.loads((run_dir("smoke", "pre-cls-nli") / "results.json").read_text())
+    # the chain starts from the NLI run's weights: its "before" geometry is the NLI run's "after"
+    for key in ("sts_cos_spearman", "alignment", "uniformity"):
+        assert res["initial"][key] == pytest.approx(nli["best"][key], abs=1e-5)
+        assert nli["initial"][key] != pytest.approx(nli["best"][key], abs=1e-6)
+    assert res["config"]["model"]["init"] == "smoke/pre-cls-nli"
