@@ -156,6 +156,33 @@ def _cmd_data(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_figures(args: argparse.Namespace) -> int:
+    from . import analysis, experiments
+    from .backbone import load_tokenizer, quiet_transformers
+    from .train import load_encoded
+
+    quiet_transformers()
+    sts_dev = load_encoded("sts", "dev", load_tokenizer(args.backbone), 128, None, 0)
+    out = Path(args.out)
+    for model in args.models:
+        strategies = [
+            s
+            for s in experiments.PRETRAIN_STRATEGIES
+            if (experiments.run_dir(args.profile, f"pre-{model}-{s}") / "best.pt").is_file()
+        ]
+        if not strategies:
+            print(
+                f"{model}: no pre-training checkpoints under {experiments.run_dir(args.profile, '')} (run pre-{model}-<strategy> first)"
+            )
+            continue
+        fig = analysis.pretraining_maps(args.profile, model, strategies, sts_dev, args.backbone)
+        out.mkdir(parents=True, exist_ok=True)
+        path = out / f"embedding_maps_{args.profile}_{model}.png"
+        fig.savefig(path, dpi=110, bbox_inches="tight")
+        print(f"wrote {path} (plain backbone + {', '.join(strategies)})")
+    return 0
+
+
 def _cmd_notebooks(args: argparse.Namespace) -> int:
     from .notebooks import run_notebooks
 
@@ -190,6 +217,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data", help="data folder")
     p.add_argument("--device", default="auto")
     p.set_defaults(func=_cmd_predict)
+
+    p = sub.add_parser("figures", help="draw the embedding maps of a profile's pre-training checkpoints (notebook 03)")
+    p.add_argument("--profile", choices=["smoke", "cpu", "gpu"], default="cpu")
+    p.add_argument("--models", nargs="+", default=["sbert", "cls"], choices=["sbert", "cls"])
+    p.add_argument("--out", default="docs/figures", help="folder for embedding_maps_<profile>_<model>.png")
+    p.add_argument("--model", dest="backbone", help="backbone id or folder (default: packaged MiniLM)")
+    p.set_defaults(func=_cmd_figures)
 
     p = sub.add_parser("notebooks", help="run the notebook series with papermill")
     p.add_argument("action", choices=["run"])

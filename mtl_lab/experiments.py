@@ -79,6 +79,12 @@ ENCODER_VARIANTS["sts"] = ENCODER_VARIANTS["qqp"]
 # Notebook 03's pre-training strategies (the paper's Table 2 rows): a SimCSE / NLI mode of
 # ``mtl_lab.simcse``, or ``nli_<mode>`` = that mode continued from the NLI pre-trained weights.
 PRETRAIN_STRATEGIES = ("nli", "qqp_sts", "sst_qqp_sts", "nli_qqp_sts")
+PRETRAIN_LABELS = {
+    "nli": "NLI",
+    "qqp_sts": "SimCSE (QQP/STS)",
+    "sst_qqp_sts": "SimCSE (SST/QQP/STS)",
+    "nli_qqp_sts": "NLI + SimCSE (QQP/STS)",
+}
 
 
 def run_dir(profile: str, name: str) -> Path:
@@ -149,6 +155,11 @@ def prerequisites(name: str, profile: str) -> list[str]:
         return []
     parent = Path(model_cfg.init).name
     return [*prerequisites(parent, profile), parent]
+
+
+def pretraining_rows(model: str) -> dict[str, str]:
+    """Notebook 03's Table-2 rows of a model: label -> run name ("initial" = no pre-training, ``agg-<model>-sum``)."""
+    return {"initial": f"agg-{model}-sum", **{PRETRAIN_LABELS[s]: f"ft-{model}-{s}" for s in PRETRAIN_STRATEGIES}}
 
 
 def encoder_study_names(seeds: int) -> list[str]:

@@ -24,3 +24,12 @@ PLAIN_FINETUNING = {"sst_acc": 0.492, "qqp_acc": 0.823, "sts_pearson": 0.857, "o
 def paper_frame() -> pd.DataFrame:
     """The paper's Table 2 as a DataFrame (index: model / strategy)."""
     return pd.DataFrame.from_dict(PAPER_TABLE2, orient="index", columns=["SST", "QQP", "STS", "overall"])
+
+
+PAPER_MODELS = {"cls": "BERT [CLS] multi-task", "sbert": "SBERT + CNN-BiLSTM"}
+
+
+def paper_rows(model: str, strategies: list[str]) -> dict[str, str]:
+    """strategy -> the paper's Table 2 row for a model (``cls``/``sbert``), for the strategies it reports."""
+    rows = {s: f"{PAPER_MODELS[model]}, {s}" for s in strategies}
+    return {s: row for s, row in rows.items() if row in PAPER_TABLE2}
