@@ -518,3 +518,72 @@ def pretraining_maps(profile: str, model: str, strategies, sts_dev, backbone: st
         if path.is_file():
             models[strategy] = load_model(path)
     return embedding_maps(models, sts_dev)
+
+
+# ----------------------------------------------------------------------------- ablation grid
+
+
+def ablation_table(results: dict[str, dict], models=("cls", "sbert")) -> pd.DataFrame:
+    """The grid as the paper's Table 2: one row per (model, strategy), mean over its seeds, the paper beside."""
+    import re
+
+    from .experiments import ablation_rows
+    from .paper import PAPER_MODELS, paper_rows
+
+    rows = []
+    ref = paper_frame()
+    for model in models:
+        strategies = ablation_rows(model)
+        paper = paper_rows(model, list(strategies))
+        for label, name in strategies.items():
+            runs = [r for n, r in results.items() if n == name or re.fullmatch(re.escape(name) + r"-s\d+", n)]
+            if not runs:
+                continue
+            values = pd.DataFrame([results_row(r) for r in runs])
+            row = {"model": PAPER_MODELS[model], "strategy": label, "run": name, "seeds": len(runs)}
+            row.update({col: values[col].mean() for col in ("SST", "QQP", "STS", "overall")})
+            row["overall std"] = values["overall"].std() if len(runs) > 1 else np.nan
+            row["minutes"] = values["minutes"].mean()
+            for col in ("SST", "QQP", "STS", "overall"):
+                row[f"paper {col}"] = ref.loc[paper[label], col] if label in paper else np.nan
+            rows.append(row)
+    columns = ["model", "strategy", "run", "seeds", "SST", "QQP", "STS", "overall", "overall std", "minutes"]
+    columns += [f"paper {c}" for c in ("SST", "QQP", "STS", "overall")]
+    return pd.DataFrame(rows, columns=columns).set_index(["model", "strategy"])
+
+
+def style_ablation(table: pd.DataFrame):
+    """The ablation table with the best value of each metric column in bold (a pandas Styler)."""
+    metrics = ["SST", "QQP", "STS", "overall"]
+    return (
+        table.style.format(precision=3, na_rep="")
+        .format({"minutes": "{:.1f}"})
+        .highlight_max(subset=metrics, props="font-weight: bold; background-color: #d8f0d8")
+    )
+
+
+def plot_ablation(table: pd.DataFrame) -> plt.Figure:
+    """Overall dev score of every strategy, one panel per model; the paper's overall as a black tick."""
+    models = list(dict.fromkeys(table.index.get_level_values("model")))
+    fig, axes = plt.subplots(
+        1, len(models), figsize=(5.5 * len(models), 0.35 * len(table) / len(models) + 1.8), squeeze=False
+    )
+    lo = float(table["overall"].min()) - 0.02
+    for ax, model in zip(axes[0], models):
+        part = table.loc[model]
+        y = np.arange(len(part))[::-1]
+        best = part["overall"].idxmax()
+        colors = ["tab:green" if s == best else "tab:blue" for s in part.index]
+        ax.barh(y, part["overall"], xerr=part["overall std"].fillna(0), color=colors)
+        ax.scatter(part["paper overall"], y, marker="|", s=200, color="k", label="paper (BERT-base, GPU)", zorder=3)
+        ax.set_yticks(y, part.index, fontsize=8)
+        ax.set_xlim(
+            lo,
+            max(float(table["overall"].max()), float(np.nanmax(table["paper overall"].to_numpy(float), initial=0)))
+            + 0.01,
+        )
+        ax.set_title(model, fontsize=10)
+        ax.set_xlabel("dev overall")
+        ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    return fig

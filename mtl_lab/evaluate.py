@@ -67,21 +67,29 @@ def autocast_context(device: torch.device, precision: str):
 
 
 @torch.no_grad()
-def predict_task(model, enc: EncodedTask, batch_size: int = 64, precision: str = "fp32") -> np.ndarray:
-    """Predictions for every example of an encoded split, in the split's order."""
+def map_batches(model, enc, views: tuple[str, ...], fn, batch_size: int = 64, precision: str = "fp32") -> list:
+    """``[(indices, fn(batch)), ...]`` over length-bucketed batches of a split, in eval mode (state restored)."""
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
-    preds = np.zeros(len(enc), dtype=float)
+    out = []
     try:
         for idx in bucket_batches(enc.lengths, batch_size):
-            batch = collate(enc, idx, model.views(enc.task))
+            batch = collate(enc, idx, views)
             batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
             with autocast_context(device, precision):
-                out = model(batch)
-            preds[idx] = model.predictions(enc.task, out).float().cpu().numpy()
+                out.append((idx, fn(batch)))
     finally:
         model.train(was_training)
+    return out
+
+
+def predict_task(model, enc: EncodedTask, batch_size: int = 64, precision: str = "fp32") -> np.ndarray:
+    """Predictions for every example of an encoded split, in the split's order."""
+    preds = np.zeros(len(enc), dtype=float)
+    predict = lambda batch: model.predictions(enc.task, model(batch)).float().cpu().numpy()  # noqa: E731
+    for idx, values in map_batches(model, enc, model.views(enc.task), predict, batch_size, precision):
+        preds[idx] = values
     if TASKS[enc.task].kind != "regression":
         preds = preds.astype(int)
     return preds

@@ -8,6 +8,7 @@ results.json files of the cpu profile are committed for the results pages.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from .data import runs_root
@@ -101,7 +102,9 @@ def experiment(name: str, profile: str, backbone: str | None = None, **overrides
     ``agg-<model>-<aggregation>`` (notebook 04: model ``cls``/``sbert``, aggregation
     ``sum``/``pcgrad``/``imtl_g``), ``pre-<model>-<strategy>`` (notebook 03: contrastive
     pre-training, strategies in ``PRETRAIN_STRATEGIES``) and ``ft-<model>-<strategy>[-<aggregation>]``
-    (multi-task fine-tuning from that pre-training, on the ``agg-`` budget).
+    (multi-task fine-tuning from that pre-training, on the ``agg-`` budget), ``seq-<model>-<t1>-<t2>-<t3>``
+    (sequential training on the ``agg-`` budget); ``agg-``/``ft-``/``seq-`` names take a seed suffix
+    ``-s<k>`` (notebook 05's grid).
     """
     model_kw = {"backbone": backbone} if backbone else {}
     study = STUDY_OVERRIDES[profile]
@@ -118,6 +121,14 @@ def experiment(name: str, profile: str, backbone: str | None = None, **overrides
         kw = {**study["sequential"], **overrides}
         return ModelConfig(**model_kw), profile_config(profile, tasks=tuple(name.split("-")[1:]), sequential=True, **kw)
     parts = name.split("-")
+    if parts[0] in ("agg", "ft", "seq") and len(parts) > 3 and re.fullmatch(r"s\d+", parts[-1]):
+        # a further seed of a study run: ``agg-cls-sum-s1`` is ``agg-cls-sum`` with seed 1
+        return experiment("-".join(parts[:-1]), profile, backbone, **{"seed": int(parts[-1][1:]), **overrides})
+    if parts[0] == "seq" and len(parts) == 5 and parts[1] in MODELS:
+        kw = {**study["aggregation"], "monitor_every": 0, **overrides}
+        return ModelConfig(**model_kw, **MODELS[parts[1]]), profile_config(
+            profile, tasks=tuple(parts[2:]), sequential=True, **kw
+        )
     if parts[0] == "enc" and len(parts) == 4 and parts[3][:1] == "s" and parts[3][1:].isdigit():
         task, variant, seed = parts[1], parts[2], int(parts[3][1:])
         if variant not in ENCODER_VARIANTS.get(task, {}):
@@ -162,6 +173,29 @@ def pretraining_rows(model: str) -> dict[str, str]:
     return {"initial": f"agg-{model}-sum", **{PRETRAIN_LABELS[s]: f"ft-{model}-{s}" for s in PRETRAIN_STRATEGIES}}
 
 
+# Notebook 05's ablation grid: per sentence model, the paper's Table 2 strategies on one budget.
+SEQUENTIAL_ORDERS = (("sst", "sts", "qqp"), ("qqp", "sts", "sst"))
+ABLATION_SEEDS = {"smoke": 1, "cpu": 1, "gpu": 3}
+
+
+def ablation_rows(model: str) -> dict[str, str]:
+    """The grid's rows of one sentence model: strategy label -> run name (seed 0)."""
+    rows = dict(pretraining_rows(model))
+    rows["PCGrad"] = f"agg-{model}-pcgrad"
+    rows.update({f"PCGrad + {PRETRAIN_LABELS[s]}": f"ft-{model}-{s}-pcgrad" for s in PRETRAIN_STRATEGIES})
+    rows.update({f"sequential {' → '.join(o).upper()}": f"seq-{model}-{'-'.join(o)}" for o in SEQUENTIAL_ORDERS})
+    return rows
+
+
+def ablation_names(models=("cls", "sbert"), seeds: int = 1) -> list[str]:
+    """Every run of the grid (``seeds`` seeds each; seed 0 has no suffix), in training order."""
+    names = []
+    for model in models:
+        for name in ablation_rows(model).values():
+            names += [name] + [f"{name}-s{k}" for k in range(1, seeds)]
+    return names
+
+
 def encoder_study_names(seeds: int) -> list[str]:
     """The run names of notebook 02's single-task study, ``seeds`` seeds of every variant."""
     return [f"enc-{t}-{v}-s{s}" for t, variants in ENCODER_VARIANTS.items() for v in variants for s in range(seeds)]
@@ -185,3 +219,32 @@ def finished_results(profile: str, names: list[str] | None = None) -> dict[str, 
         if res and res.get("finished") and (names is None or path.parent.name in names):
             out[path.parent.name] = res
     return out
+
+
+def sweep(
+    profile: str,
+    models=("cls", "sbert"),
+    seeds: int | None = None,
+    backbone: str | None = None,
+    train: bool = True,
+    progress: bool = True,
+) -> dict[str, dict]:
+    """Notebook 05's grid: train every run not yet finished (resumable) and return all finished results.
+
+    With ``train=False`` nothing is trained: the finished runs of the grid are returned.
+    """
+    names = ablation_names(models, seeds or ABLATION_SEEDS[profile])
+    if train:
+        for i, name in enumerate(names):
+            if progress:
+                print(f"[{i + 1}/{len(names)}] {name}", flush=True)
+            run_experiment(name, profile, backbone, progress=progress)
+    return finished_results(profile, names)
+
+
+def best_run(results: dict[str, dict]) -> str:
+    """The multi-task run with the highest dev overall score."""
+    multi = {n: r for n, r in results.items() if len(r["config"]["train"]["tasks"]) == 3}
+    if not multi:
+        raise ValueError("no finished multi-task run to choose from")
+    return max(multi, key=lambda n: multi[n]["best"]["overall"])

@@ -132,16 +132,17 @@ class MultitaskModel(nn.Module):
         hidden, pooled = self._states(ids, mask)
         return self.encoder(hidden, mask, pooled)
 
+    def embed_many(self, parts: list[tuple[torch.Tensor, torch.Tensor]]) -> list[torch.Tensor]:
+        """Embeddings of several (ids, mask) sentence batches, padded to one width and encoded in one pass."""
+        width = max(ids.shape[1] for ids, _ in parts)
+        ids = torch.cat([F.pad(i, (0, width - i.shape[1])) for i, _ in parts])
+        mask = torch.cat([F.pad(m, (0, width - m.shape[1])) for _, m in parts])
+        return list(self.embed(ids, mask).split([i.shape[0] for i, _ in parts]))
+
     def embed_pair(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
         """u, v for the two sentences of a pair batch, encoded together in one backbone pass."""
-        a, b = batch["a_ids"], batch["b_ids"]
-        width = max(a.shape[1], b.shape[1])
-        ids = torch.cat([F.pad(a, (0, width - a.shape[1])), F.pad(b, (0, width - b.shape[1]))])
-        mask = torch.cat(
-            [F.pad(batch["a_mask"], (0, width - a.shape[1])), F.pad(batch["b_mask"], (0, width - b.shape[1]))]
-        )
-        emb = self.embed(ids, mask)
-        return emb[: a.shape[0]], emb[a.shape[0] :]
+        u, v = self.embed_many([(batch["a_ids"], batch["a_mask"]), (batch["b_ids"], batch["b_mask"])])
+        return u, v
 
     def cross_cls(self, batch: dict) -> torch.Tensor:
         """[CLS] state of the joint ``[CLS] a [SEP] b [SEP]`` encoding."""

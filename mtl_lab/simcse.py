@@ -200,10 +200,7 @@ def contrastive_loss(model, batch: dict, temperature: float = 0.05) -> torch.Ten
     parts = [(batch["a_ids"], batch["a_mask"]), (batch["b_ids"], batch["b_mask"])]
     if "n_ids" in batch:
         parts.append((batch["n_ids"], batch["n_mask"]))
-    width = max(ids.shape[1] for ids, _ in parts)
-    ids = torch.cat([F.pad(i, (0, width - i.shape[1])) for i, _ in parts])
-    mask = torch.cat([F.pad(m, (0, width - m.shape[1])) for _, m in parts])
-    emb = model.embed(ids, mask).split(batch["a_ids"].shape[0])
+    emb = model.embed_many(parts)
     negatives = emb[2] if len(emb) > 2 else None
     return info_nce(emb[0], emb[1], temperature, negatives, batch.get("n_valid"))
 
@@ -211,25 +208,15 @@ def contrastive_loss(model, batch: dict, temperature: float = 0.05) -> torch.Ten
 # ----------------------------------------------------------------------------- geometry
 
 
-@torch.no_grad()
 def pair_embeddings(model, enc, batch_size: int = 128, precision: str = "fp32") -> tuple[torch.Tensor, torch.Tensor]:
     """Sentence embeddings u, v (float32, in the split's order) of a pair task split, in eval mode."""
-    from .data import bucket_batches, collate
-    from .evaluate import autocast_context
+    from .evaluate import map_batches
 
-    device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
     us, vs, order = [], [], []
-    for idx in bucket_batches(enc.lengths, batch_size):
-        batch = collate(enc, idx, ("pair",))
-        batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
-        with autocast_context(device, precision):
-            u, v = model.embed_pair(batch)
+    for idx, (u, v) in map_batches(model, enc, ("pair",), model.embed_pair, batch_size, precision):
         us.append(u.float().cpu())
         vs.append(v.float().cpu())
         order.append(idx)
-    model.train(was_training)
     inverse = np.argsort(np.concatenate(order))
     return torch.cat(us)[inverse], torch.cat(vs)[inverse]
 

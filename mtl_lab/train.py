@@ -44,7 +44,7 @@ from .evaluate import autocast_context, evaluate, resolve_device, resolve_precis
 from .model import ModelConfig, MultitaskModel
 from .optim import AdamW
 from .optim.pcgrad import AGGREGATORS, TaskGradients, cosine_matrix
-from .simcse import embedding_metrics
+from .simcse import MODES, collate_pairs, contrastive_loss, embedding_metrics, encode_pairs, mine_pairs
 
 SAMPLERS = ("proportional", "round_robin", "sqrt", "annealed", "uniform")
 
@@ -85,8 +85,6 @@ class TrainConfig:
 
     def __post_init__(self):
         if self.pretrain is not None:  # contrastive pre-training: the one pseudo-task "simcse"
-            from .simcse import MODES
-
             if self.pretrain not in MODES:
                 raise ValueError(f"pretrain must be one of {MODES}, got {self.pretrain!r}")
             self.tasks = ("simcse",)
@@ -171,8 +169,6 @@ def load_task_data(cfg: TrainConfig, tokenizer, data_dir=None) -> tuple[dict, di
     splits and is scored on STS dev by the cosine of the sentence embeddings.
     """
     if cfg.pretrain is not None:
-        from .simcse import encode_pairs, mine_pairs
-
         pairs = mine_pairs(cfg.pretrain, data_dir)
         if cfg.train_fraction is not None or cfg.train_limit is not None:
             n = len(pairs) if cfg.train_fraction is None else max(1, round(cfg.train_fraction * len(pairs)))
@@ -324,8 +320,6 @@ def task_losses(
     model, step: tuple, train_sets: dict, device: torch.device, precision: str, temperature: float = 0.05
 ) -> dict[str, torch.Tensor]:
     """Loss of each task in a step; the batches of one task are joined into one forward pass."""
-    from .simcse import collate_pairs, contrastive_loss
-
     by_task: dict[str, list[np.ndarray]] = {}
     for task, idx in step:
         by_task.setdefault(task, []).append(idx)
