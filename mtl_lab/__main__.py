@@ -156,6 +156,25 @@ def _cmd_data(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_sweep(args: argparse.Namespace) -> int:
+    from . import analysis, experiments
+    from .evaluate import predict_files
+
+    results = experiments.sweep(args.profile, args.models, args.seeds, args.backbone, train=not args.no_train)
+    table = analysis.ablation_table(results, args.models)
+    if table.empty:
+        print(f"no finished run of the grid under {experiments.run_dir(args.profile, '')}")
+        return 1
+    print(table.drop(columns=["run"]).round(3).to_string())
+    best = experiments.best_run(results)
+    print(f"best configuration by dev overall: {best} ({results[best]['best']['overall']:.4f})")
+    if args.predict:
+        checkpoint = experiments.run_dir(args.profile, best) / "best.pt"
+        metrics = predict_files(checkpoint, args.predict, splits=("dev", "test"))
+        print(f"prediction files of {best} written to {args.predict} (dev overall {metrics['overall']:.4f})")
+    return 0
+
+
 def _cmd_figures(args: argparse.Namespace) -> int:
     from . import analysis, experiments
     from .backbone import load_tokenizer, quiet_transformers
@@ -217,6 +236,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data", help="data folder")
     p.add_argument("--device", default="auto")
     p.set_defaults(func=_cmd_predict)
+
+    p = sub.add_parser("sweep", help="notebook 05's ablation grid: train what is missing, print the table")
+    p.add_argument("--profile", choices=["smoke", "cpu", "gpu"], default="cpu")
+    p.add_argument("--models", nargs="+", default=["cls", "sbert"], choices=["cls", "sbert"])
+    p.add_argument("--seeds", type=int, help="seeds per run (default: 1 on smoke/cpu, 3 on gpu)")
+    p.add_argument("--no-train", action="store_true", help="only gather the finished runs")
+    p.add_argument("--predict", metavar="OUT", help="write the best run's dev and test prediction files into OUT")
+    p.add_argument("--model", dest="backbone", help="backbone id or folder (default: packaged MiniLM)")
+    p.set_defaults(func=_cmd_sweep)
 
     p = sub.add_parser("figures", help="draw the embedding maps of a profile's pre-training checkpoints (notebook 03)")
     p.add_argument("--profile", choices=["smoke", "cpu", "gpu"], default="cpu")

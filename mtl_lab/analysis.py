@@ -587,3 +587,112 @@ def plot_ablation(table: pd.DataFrame) -> plt.Figure:
         ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
     return fig
+
+
+# ----------------------------------------------------------------------------- error analysis
+
+SST_CLASSES = ["negative", "somewhat neg.", "neutral", "somewhat pos.", "positive"]
+QQP_CLASSES = ["not paraphrase", "paraphrase"]
+
+
+def dev_predictions(pred_dir: str | os.PathLike, data_dir=None) -> dict[str, pd.DataFrame]:
+    """A run's dev prediction files (as ``predict`` writes them) joined with the dev data: texts, ``gold``, ``pred``."""
+    out = {}
+    for task, spec in data.TASKS.items():
+        path = Path(pred_dir) / f"{spec.pred_file}-dev-output.csv"
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: no dev predictions (run `python -m mtl_lab predict ... --splits dev`)")
+        preds = pd.read_csv(path).rename(columns={spec.pred_col: "pred"})
+        dev = load_quietly(task, "dev", data_dir).rename(columns={"label": "gold"})
+        dev["id"] = dev["id"].str.replace(" ", "")
+        merged = dev.merge(preds, on="id", how="inner", validate="one_to_one")
+        if len(merged) != len(dev):
+            raise ValueError(f"{path}: {len(dev) - len(merged)} dev examples have no prediction")
+        out[task] = merged
+    return out
+
+
+def plot_confusion_matrices(runs: dict[str, dict[str, pd.DataFrame]], task: str) -> plt.Figure:
+    """Row-normalised confusion matrices of one classification task, one panel per run (side by side)."""
+    from sklearn.metrics import confusion_matrix
+
+    classes = SST_CLASSES if task == "sst" else QQP_CLASSES
+    fig, axes = plt.subplots(1, len(runs), figsize=(1.0 * len(classes) * len(runs) + 2.5, len(classes) * 0.8 + 1.6))
+    for ax, (label, preds) in zip(np.atleast_1d(axes), runs.items()):
+        df = preds[task]
+        cm = confusion_matrix(
+            df["gold"].astype(int), df["pred"].astype(int), labels=range(len(classes)), normalize="true"
+        )
+        accuracy = float((df["gold"].astype(int) == df["pred"].astype(int)).mean())
+        sns.heatmap(cm, annot=True, fmt=".2f", cmap="Blues", vmin=0, vmax=1, cbar=False, ax=ax,
+                    xticklabels=classes, yticklabels=classes)  # fmt: skip
+        ax.set_xlabel("predicted")
+        ax.set_ylabel("gold")
+        ax.set_title(f"{label}: {task.upper()} accuracy {accuracy:.3f}", fontsize=9)
+        ax.tick_params(axis="x", rotation=30, labelsize=7)
+        ax.tick_params(axis="y", rotation=0, labelsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def per_class_accuracy(runs: dict[str, dict[str, pd.DataFrame]], task: str) -> pd.DataFrame:
+    """Accuracy within each gold class (recall) of a classification task, one column per run."""
+    classes = SST_CLASSES if task == "sst" else QQP_CLASSES
+    table = {}
+    for label, preds in runs.items():
+        df = preds[task]
+        hit = df["gold"].astype(int) == df["pred"].astype(int)
+        table[label] = hit.groupby(df["gold"].astype(int)).mean().reindex(range(len(classes)))
+    table = pd.DataFrame(table)
+    table.index = [f"{i} {c}" for i, c in enumerate(classes)]
+    table["examples"] = (
+        runs[next(iter(runs))][task]["gold"].astype(int).value_counts().reindex(range(len(classes))).to_numpy()
+    )
+    return table
+
+
+def plot_sts_scatter(runs: dict[str, dict[str, pd.DataFrame]]) -> plt.Figure:
+    """Predicted vs gold STS scores, one panel per run, with the Pearson r and the diagonal."""
+    from scipy.stats import pearsonr
+
+    fig, axes = plt.subplots(1, len(runs), figsize=(4.0 * len(runs), 3.8), squeeze=False)
+    for ax, (label, preds) in zip(axes[0], runs.items()):
+        df = preds["sts"]
+        r = pearsonr(df["gold"], df["pred"]).statistic
+        ax.scatter(df["gold"], df["pred"], s=6, alpha=0.5)
+        ax.plot([0, 5], [0, 5], color="k", lw=0.8, ls="--")
+        ax.set_xlim(-0.2, 5.2)
+        ax.set_ylim(-0.2, 5.2)
+        ax.set_xlabel("gold similarity")
+        ax.set_ylabel("predicted")
+        ax.set_title(f"{label}: STS Pearson r {r:.3f}", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def worst_errors(preds: dict[str, pd.DataFrame], task: str, n: int = 5) -> dict[str, pd.DataFrame]:
+    """The largest over- and under-estimations of a task (the paper's appendix tables).
+
+    SST / STS: sorted by predicted - gold (ties: by id); QQP: false paraphrases and missed ones.
+    """
+    df = preds[task].copy()
+    df["error"] = df["pred"].astype(float) - df["gold"].astype(float)
+    texts = [c for c in ("sentence", "sentence1", "sentence2") if c in df]
+    cols = [*texts, "gold", "pred", "error"]
+    over = df[df["error"] > 0].sort_values(["error", "id"], ascending=[False, True]).head(n)
+    under = df[df["error"] < 0].sort_values(["error", "id"], ascending=[True, True]).head(n)
+    return {"over-estimated": over[cols].reset_index(drop=True), "under-estimated": under[cols].reset_index(drop=True)}
+
+
+def misclassified_wordpieces(preds: dict[str, pd.DataFrame], tokenizer, n: int = 6) -> pd.DataFrame:
+    """WordPiece tokens of the SST sentences missed by the most classes (where "n't" or rare words split)."""
+    df = preds["sst"].assign(miss=lambda d: (d["pred"].astype(int) - d["gold"].astype(int)).abs())
+    worst = df[df["miss"] > 0].sort_values(["miss", "id"], ascending=[False, True]).head(n)
+    return pd.DataFrame(
+        {
+            "sentence": worst["sentence"].to_numpy(),
+            "gold": worst["gold"].astype(int).to_numpy(),
+            "pred": worst["pred"].astype(int).to_numpy(),
+            "wordpieces": [" ".join(tokenizer.tokenize(s)) for s in worst["sentence"]],
+        }
+    )

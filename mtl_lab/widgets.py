@@ -1,4 +1,4 @@
-"""ipywidgets for the notebooks: the 2-D geometry of PCGrad."""
+"""ipywidgets for the notebooks: the 2-D geometry of PCGrad, and a playground for trained checkpoints."""
 
 from __future__ import annotations
 
@@ -70,5 +70,94 @@ def pcgrad_playground():
     ratio.observe(redraw, "value")
     box = w.VBox([w.HBox([angle, ratio]), out])
     redraw()
+    display(box)
+    return box
+
+
+# ----------------------------------------------------------------------------- playground
+
+
+@torch.no_grad()
+def predict_text(model, tokenizer, sentence: str, pair: tuple[str, str]) -> dict:
+    """One model's answers: SST class probabilities of ``sentence``; paraphrase probability and similarity of ``pair``."""
+    import pandas as pd
+
+    from .data import collate, encode
+
+    model.eval()
+    device = next(model.parameters()).device
+    out: dict = {}
+    frames = {
+        "sst": pd.DataFrame({"id": ["0"], "sentence": [sentence], "label": [np.nan]}),
+        "qqp": pd.DataFrame({"id": ["0"], "sentence1": [pair[0]], "sentence2": [pair[1]], "label": [np.nan]}),
+    }
+    frames["sts"] = frames["qqp"]
+    for task in model.config.tasks:
+        if task not in frames:
+            continue
+        batch = collate(encode(frames[task], task, tokenizer), np.array([0]), model.views(task))
+        batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in batch.items()}
+        value = model(batch).float()
+        if task == "sst":
+            out["sentiment"] = torch.softmax(value[0], -1).cpu().numpy()
+        elif task == "qqp":
+            out["paraphrase"] = float(torch.sigmoid(value[0]))
+        else:
+            out["similarity"] = float(value[0].clamp(0.0, 5.0))
+    return out
+
+
+def plot_prediction(result: dict, ax=None):
+    """The sentiment distribution as bars, with the pair's paraphrase probability and similarity in the title."""
+    from .analysis import SST_CLASSES
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(5.5, 2.6))
+    probs = result.get("sentiment")
+    if probs is not None:
+        ax.bar(range(5), probs, color=plt.cm.RdYlGn(np.linspace(0.1, 0.9, 5)))
+        ax.set_xticks(range(5), SST_CLASSES, fontsize=8)
+        ax.set_ylim(0, 1)
+        ax.set_ylabel("P(class)")
+    parts = []
+    if "paraphrase" in result:
+        parts.append(f"paraphrase probability {result['paraphrase']:.2f}")
+    if "similarity" in result:
+        parts.append(f"similarity {result['similarity']:.2f} / 5")
+    ax.set_title("pair: " + ", ".join(parts) if parts else "sentence", fontsize=9)
+    return ax
+
+
+def playground(checkpoints: dict, tokenizer, sentence: str = "it is n't funny .", pair=None):
+    """Type a sentence and a pair; see the chosen checkpoint's sentiment, paraphrase and similarity, live.
+
+    ``checkpoints`` maps a label to a MultitaskModel or to a run folder / best.pt. The returned
+    box keeps the latest answers in ``box.result`` (what the display shows).
+    """
+    import ipywidgets as w
+    from IPython.display import display
+
+    from .model import load_model
+
+    models = {k: v if isinstance(v, torch.nn.Module) else load_model(v) for k, v in checkpoints.items()}
+    pair = pair or ("How do I learn to cook?", "What is the best way to learn cooking?")
+    which = w.Dropdown(options=list(models), description="checkpoint")
+    text = w.Text(value=sentence, description="sentence", layout=w.Layout(width="95%"))
+    first = w.Text(value=pair[0], description="pair: a", layout=w.Layout(width="95%"))
+    second = w.Text(value=pair[1], description="pair: b", layout=w.Layout(width="95%"))
+    out = w.Output()
+    box = w.VBox([which, text, first, second, out])
+
+    def update(*_):
+        box.result = predict_text(models[which.value], tokenizer, text.value, (first.value, second.value))
+        with out:
+            out.clear_output(wait=True)
+            fig, ax = plt.subplots(figsize=(5.5, 2.6))
+            plot_prediction(box.result, ax)
+            plt.show()
+
+    for control in (which, text, first, second):
+        control.observe(update, "value")
+    update()
     display(box)
     return box

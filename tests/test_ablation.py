@@ -1,0 +1,56 @@
+"""The ablation grid (notebook 05): run names, the Table-2 layout over seeds, the best run."""
+
+import math
+
+import pytest
+
+from mtl_lab import analysis, experiments
+
+
+def _result(tasks, sst, qqp, sts, minutes=1.0):
+    best = {"sst_acc": sst, "qqp_acc": qqp, "sts_pearson": sts, "epoch": 1}
+    best["overall"] = (sst + qqp + (sts + 1) / 2) / 3
+    return {"config": {"train": {"tasks": list(tasks)}}, "best": best, "wall_time_s": 60 * minutes, "history": []}
+
+
+def test_grid_rows_cover_the_paper_strategies_and_parse():
+    rows = experiments.ablation_rows("sbert")
+    assert list(rows)[:5] == [
+        "initial",
+        "NLI",
+        "SimCSE (QQP/STS)",
+        "SimCSE (SST/QQP/STS)",
+        "NLI + SimCSE (QQP/STS)",
+    ]
+    assert rows["PCGrad"] == "agg-sbert-pcgrad" and rows["PCGrad + SimCSE (QQP/STS)"] == "ft-sbert-qqp_sts-pcgrad"
+    assert rows["sequential SST → STS → QQP"] == "seq-sbert-sst-sts-qqp"
+    names = experiments.ablation_names(("cls", "sbert"), seeds=2)
+    assert len(names) == 2 * 2 * len(rows) and "ft-cls-nli-pcgrad-s1" in names
+    for name in names:  # every name is a valid experiment
+        model_cfg, train_cfg = experiments.experiment(name, "cpu")
+        assert train_cfg.seed == (1 if name.endswith("-s1") else 0)
+    _, seq = experiments.experiment("seq-cls-qqp-sts-sst", "cpu")
+    assert seq.sequential and seq.tasks == ("qqp", "sts", "sst") and seq.monitor_every == 0
+    model_cfg, ft = experiments.experiment("ft-sbert-nli_qqp_sts-pcgrad", "cpu")
+    assert ft.aggregation == "pcgrad" and model_cfg.init == "cpu/pre-sbert-nli_qqp_sts"
+
+
+def test_ablation_table_averages_seeds_and_puts_the_paper_beside():
+    results = {
+        "agg-sbert-sum": _result("sst qqp sts".split(), 0.40, 0.70, 0.80, 9.0),
+        "agg-sbert-sum-s1": _result("sst qqp sts".split(), 0.42, 0.72, 0.82, 11.0),
+        "ft-sbert-qqp_sts-pcgrad": _result("sst qqp sts".split(), 0.45, 0.75, 0.85),
+        "agg-cls-sum": _result("sst qqp sts".split(), 0.38, 0.76, 0.81),
+        "seq-cls-sst-sts-qqp": _result("sst sts qqp".split(), 0.30, 0.76, 0.70),
+    }
+    table = analysis.ablation_table(results)
+    initial = table.loc[("SBERT + CNN-BiLSTM", "initial")]
+    assert initial["seeds"] == 2 and initial["SST"] == pytest.approx(0.41) and initial["minutes"] == pytest.approx(10.0)
+    # the two seeds' overall scores differ by (.02 + .02 + .02 / 2) / 3; the sample std of two is that / sqrt 2
+    assert initial["overall std"] == pytest.approx(0.05 / 3 / math.sqrt(2), rel=1e-6)
+    assert initial["paper overall"] == pytest.approx(0.7827)
+    assert table.loc[("SBERT + CNN-BiLSTM", "PCGrad + SimCSE (QQP/STS)")]["paper overall"] == pytest.approx(0.7885)
+    assert table.loc[("BERT [CLS] multi-task", "sequential SST → STS → QQP")]["paper overall"] == pytest.approx(0.7307)
+    assert math.isnan(table.loc[("SBERT + CNN-BiLSTM", "PCGrad + SimCSE (QQP/STS)")]["overall std"])
+    assert experiments.best_run(results) == "ft-sbert-qqp_sts-pcgrad"
+    assert len(analysis.plot_ablation(table).axes) == 2
