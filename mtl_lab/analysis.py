@@ -612,6 +612,16 @@ def dev_predictions(pred_dir: str | os.PathLike, data_dir=None) -> dict[str, pd.
     return out
 
 
+def run_dev_predictions(run_folder: str | os.PathLike, data_dir=None) -> dict[str, pd.DataFrame]:
+    """dev_predictions of a run folder's ``predictions/``, first written from its ``best.pt`` if missing."""
+    from .evaluate import predict_files
+
+    folder = Path(run_folder) / "predictions"
+    if not (folder / f"{data.TASKS['sst'].pred_file}-dev-output.csv").is_file():
+        predict_files(Path(run_folder) / "best.pt", folder, data_dir=data_dir, splits=("dev",))
+    return dev_predictions(folder, data_dir)
+
+
 def plot_confusion_matrices(runs: dict[str, dict[str, pd.DataFrame]], task: str) -> plt.Figure:
     """Row-normalised confusion matrices of one classification task, one panel per run (side by side)."""
     from sklearn.metrics import confusion_matrix
