@@ -175,6 +175,13 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_report(args: argparse.Namespace) -> int:
+    from .report import build
+
+    print(f"wrote {build(args.profile, args.out)}")
+    return 0
+
+
 def _cmd_figures(args: argparse.Namespace) -> int:
     from . import analysis, experiments
     from .backbone import load_tokenizer, quiet_transformers
@@ -245,6 +252,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--predict", metavar="OUT", help="write the best run's dev and test prediction files into OUT")
     p.add_argument("--model", dest="backbone", help="backbone id or folder (default: packaged MiniLM)")
     p.set_defaults(func=_cmd_sweep)
+
+    p = sub.add_parser("report", help="write the results page (docs/results.md and its figures) of a profile")
+    p.add_argument("--profile", choices=["smoke", "cpu", "gpu"], default="cpu")
+    p.add_argument("--out", default="docs/results.md")
+    p.set_defaults(func=_cmd_report)
 
     p = sub.add_parser("figures", help="draw the embedding maps of a profile's pre-training checkpoints (notebook 03)")
     p.add_argument("--profile", choices=["smoke", "cpu", "gpu"], default="cpu")

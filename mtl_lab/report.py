@@ -1,0 +1,210 @@
+"""The results page: ``docs/results.md`` and its figures, written from a profile's committed results.
+
+``python -m mtl_lab report --profile cpu`` reads every ``runs/<profile>/*/results.json`` (and the
+committed dev prediction files of the runs notebook 06 analyses) and writes one markdown page with
+the tables of notebooks 01-06, each with the command that reproduces it, and the figures beside it
+in ``docs/figures/``. Nothing trains; a section whose runs are missing says so.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import date
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import pandas as pd
+
+from . import analysis, experiments
+from .data import REPO_ROOT
+from .paper import paper_rows
+
+DOCS = REPO_ROOT / "docs"
+
+
+def _md(table: pd.DataFrame, decimals: int = 3, index: bool = True) -> str:
+    """A DataFrame as a markdown table: ``decimals`` digits (minutes: 1), whole numbers as such, NaN blank."""
+    if index and table.index.names == [None]:
+        table = table.rename_axis("run")
+    table = table.reset_index() if index else table.copy()
+
+    def cell(value, column):
+        if isinstance(value, float):
+            if pd.isna(value):
+                return ""
+            if column in ("minutes", "seeds", "examples", "count"):
+                return f"{value:.1f}" if column == "minutes" else f"{value:.0f}"
+            return f"{value:.{decimals}f}"
+        return str(value)
+
+    text = pd.DataFrame({c: [cell(v, c) for v in table[c]] for c in table.columns})
+    return text.to_markdown(index=False, disable_numparse=True)
+
+
+def _figure(fig: plt.Figure, folder: Path, name: str) -> str:
+    folder.mkdir(parents=True, exist_ok=True)
+    fig.savefig(folder / f"{name}.png", dpi=100, bbox_inches="tight")
+    plt.close(fig)
+    return f"![{name}](figures/{name}.png)"
+
+
+def _metrics(table: pd.DataFrame) -> pd.DataFrame:
+    keep = ["SST", "QQP", "STS", "overall", "minutes"] + [c for c in table if c.startswith("paper ")]
+    return table[[c for c in keep if c in table]]
+
+
+def build(profile: str = "cpu", out: str | os.PathLike = DOCS / "results.md") -> Path:
+    """Write the results page of a profile (and its figures next to it); return its path."""
+    out = Path(out)
+    figures = out.parent / "figures"
+    runs = experiments.finished_results(profile)
+    run = f"python -m mtl_lab run {{}} --profile {profile}"
+    lines = [
+        f"# Results ({profile} profile, dev set)",
+        "",
+        f"Written by `python -m mtl_lab report --profile {profile}` on {date.today()} from the committed "
+        f"`runs/{profile}/*/results.json` ({len(runs)} finished runs). Every number is the best epoch by dev "
+        "overall score = (SST acc + QQP acc + (STS r + 1) / 2) / 3; `minutes` is the run's wall time on the "
+        "2-core CPU machine (bf16 autocast). The paper's numbers (BERT-base, 141k Quora pairs, a GPU) sit beside "
+        "the rows it reports. One seed per row unless a ± says otherwise.",
+        "",
+    ]
+
+    # -- 01: baselines
+    names = ["single-sst", "single-qqp", "single-sts", "baseline", "sequential-sst-sts-qqp"]
+    names += [n for n in runs if n.startswith("sampler-")]
+    found = {n: runs[n] for n in names if n in runs}
+    if found:
+        lines += ["## Baselines (notebook 01)", "", f"Reproduce a row: `{run.format('<run>')}`.", ""]
+        table = analysis.results_table(found, paper={"baseline": "BERT [CLS] multi-task, initial"})
+        lines += [_md(_metrics(table)), ""]
+
+    # -- 02: single-task encoder study over seeds
+    study = {n: r for n, r in runs.items() if n.startswith("enc-")}
+    if study:
+        summary = analysis.seed_summary(study)
+        lines += [
+            "## Sentence encoders and pair heads, single-task, over seeds (notebook 02)",
+            "",
+            "20% of each training set, 2 epochs, mean ± std over seeds. "
+            f"Reproduce: `python -m mtl_lab notebooks run --profile {profile} --only 02` (or `{run.format('enc-<task>-<variant>-s<seed>')}`).",
+            "",
+            _md(summary.rename(columns={"count": "seeds"})),
+            "",
+            _figure(analysis.plot_seed_summary(summary), figures, f"{profile}_encoder_seeds"),
+            "",
+        ]
+
+    # -- 03: pre-training
+    for model in experiments.MODELS:
+        pre = {s: runs[f"pre-{model}-{s}"] for s in experiments.PRETRAIN_STRATEGIES if f"pre-{model}-{s}" in runs}
+        if not pre:
+            continue
+        geometry = analysis.geometry_table(pre)
+        rows = experiments.pretraining_rows(model)
+        ft = {label: runs[name] for label, name in rows.items() if name in runs}
+        lines += [
+            f"## Contrastive pre-training, {model} (notebook 03)",
+            "",
+            "STS-dev geometry of the sentence embeddings before and after one pass over the mined pairs "
+            "(cosine Spearman with the gold score, no head; alignment and uniformity: lower is better). "
+            f"Reproduce: `{run.format(f'pre-{model}-<strategy>')}`.",
+            "",
+            _md(geometry),
+            "",
+            _figure(analysis.plot_alignment_uniformity(geometry), figures, f"{profile}_alignment_uniformity_{model}"),
+        ]
+        maps = figures / f"embedding_maps_{profile}_{model}.png"
+        if maps.is_file():
+            lines += ["", f"![embedding maps](figures/{maps.name})"]
+        if len(ft) > 1:
+            table = analysis.results_table(ft, paper=paper_rows(model, list(rows)))
+            lines += [
+                "",
+                "Multi-task fine-tuning from each pre-training (the `agg-` budget: 15% of every training set, "
+                f"2 epochs, 3 task batches of 8 a step). Reproduce: `{run.format(f'ft-{model}-<strategy>')}`.",
+                "",
+                _md(_metrics(table)),
+            ]
+        lines += [""]
+
+    # -- 04: PCGrad
+    agg = {n: r for n, r in runs.items() if n.startswith("agg-")}
+    if agg:
+        paper = {"agg-cls-sum": "BERT [CLS] multi-task, initial", "agg-sbert-sum": "SBERT + CNN-BiLSTM, initial"}
+        paper["agg-sbert-pcgrad"] = "SBERT + CNN-BiLSTM, PCGrad"
+        lines += [
+            "## Gradient aggregation and conflicts (notebook 04)",
+            "",
+            f"Reproduce: `{run.format('agg-<model>-<sum|pcgrad|imtl_g>')}`.",
+            "",
+            _md(_metrics(analysis.results_table(agg, paper=paper))),
+            "",
+            "Share of probes where two tasks' gradients on the shared parameters conflict (negative cosine):",
+            "",
+            _md(analysis.conflict_summary(agg), 2),
+            "",
+        ]
+
+    # -- 05: the grid
+    grid = experiments.finished_results(profile, experiments.ablation_names())
+    if grid:
+        table = analysis.ablation_table(grid)
+        best = experiments.best_run(grid)
+        total = len(experiments.ablation_names())
+        lines += [
+            "## The ablation grid: the paper's Table 2 (notebook 05)",
+            "",
+            f"{len(grid)} of the grid's {total} runs finished. Reproduce all: `python -m mtl_lab sweep --profile {profile}` "
+            f"(finished runs are reused); test predictions of the best: `python -m mtl_lab sweep --profile {profile} "
+            "--no-train --predict predictions/`.",
+            "",
+            _md(table.drop(columns=["seeds", "overall std"])),
+            "",
+            f"Best configuration by dev overall: **{best}** ({grid[best]['best']['overall']:.4f}).",
+            "",
+            _figure(analysis.plot_ablation(table), figures, f"{profile}_ablation"),
+            "",
+        ]
+        lines += _error_section(profile, best, figures)
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text("\n".join(lines))
+    return out
+
+
+def _error_section(profile: str, best: str, figures: Path) -> list[str]:
+    """Notebook 06's analysis from the committed dev prediction files of the baseline and the best run."""
+    folders = {"baseline: agg-cls-sum": "agg-cls-sum", f"best: {best}": best}
+    preds = {}
+    for label, name in folders.items():
+        folder = experiments.run_dir(profile, name) / "predictions"
+        if (folder / "sst-dev-output.csv").is_file():
+            preds[label] = analysis.dev_predictions(folder)
+    if len(preds) < 2:
+        return [
+            "## Error analysis (notebook 06)",
+            "",
+            "The dev prediction files of the baseline and the best run are not committed yet.",
+            "",
+        ]
+    lines = [
+        "## Error analysis (notebook 06)",
+        "",
+        f"From the committed files `runs/{profile}/<run>/predictions/*-dev-output.csv` "
+        f"(`python -m mtl_lab predict --checkpoint runs/{profile}/<run> --out runs/{profile}/<run>/predictions --splits dev`).",
+        "",
+    ]
+    for task in ("sst", "qqp"):
+        lines += [
+            _md(analysis.per_class_accuracy(preds, task)),
+            "",
+            _figure(analysis.plot_confusion_matrices(preds, task), figures, f"{profile}_{task}_confusion"),
+            "",
+        ]
+    lines += [_figure(analysis.plot_sts_scatter(preds), figures, f"{profile}_sts_scatter"), ""]
+    worst = preds[f"best: {best}"]
+    for task in ("sst", "qqp", "sts"):
+        for kind, rows in analysis.worst_errors(worst, task, 3).items():
+            lines += [f"**{task.upper()}, {kind}** (best run)", "", _md(rows, 2, index=False), ""]
+    return lines

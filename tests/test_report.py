@@ -1,0 +1,47 @@
+"""The results page: built from a runs folder, every section that has runs, figures written beside it."""
+
+import json
+
+from mtl_lab import report
+
+
+def _write(root, name, tasks, overall=0.7, **extra):
+    best = {"sst_acc": 0.4, "qqp_acc": 0.75, "sts_pearson": 0.8, "overall": overall, "epoch": 1}
+    res = {
+        "config": {"train": {"tasks": tasks}},
+        "best": best,
+        "wall_time_s": 300.0,
+        "examples_per_s": 10.0,
+        "history": [],
+        "finished": True,
+        **extra,
+    }
+    folder = root / "cpu" / name
+    folder.mkdir(parents=True)
+    (folder / "results.json").write_text(json.dumps(res))
+
+
+def test_results_page_has_the_sections_of_its_runs(tmp_path, monkeypatch):
+    monkeypatch.setenv("MTL_LAB_RUNS", str(tmp_path / "runs"))
+    tasks = ["sst", "qqp", "sts"]
+    conflicts = [{"step": s, "epoch": 1, "sst-qqp": c, "sst-sts": -0.1, "qqp-sts": 0.2} for s, c in enumerate([0.1, -0.2])]
+    _write(tmp_path / "runs", "baseline", tasks)
+    _write(tmp_path / "runs", "agg-cls-sum", tasks, 0.68, gradient_conflicts=conflicts)
+    _write(tmp_path / "runs", "agg-sbert-sum", tasks, 0.69)
+    _write(tmp_path / "runs", "ft-sbert-qqp_sts", tasks, 0.71)
+    geometry = {"sts_cos_spearman": 0.8, "alignment": 0.15, "uniformity": -2.0, "overall": 0.8, "epoch": 1}
+    _write(tmp_path / "runs", "pre-sbert-qqp_sts", ["simcse"], initial={**geometry, "uniformity": -1.7})
+    json_path = tmp_path / "runs" / "cpu" / "pre-sbert-qqp_sts" / "results.json"
+    res = json.loads(json_path.read_text())
+    res["best"] = geometry
+    json_path.write_text(json.dumps(res))
+
+    page = report.build("cpu", tmp_path / "docs" / "results.md").read_text()
+    assert "## Baselines (notebook 01)" in page and "## Contrastive pre-training, sbert (notebook 03)" in page
+    assert "| SimCSE (QQP/STS)" in page and "0.7847" not in page  # paper values shown to 3 digits
+    assert "0.785" in page  # the paper's SBERT + CNN-BiLSTM, SimCSE (QQP/STS) overall beside our row
+    assert "3 of the grid's" in page and "Best configuration by dev overall: **ft-sbert-qqp_sts**" in page
+    assert "not committed yet" in page  # no prediction files: the error section says so
+    assert "## Sentence encoders" not in page  # no enc- runs, no section
+    for name in ("cpu_ablation", "cpu_alignment_uniformity_sbert"):
+        assert (tmp_path / "docs" / "figures" / f"{name}.png").is_file() and f"figures/{name}.png" in page
