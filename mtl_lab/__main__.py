@@ -161,7 +161,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     from .evaluate import predict_files
 
     results = experiments.sweep(args.profile, args.models, args.seeds, args.backbone, train=not args.no_train)
-    table = analysis.ablation_table(results, args.models)
+    table = analysis.ablation_table(results, experiments.ablation_grid(args.models))
     if table.empty:
         print(f"no finished run of the grid under {experiments.run_dir(args.profile, '')}")
         return 1
@@ -201,7 +201,9 @@ def _cmd_figures(args: argparse.Namespace) -> int:
                 f"{model}: no pre-training checkpoints under {experiments.run_dir(args.profile, '')} (run pre-{model}-<strategy> first)"
             )
             continue
-        fig = analysis.pretraining_maps(args.profile, model, strategies, sts_dev, args.backbone)
+        fig = analysis.embedding_maps(
+            experiments.pretrained_models(args.profile, model, strategies, args.backbone), sts_dev
+        )
         out.mkdir(parents=True, exist_ok=True)
         path = out / f"embedding_maps_{args.profile}_{model}.png"
         fig.savefig(path, dpi=110, bbox_inches="tight")

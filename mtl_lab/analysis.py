@@ -506,34 +506,22 @@ def plot_in_batch_similarities(logits: pd.DataFrame) -> plt.Figure:
     return fig
 
 
-def pretraining_maps(profile: str, model: str, strategies, sts_dev, backbone: str | None = None) -> plt.Figure:
-    """embedding_maps of the plain model and of each finished ``pre-<model>-<strategy>`` run of a profile."""
-    from .experiments import MODELS, run_dir
-    from .model import ModelConfig, MultitaskModel, load_model
-
-    kw = {"backbone": backbone} if backbone else {}
-    models = {"plain backbone": MultitaskModel(ModelConfig(**kw, **MODELS[model], tasks=("simcse",)))}
-    for strategy in strategies:
-        path = run_dir(profile, f"pre-{model}-{strategy}") / "best.pt"
-        if path.is_file():
-            models[strategy] = load_model(path)
-    return embedding_maps(models, sts_dev)
-
-
 # ----------------------------------------------------------------------------- ablation grid
 
 
-def ablation_table(results: dict[str, dict], models=("cls", "sbert")) -> pd.DataFrame:
-    """The grid as the paper's Table 2: one row per (model, strategy), mean over its seeds, the paper beside."""
+def ablation_table(results: dict[str, dict], grid: dict[str, dict[str, str]]) -> pd.DataFrame:
+    """The grid as the paper's Table 2: one row per (model, strategy), mean over its seeds, the paper beside.
+
+    ``grid`` maps a sentence model (``cls``/``sbert``) to its rows, strategy label -> run name
+    (``experiments.ablation_grid``); runs ``<name>-s<k>`` are further seeds of a row.
+    """
     import re
 
-    from .experiments import ablation_rows
     from .paper import PAPER_MODELS, paper_rows
 
     rows = []
     ref = paper_frame()
-    for model in models:
-        strategies = ablation_rows(model)
+    for model, strategies in grid.items():
         paper = paper_rows(model, list(strategies))
         for label, name in strategies.items():
             runs = [r for n, r in results.items() if n == name or re.fullmatch(re.escape(name) + r"-s\d+", n)]

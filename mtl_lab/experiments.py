@@ -12,7 +12,7 @@ import re
 from pathlib import Path
 
 from .data import runs_root
-from .model import ModelConfig
+from .model import ModelConfig, MultitaskModel, load_model
 from .train import TrainConfig, load_results, profile_config, train
 
 # Study sizes that keep the cpu profile within about an hour a notebook on 2 cores: the
@@ -187,6 +187,11 @@ def ablation_rows(model: str) -> dict[str, str]:
     return rows
 
 
+def ablation_grid(models=("cls", "sbert")) -> dict[str, dict[str, str]]:
+    """The grid's rows of each sentence model: ``{model: {strategy label: run name}}``."""
+    return {model: ablation_rows(model) for model in models}
+
+
 def ablation_names(models=("cls", "sbert"), seeds: int = 1) -> list[str]:
     """Every run of the grid (``seeds`` seeds each; seed 0 has no suffix), in training order."""
     names = []
@@ -248,3 +253,15 @@ def best_run(results: dict[str, dict]) -> str:
     if not multi:
         raise ValueError("no finished multi-task run to choose from")
     return max(multi, key=lambda n: multi[n]["best"]["overall"])
+
+
+def pretrained_models(profile: str, model: str, strategies, backbone: str | None = None) -> dict:
+    """The plain sentence model and each finished ``pre-<model>-<strategy>`` run of a profile, loaded for inspection."""
+
+    kw = {"backbone": backbone} if backbone else {}
+    models = {"plain backbone": MultitaskModel(ModelConfig(**kw, **MODELS[model], tasks=("simcse",)))}
+    for strategy in strategies:
+        path = run_dir(profile, f"pre-{model}-{strategy}") / "best.pt"
+        if path.is_file():
+            models[strategy] = load_model(path)
+    return models

@@ -149,7 +149,7 @@ def build(profile: str = "cpu", out: str | os.PathLike = DOCS / "results.md") ->
     # -- 05: the grid
     grid = experiments.finished_results(profile, experiments.ablation_names())
     if grid:
-        table = analysis.ablation_table(grid)
+        table = analysis.ablation_table(grid, experiments.ablation_grid())
         best = experiments.best_run(grid)
         total = len(experiments.ablation_names())
         lines += [

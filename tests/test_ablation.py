@@ -43,7 +43,7 @@ def test_ablation_table_averages_seeds_and_puts_the_paper_beside():
         "agg-cls-sum": _result("sst qqp sts".split(), 0.38, 0.76, 0.81),
         "seq-cls-sst-sts-qqp": _result("sst sts qqp".split(), 0.30, 0.76, 0.70),
     }
-    table = analysis.ablation_table(results)
+    table = analysis.ablation_table(results, experiments.ablation_grid())
     initial = table.loc[("SBERT + CNN-BiLSTM", "initial")]
     assert initial["seeds"] == 2 and initial["SST"] == pytest.approx(0.41) and initial["minutes"] == pytest.approx(10.0)
     # the two seeds' overall scores differ by (.02 + .02 + .02 / 2) / 3; the sample std of two is that / sqrt 2

@@ -24,7 +24,9 @@ def _write(root, name, tasks, overall=0.7, **extra):
 def test_results_page_has_the_sections_of_its_runs(tmp_path, monkeypatch):
     monkeypatch.setenv("MTL_LAB_RUNS", str(tmp_path / "runs"))
     tasks = ["sst", "qqp", "sts"]
-    conflicts = [{"step": s, "epoch": 1, "sst-qqp": c, "sst-sts": -0.1, "qqp-sts": 0.2} for s, c in enumerate([0.1, -0.2])]
+    conflicts = [
+        {"step": s, "epoch": 1, "sst-qqp": c, "sst-sts": -0.1, "qqp-sts": 0.2} for s, c in enumerate([0.1, -0.2])
+    ]
     _write(tmp_path / "runs", "baseline", tasks)
     _write(tmp_path / "runs", "agg-cls-sum", tasks, 0.68, gradient_conflicts=conflicts)
     _write(tmp_path / "runs", "agg-sbert-sum", tasks, 0.69)
