@@ -176,6 +176,7 @@ def pretraining_rows(model: str) -> dict[str, str]:
 # Notebook 05's ablation grid: per sentence model, the paper's Table 2 strategies on one budget.
 SEQUENTIAL_ORDERS = (("sst", "sts", "qqp"), ("qqp", "sts", "sst"))
 ABLATION_SEEDS = {"smoke": 1, "cpu": 1, "gpu": 3}
+ABLATION_MODELS = {"smoke": ("cls",), "cpu": ("cls", "sbert"), "gpu": ("cls", "sbert")}
 
 
 def ablation_rows(model: str) -> dict[str, str]:
