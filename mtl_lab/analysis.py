@@ -445,9 +445,10 @@ def plot_alignment_uniformity(table: pd.DataFrame) -> plt.Figure:
 def embedding_maps(models: dict[str, torch.nn.Module], sts_dev, max_pairs: int = 400) -> plt.Figure:
     """2-D PCA of each model's STS-dev sentence embeddings (unit-normalised), one panel per model.
 
-    Grey dots are sentences; a red segment joins the two sentences of each pair scored above 4
-    (short = aligned). The title gives the mean pairwise cosine of all the sentences: near 1 is
-    a narrow cone, near 0 is spread over the sphere (the "uniformity" SimCSE is after).
+    Dots are sentences, coloured by the gold similarity of their pair; a red segment joins the two
+    sentences of each pair scored above 4 (short = aligned). The title gives the mean pairwise
+    cosine of all the sentences: near 1 is a narrow cone, near 0 is spread over the sphere (the
+    "uniformity" SimCSE is after).
     """
     from matplotlib.collections import LineCollection
     from sklearn.decomposition import PCA
@@ -455,20 +456,22 @@ def embedding_maps(models: dict[str, torch.nn.Module], sts_dev, max_pairs: int =
     from .simcse import STS_POSITIVE_ABOVE, pair_embeddings
 
     n = min(max_pairs, len(sts_dev))
-    positive = np.asarray(sts_dev.labels, dtype=float)[:n] > STS_POSITIVE_ABOVE
+    gold = np.asarray(sts_dev.labels, dtype=float)[:n]
+    positive = gold > STS_POSITIVE_ABOVE
     fig, axes = plt.subplots(1, len(models), figsize=(3.4 * len(models), 3.4), squeeze=False)
     for ax, (label, model) in zip(axes[0], models.items()):
         u, v = pair_embeddings(model, sts_dev)
         x = torch.nn.functional.normalize(torch.cat([u[:n], v[:n]]), dim=-1)
         mean_cos = float((x @ x.T).sum() - 2 * n) / (2 * n * (2 * n - 1))
         xy = PCA(n_components=2, random_state=0).fit_transform(x.numpy())
-        ax.scatter(xy[:, 0], xy[:, 1], s=5, color="0.6")
+        points = ax.scatter(xy[:, 0], xy[:, 1], s=6, c=np.concatenate([gold, gold]), cmap="viridis", vmin=0, vmax=5)
         segments = np.stack([xy[:n][positive], xy[n:][positive]], axis=1)
         ax.add_collection(LineCollection(segments, colors="tab:red", linewidths=0.8))
         ax.set_title(f"{label}\nmean pairwise cos {mean_cos:.2f}", fontsize=9)
         ax.set_xticks([])
         ax.set_yticks([])
     fig.tight_layout()
+    fig.colorbar(points, ax=axes[0].tolist(), label="gold similarity of the pair", shrink=0.85, pad=0.01)
     return fig
 
 
