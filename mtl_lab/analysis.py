@@ -543,6 +543,13 @@ def ablation_table(results: dict[str, dict], grid: dict[str, dict[str, str]]) ->
     return pd.DataFrame(rows, columns=columns).set_index(["model", "strategy"])
 
 
+def seed_check(table: pd.DataFrame) -> pd.DataFrame:
+    """The rows of an ablation table that ran over several seeds, best first, with each row's gap to the best."""
+    part = table[table["seeds"] > 1][["run", "seeds", "SST", "QQP", "STS", "overall", "overall std"]]
+    part = part.sort_values("overall", ascending=False)
+    return part.assign(**{"gap to best": part["overall"] - part["overall"].max()})
+
+
 def style_ablation(table: pd.DataFrame):
     """The ablation table with the best value of each metric column in bold (a pandas Styler)."""
     metrics = ["SST", "QQP", "STS", "overall"]

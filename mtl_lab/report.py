@@ -166,11 +166,32 @@ def build(profile: str = "cpu", out: str | os.PathLike = DOCS / "results.md") ->
             _figure(analysis.plot_ablation(table), figures, f"{profile}_ablation"),
             "",
         ]
+        lines += _seed_section(runs, profile)
         lines += _error_section(profile, best, figures)
 
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("\n".join(lines))
     return out
+
+
+def _seed_section(runs: dict[str, dict], profile: str) -> list[str]:
+    """The grid rows re-run with further seeds (``<run>-s<k>``): is the best row's lead larger than the seed spread?"""
+    check = analysis.seed_check(analysis.ablation_table(runs, experiments.ablation_grid()))
+    if len(check) < 2:
+        return []
+    lead = check["overall"].iloc[0] - check["overall"].iloc[1]
+    return [
+        "### Seed check",
+        "",
+        "The grid above is one seed a row. These rows were also trained with further seeds "
+        f"(`python -m mtl_lab run <run>-s1 --profile {profile}`, `-s2`, ...); mean and std over the seeds:",
+        "",
+        _md(check),
+        "",
+        f"Over the seeds, the top row leads the next by {lead:.3f} overall; the rows' seed std is "
+        f"{check['overall std'].min():.3f}-{check['overall std'].max():.3f}.",
+        "",
+    ]
 
 
 def _error_section(profile: str, best: str, figures: Path) -> list[str]:

@@ -44,7 +44,7 @@ from .evaluate import autocast_context, evaluate, resolve_device, resolve_precis
 from .model import ModelConfig, MultitaskModel
 from .optim import AdamW
 from .optim.pcgrad import AGGREGATORS, TaskGradients, cosine_matrix
-from .simcse import MODES, collate_pairs, contrastive_loss, embedding_metrics, encode_pairs, mine_pairs
+from .simcse import MODES, EncodedPairs, collate_pairs, contrastive_loss, embedding_metrics, encode_pairs, mine_pairs
 
 SAMPLERS = ("proportional", "round_robin", "sqrt", "annealed", "uniform")
 
@@ -316,6 +316,26 @@ def load_results(out_dir: str | os.PathLike) -> dict | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
+def supervised_loss(model, task: str, enc: EncodedTask, idx: np.ndarray, device: torch.device, **_) -> torch.Tensor:
+    """A labelled task's loss on rows ``idx``: the model's head for the task and the task's loss."""
+    batch = _to_device(collate(enc, idx, model.views(task)), device)
+    return model.loss(task, model(batch), batch["labels"])
+
+
+def pair_contrastive_loss(
+    model, task: str, enc: EncodedPairs, idx: np.ndarray, device: torch.device, temperature: float = 0.05
+) -> torch.Tensor:
+    """Contrastive pairs' loss on rows ``idx``: info_nce over the sentence embeddings, in-batch negatives."""
+    return contrastive_loss(model, _to_device(collate_pairs(enc, idx), device), temperature)
+
+
+# Each kind of training set brings its objective; the loop below never asks which task it trains.
+OBJECTIVES: dict[type, Callable[..., torch.Tensor]] = {
+    EncodedTask: supervised_loss,
+    EncodedPairs: pair_contrastive_loss,
+}
+
+
 def task_losses(
     model, step: tuple, train_sets: dict, device: torch.device, precision: str, temperature: float = 0.05
 ) -> dict[str, torch.Tensor]:
@@ -325,16 +345,10 @@ def task_losses(
         by_task.setdefault(task, []).append(idx)
     out = {}
     for task, parts in by_task.items():
-        idx = np.concatenate(parts)
-        if task == "simcse":
-            batch = _to_device(collate_pairs(train_sets[task], idx), device)
-            with autocast_context(device, precision):
-                out[task] = contrastive_loss(model, batch, temperature)
-            continue
-        batch = _to_device(collate(train_sets[task], idx, model.views(task)), device)
+        enc = train_sets[task]
+        objective = OBJECTIVES[type(enc)]
         with autocast_context(device, precision):
-            output = model(batch)
-        out[task] = model.loss(task, output, batch["labels"])
+            out[task] = objective(model, task, enc, np.concatenate(parts), device, temperature=temperature)
     return out
 
 

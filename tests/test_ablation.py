@@ -54,3 +54,5 @@ def test_ablation_table_averages_seeds_and_puts_the_paper_beside():
     assert math.isnan(table.loc[("SBERT + CNN-BiLSTM", "PCGrad + SimCSE (QQP/STS)")]["overall std"])
     assert experiments.best_run(results) == "ft-sbert-qqp_sts-pcgrad"
     assert len(analysis.plot_ablation(table).axes) == 2
+    check = analysis.seed_check(table)
+    assert list(check["run"]) == ["agg-sbert-sum"] and check["gap to best"].iloc[0] == 0

@@ -31,6 +31,8 @@ def test_results_page_has_the_sections_of_its_runs(tmp_path, monkeypatch):
     _write(tmp_path / "runs", "agg-cls-sum", tasks, 0.68, gradient_conflicts=conflicts)
     _write(tmp_path / "runs", "agg-sbert-sum", tasks, 0.69)
     _write(tmp_path / "runs", "ft-sbert-qqp_sts", tasks, 0.71)
+    _write(tmp_path / "runs", "ft-sbert-qqp_sts-s1", tasks, 0.69)  # further seeds: the seed check
+    _write(tmp_path / "runs", "agg-sbert-sum-s1", tasks, 0.67)
     geometry = {"sts_cos_spearman": 0.8, "alignment": 0.15, "uniformity": -2.0, "overall": 0.8, "epoch": 1}
     _write(tmp_path / "runs", "pre-sbert-qqp_sts", ["simcse"], initial={**geometry, "uniformity": -1.7})
     json_path = tmp_path / "runs" / "cpu" / "pre-sbert-qqp_sts" / "results.json"
@@ -43,6 +45,7 @@ def test_results_page_has_the_sections_of_its_runs(tmp_path, monkeypatch):
     assert "| SimCSE (QQP/STS)" in page and "0.7847" not in page  # paper values shown to 3 digits
     assert "0.785" in page  # the paper's SBERT + CNN-BiLSTM, SimCSE (QQP/STS) overall beside our row
     assert "3 of the grid's" in page and "Best configuration by dev overall: **ft-sbert-qqp_sts**" in page
+    assert "### Seed check" in page and "the top row leads the next by 0.020" in page  # .700 vs .680
     assert "not committed yet" in page  # no prediction files: the error section says so
     assert "## Sentence encoders" not in page  # no enc- runs, no section
     for name in ("cpu_ablation", "cpu_alignment_uniformity_sbert"):
