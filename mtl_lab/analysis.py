@@ -7,6 +7,7 @@ DataFrame or a matplotlib Figure; nothing trains.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -254,19 +255,25 @@ def plot_forgetting(res: dict) -> plt.Figure:
 # ----------------------------------------------------------------------------- seeds
 
 
-def seed_summary(results: dict[str, dict], seed_suffix: str = "-s") -> pd.DataFrame:
+def split_seed(name: str) -> tuple[str, int | None]:
+    """A run name and its seed suffix: ``agg-cls-sum-s2`` -> (``agg-cls-sum``, 2), ``agg-cls-sum`` -> (itself, None)."""
+    match = re.fullmatch(r"(.+)-s(\d+)", name)
+    return (match[1], int(match[2])) if match else (name, None)
+
+
+def seed_summary(results: dict[str, dict]) -> pd.DataFrame:
     """Mean, std and count over seeds of each run family (names ``<family>-s<seed>``), per task metric.
 
     Single-task runs report their own task's metric (SST/QQP accuracy, STS Pearson r).
     """
     rows = []
     for name, res in results.items():
-        family, _, seed = name.rpartition(seed_suffix)
+        family, seed = split_seed(name)
         tasks = res["config"]["train"]["tasks"]
         for key, col in METRIC_COLUMNS.items():
             if key == "overall" or key.split("_")[0] not in tasks:
                 continue
-            rows.append({"run": family or name, "task": col, "seed": seed, "dev": res["best"][key]})
+            rows.append({"run": family, "task": col, "seed": seed, "dev": res["best"][key]})
     long = pd.DataFrame(rows, columns=["run", "task", "seed", "dev"])
     table = long.groupby(["task", "run"], sort=False)["dev"].agg(["mean", "std", "count"])
     table.attrs["long"] = long
@@ -518,8 +525,6 @@ def ablation_table(results: dict[str, dict], grid: dict[str, dict[str, str]]) ->
     ``grid`` maps a sentence model (``cls``/``sbert``) to its rows, strategy label -> run name
     (``experiments.ablation_grid``); runs ``<name>-s<k>`` are further seeds of a row.
     """
-    import re
-
     from .paper import PAPER_MODELS, paper_rows
 
     rows = []
@@ -527,7 +532,7 @@ def ablation_table(results: dict[str, dict], grid: dict[str, dict[str, str]]) ->
     for model, strategies in grid.items():
         paper = paper_rows(model, list(strategies))
         for label, name in strategies.items():
-            runs = [r for n, r in results.items() if n == name or re.fullmatch(re.escape(name) + r"-s\d+", n)]
+            runs = [r for n, r in results.items() if split_seed(n)[0] == name]
             if not runs:
                 continue
             values = pd.DataFrame([results_row(r) for r in runs])

@@ -9,7 +9,6 @@ in ``docs/figures/``. Nothing trains; a section whose runs are missing says so.
 from __future__ import annotations
 
 import os
-import re
 from datetime import date
 from pathlib import Path
 
@@ -130,7 +129,7 @@ def build(profile: str = "cpu", out: str | os.PathLike = DOCS / "results.md") ->
         lines += [""]
 
     # -- 04: PCGrad
-    agg = {n: r for n, r in runs.items() if n.startswith("agg-") and not re.search(r"-s\d+$", n)}  # seeds: below
+    agg = {n: r for n, r in runs.items() if n.startswith("agg-") and analysis.split_seed(n)[1] is None}
     if agg:
         paper = {"agg-cls-sum": "BERT [CLS] multi-task, initial", "agg-sbert-sum": "SBERT + CNN-BiLSTM, initial"}
         paper["agg-sbert-pcgrad"] = "SBERT + CNN-BiLSTM, PCGrad"

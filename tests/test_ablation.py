@@ -56,3 +56,9 @@ def test_ablation_table_averages_seeds_and_puts_the_paper_beside():
     assert len(analysis.plot_ablation(table).axes) == 2
     check = analysis.seed_check(table)
     assert list(check["run"]) == ["agg-sbert-sum"] and check["gap to best"].iloc[0] == 0
+
+
+def test_split_seed_reads_only_a_trailing_seed_suffix():
+    assert analysis.split_seed("agg-cls-sum-s2") == ("agg-cls-sum", 2)
+    assert analysis.split_seed("ft-sbert-nli-pcgrad") == ("ft-sbert-nli-pcgrad", None)
+    assert analysis.split_seed("seq-cls-sst-sts-qqp") == ("seq-cls-sst-sts-qqp", None)
