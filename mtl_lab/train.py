@@ -87,6 +87,8 @@ class TrainConfig:
         if self.pretrain is not None:  # contrastive pre-training: the one pseudo-task "simcse"
             if self.pretrain not in MODES:
                 raise ValueError(f"pretrain must be one of {MODES}, got {self.pretrain!r}")
+            if self.monitor_every:
+                raise ValueError("monitor_every compares the gradients of several tasks; pre-training has one (use 0)")
             self.tasks = ("simcse",)
         self.tasks = tuple(self.tasks)
         if self.sampler not in SAMPLERS:

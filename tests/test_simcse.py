@@ -104,6 +104,13 @@ def test_unknown_mode_is_a_clear_error():
         simcse.mine_pairs("nope")
 
 
+def test_pretraining_with_the_conflict_monitor_is_a_clear_error():
+    from mtl_lab.train import TrainConfig
+
+    with pytest.raises(ValueError, match="pre-training has one"):
+        TrainConfig(pretrain="nli", monitor_every=10)
+
+
 def test_collated_nli_batch_masks_missing_hard_negatives(tokenizer):
     pairs = simcse.mine_pairs("nli")
     pairs = pairs.iloc[
