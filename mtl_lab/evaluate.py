@@ -11,7 +11,7 @@ import torch
 from scipy.stats import pearsonr, spearmanr
 from sklearn.metrics import accuracy_score
 
-from .data import TASKS, EncodedTask, bucket_batches, collate, encode, load_split
+from .data import TASKS, DataError, EncodedTask, bucket_batches, collate, encode, load_split
 
 METRIC_NAMES = {"sst": "sst_acc", "qqp": "qqp_acc", "sts": "sts_pearson"}
 
@@ -49,13 +49,88 @@ def resolve_device(name: str = "auto") -> torch.device:
     return torch.device(name)
 
 
-def resolve_precision(precision: str, device: torch.device) -> str:
-    """'auto' -> bf16 on CPU and on bf16-capable GPUs, fp16 on older GPUs."""
+# CPU flags that mean native bf16 matmuls (x86: AVX512-BF16 or AMX; Arm: the BF16 extension).
+NATIVE_BF16_FLAGS = ("avx512_bf16", "amx_bf16", "bf16")
+
+
+def cpu_flags(cpuinfo: str | None = None) -> set[str] | None:
+    """The CPU's feature flags from /proc/cpuinfo (or the given text); None where they cannot be read."""
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            return None
+    for line in cpuinfo.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() in ("flags", "Features"):
+            return set(value.split())
+    return None
+
+
+def time_bf16_ratio(size: int = 512, repeats: int = 3) -> float:
+    """Seconds of a bf16 matmul over seconds of the same fp32 matmul on this CPU (< 1: bf16 is faster)."""
+    import time
+
+    x = torch.randn(size, size)
+
+    def best(a: torch.Tensor) -> float:
+        a @ a  # warm-up
+        times = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            a @ a
+            times.append(time.perf_counter() - t0)
+        return min(times)
+
+    return best(x.bfloat16()) / best(x)
+
+
+def cpu_precision_choice(flags: set[str] | None, timed_ratio=None) -> tuple[str, str]:
+    """bf16 or fp32 for CPU training, and why: bf16 only where the CPU has native bf16 matmuls.
+
+    ``flags`` are the CPU's feature flags (None: unknown); then ``timed_ratio()`` (a callable giving
+    bf16 time / fp32 time of a matmul) decides: bf16 when it is at least 1.2x faster.
+    """
+    if flags is not None:
+        native = sorted(f for f in NATIVE_BF16_FLAGS if f in flags)
+        if native:
+            return "bf16", f"CPU has native bf16 ({', '.join(native)})"
+        return (
+            "fp32",
+            "CPU has no native bf16 (no avx512_bf16 / amx_bf16 flag): bf16 would be emulated, many times slower",
+        )
+    ratio = (timed_ratio or time_bf16_ratio)()
+    if ratio < 1 / 1.2:
+        return "bf16", f"timed probe: a bf16 matmul took {ratio:.2f}x the fp32 time"
+    return "fp32", f"timed probe: a bf16 matmul took {ratio:.2f}x the fp32 time"
+
+
+_CPU_CHOICE: tuple[str, str] | None = None
+
+
+def precision_choice(precision: str, device: torch.device) -> tuple[str, str]:
+    """The precision a run uses and why: an explicit choice as given; 'auto' by the device.
+
+    'auto' on CUDA: bf16 where the GPU supports it, else fp16 (+ GradScaler). On a CPU: bf16 only
+    where it is native (see ``cpu_precision_choice``; decided once per process), else fp32.
+    """
+    global _CPU_CHOICE
     if precision != "auto":
-        return precision
+        return precision, "set explicitly"
     if device.type == "cuda":
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    return "bf16"
+        if torch.cuda.is_bf16_supported():
+            return "bf16", "CUDA device supports bf16"
+        return "fp16", "CUDA device without bf16: fp16 with a GradScaler"
+    if device.type != "cpu":
+        return "fp32", f"no autocast default for device {device.type}"
+    if _CPU_CHOICE is None:
+        _CPU_CHOICE = cpu_precision_choice(cpu_flags())
+    return _CPU_CHOICE
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """'auto' -> the precision that is fast on this device (see ``precision_choice``); others as given."""
+    return precision_choice(precision, device)[0]
 
 
 def autocast_context(device: torch.device, precision: str):
@@ -107,14 +182,14 @@ def evaluate(model, splits: dict[str, EncodedTask], batch_size: int = 64, precis
 
 
 def prediction_frame(task: str, ids: list[str], predictions: np.ndarray) -> pd.DataFrame:
-    """Leaderboard frame: ``id`` (spaces stripped) and the task's prediction column."""
+    """Leaderboard frame: ``id`` (surrounding spaces stripped, as in the input) and the task's prediction column."""
     spec = TASKS[task]
     values = np.asarray(predictions)
     if spec.kind == "regression":
         values = np.clip(values.astype(float), 0.0, 5.0)
     else:
         values = values.astype(int)
-    return pd.DataFrame({"id": [i.replace(" ", "") for i in ids], spec.pred_col: values})
+    return pd.DataFrame({"id": [i.strip() for i in ids], spec.pred_col: values})
 
 
 def write_predictions(out_dir: str | os.PathLike, task: str, split: str, ids: list[str], predictions) -> Path:
@@ -146,11 +221,15 @@ def predict_files(
     metrics: dict[str, float] = {}
     for split in splits:
         for task in model.config.tasks:
-            enc = encode(load_split(task, split, data_dir), task, tokenizer, train_cfg.get("max_length", 128))
+            df = load_split(task, split, data_dir, keep_malformed=True)  # every id gets a prediction
+            if df.empty:
+                raise DataError(f"{df.attrs['path']}: no rows to predict (the file holds only a header)")
+            enc = encode(df, task, tokenizer, train_cfg.get("max_length", 128))
             preds = predict_task(model, enc, batch_size, precision)
             write_predictions(out_dir, task, split, enc.ids, preds)
             if split == "dev":
-                metrics.update(task_metrics(task, preds, enc.labels))
+                scored = df["label"].notna().to_numpy()  # malformed rows are predicted, not scored
+                metrics.update(task_metrics(task, preds[scored], df["label"].to_numpy()[scored]))
     if metrics:
         metrics["overall"] = overall_score(metrics)
     return metrics
