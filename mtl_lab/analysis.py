@@ -709,3 +709,27 @@ def misclassified_wordpieces(preds: dict[str, pd.DataFrame], tokenizer, n: int =
             "wordpieces": [" ".join(tokenizer.tokenize(s)) for s in worst["sentence"]],
         }
     )
+
+
+def own_vs_published(published: dict[str, dict], own: dict[str, dict]) -> pd.DataFrame:
+    """Your finished runs beside the published runs of the same name: dev overall of each, the difference, times.
+
+    Both arguments map run names to results.json contents (``experiments.finished_results`` with
+    ``source="published"`` and ``"own"``); empty when you have trained none of them.
+    """
+    rows = []
+    for name in sorted(own):
+        mine, pub = own[name], published.get(name)
+        rows.append(
+            {
+                "run": name,
+                "published overall": pub["best"]["overall"] if pub else float("nan"),
+                "your overall": mine["best"]["overall"],
+                "difference": mine["best"]["overall"] - pub["best"]["overall"] if pub else float("nan"),
+                "published minutes": pub["wall_time_s"] / 60 if pub and pub.get("wall_time_s") else float("nan"),
+                "your minutes": mine["wall_time_s"] / 60 if mine.get("wall_time_s") else float("nan"),
+                "your precision": mine.get("precision", ""),
+                "your CPU / device": mine.get("environment", {}).get("cpu") or mine.get("device", ""),
+            }
+        )
+    return pd.DataFrame(rows, columns=None if rows else ["run", "published overall", "your overall", "difference"])

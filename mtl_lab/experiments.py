@@ -1,19 +1,30 @@
 """Named experiments: the runs the notebooks (and sweeps) train, per profile, in one place.
 
-An experiment is a (ModelConfig, TrainConfig) pair with a stable name; it trains into
-``runs/<profile>/<name>/``. A finished run there is reused (its results.json is returned
-without training), so notebooks and sweeps can be re-run and resumed freely, and the small
-results.json files of the cpu profile are committed for the results pages.
+An experiment is a (ModelConfig, TrainConfig) pair with a stable name; it trains into the
+user's own ``runs/<profile>/<name>/`` (git-ignored). A finished run there is reused (its
+results.json is returned without training), so notebooks and sweeps can be re-run and resumed
+freely. The PUBLISHED results live apart, in ``results/<profile>/<name>/`` (committed: the
+small results.json files and a few prediction files, copied there by ``publish``): the
+notebooks' cpu sections, the results page and the README read them, and nothing trains from them.
 """
 
 from __future__ import annotations
 
 import re
+import shutil
 from pathlib import Path
 
-from .data import runs_root
+from .data import results_root, runs_root
 from .model import ModelConfig, MultitaskModel, load_model
-from .train import TrainConfig, load_results, profile_config, train
+from .train import (
+    StaleDataError,
+    TrainConfig,
+    load_results,
+    profile_config,
+    require_device,
+    stale_data,
+    train,
+)
 
 # Study sizes that keep the cpu profile within about an hour a notebook on 2 cores: the
 # sampler comparison and the sequential run use fewer epochs / a subset (the smoke profile
@@ -89,8 +100,16 @@ PRETRAIN_LABELS = {
 
 
 def run_dir(profile: str, name: str) -> Path:
-    """Folder of a named run: ``runs/<profile>/<name>`` (or under $MTL_LAB_RUNS)."""
+    """Folder of the user's own run: ``runs/<profile>/<name>`` (or under $MTL_LAB_RUNS)."""
     return runs_root() / profile / name
+
+
+def published_dir(profile: str, name: str) -> Path:
+    """Folder of a published run: ``results/<profile>/<name>`` (or under $MTL_LAB_RESULTS)."""
+    return results_root() / profile / name
+
+
+SOURCES = {"published": published_dir, "own": run_dir}
 
 
 def experiment(name: str, profile: str, backbone: str | None = None, **overrides) -> tuple[ModelConfig, TrainConfig]:
@@ -121,11 +140,13 @@ def experiment(name: str, profile: str, backbone: str | None = None, **overrides
         kw = {**study["sequential"], **overrides}
         return ModelConfig(**model_kw), profile_config(profile, tasks=tuple(name.split("-")[1:]), sequential=True, **kw)
     parts = name.split("-")
+    if parts[0] == "full":
+        return full_budget_experiment(name, profile, model_kw, **overrides)
     if parts[0] in ("agg", "ft", "seq") and len(parts) > 3 and re.fullmatch(r"s\d+", parts[-1]):
         # a further seed of a study run: ``agg-cls-sum-s1`` is ``agg-cls-sum`` with seed 1
         return experiment("-".join(parts[:-1]), profile, backbone, **{"seed": int(parts[-1][1:]), **overrides})
     if parts[0] == "seq" and len(parts) == 5 and parts[1] in MODELS:
-        kw = {**study["aggregation"], "monitor_every": 0, **overrides}
+        kw = {**study["aggregation"], "monitor_every": 0, "sampler": "proportional", **overrides}  # one task a stage
         return ModelConfig(**model_kw, **MODELS[parts[1]]), profile_config(
             profile, tasks=tuple(parts[2:]), sequential=True, **kw
         )
@@ -156,6 +177,52 @@ def experiment(name: str, profile: str, backbone: str | None = None, **overrides
             raise ValueError(f"unknown experiment {name!r}: pre-training runs are pre-<model>-<strategy>")
         return ModelConfig(**model_kw, **MODELS[parts[1]], init=init), profile_config(profile, **kw)
     raise ValueError(f"unknown experiment {name!r}")
+
+
+# Issue 13's full-budget study (the cpu profile's budget: all local data, 3 epochs): the paper's
+# models and strategies trained as the baseline is, several seeds each.
+FULL_BUDGET_PCGRAD = {"smoke": {"batch_size": 8}, "cpu": {"batch_size": 8}, "gpu": {"batch_size": 4}}
+
+
+def full_budget_experiment(name: str, profile: str, model_kw: dict, **overrides) -> tuple[ModelConfig, TrainConfig]:
+    """``full-<model>[-<strategy>][-pcgrad][-s<k>]``: a multi-task run on the profile's whole budget.
+
+    ``full-cls`` is the [CLS] baseline's configuration; ``full-sbert`` the SBERT + CNN-BiLSTM model with
+    the ensembled pair heads; a pre-training strategy (``PRETRAIN_STRATEGIES``) starts it from
+    ``pre-<model>-<strategy>``; ``pcgrad`` trains with PCGrad and the paper's sampling (3 task
+    batches a step, tasks drawn uniformly with replacement).
+    """
+    parts = name.split("-")[1:]
+    kw: dict = {}
+    if parts and re.fullmatch(r"s\d+", parts[-1]):
+        kw["seed"] = int(parts.pop()[1:])
+    if not parts or parts[0] not in MODELS:
+        raise ValueError(
+            f"unknown experiment {name!r}: full-budget runs are full-<{'|'.join(MODELS)}>[-<strategy>][-pcgrad][-s<k>]"
+        )
+    model, rest = parts[0], parts[1:]
+    init = None
+    if rest and rest[-1] == "pcgrad":
+        rest.pop()
+        kw.update(aggregation="pcgrad", sampler="uniform", task_draws=3, **FULL_BUDGET_PCGRAD[profile])
+    if rest:
+        if len(rest) > 1 or rest[0] not in PRETRAIN_STRATEGIES:
+            raise ValueError(
+                f"unknown pre-training {'-'.join(rest)!r} in {name!r}: expected one of {PRETRAIN_STRATEGIES}"
+            )
+        init = f"{profile}/pre-{model}-{rest[0]}"
+    return ModelConfig(**model_kw, **MODELS[model], init=init), profile_config(profile, **{**kw, **overrides})
+
+
+def full_budget_rows() -> dict[str, list[str]]:
+    """Issue 13's study: row label -> its runs (seeds 0, 1, 2; the published ``baseline`` is seed 0 of row (a))."""
+    return {
+        "(a) [CLS] baseline": ["baseline", "full-cls-s1", "full-cls-s2"],
+        "(b) SBERT + CNN-BiLSTM, plain start": ["full-sbert", "full-sbert-s1", "full-sbert-s2"],
+        "(c) (b) + SimCSE (QQP/STS) + PCGrad (the paper's best)": [
+            f"full-sbert-qqp_sts-pcgrad{s}" for s in ("", "-s1", "-s2")
+        ],
+    }
 
 
 def prerequisites(name: str, profile: str) -> list[str]:
@@ -207,24 +274,57 @@ def encoder_study_names(seeds: int) -> list[str]:
     return [f"enc-{t}-{v}-s{s}" for t, variants in ENCODER_VARIANTS.items() for v in variants for s in range(seeds)]
 
 
-def run_experiment(name: str, profile: str, backbone: str | None = None, progress: bool = True, **overrides) -> dict:
-    """Train a named experiment into its run folder (or return the finished run's results)."""
+def run_experiment(
+    name: str, profile: str, backbone: str | None = None, progress: bool = True, resume: bool = True, **overrides
+) -> dict:
+    """Train a named experiment into the user's run folder (or return that finished run's results).
+
+    ``resume=False`` starts the run over (its prerequisites are still reused when finished).
+    """
+    require_device(profile, overrides.get("device", "auto"))
     for parent in prerequisites(name, profile):
         model_cfg, train_cfg = experiment(parent, profile, backbone)
         train(model_cfg, train_cfg, run_dir(profile, parent), progress=progress)
     model_cfg, train_cfg = experiment(name, profile, backbone, **overrides)
-    return train(model_cfg, train_cfg, run_dir(profile, name), progress=progress)
+    return train(model_cfg, train_cfg, run_dir(profile, name), progress=progress, resume=resume)
 
 
-def finished_results(profile: str, names: list[str] | None = None) -> dict[str, dict]:
-    """results.json of every finished run of a profile (optionally only the named ones)."""
-    root = run_dir(profile, "")
+def finished_results(profile: str, names: list[str] | None = None, source: str = "published") -> dict[str, dict]:
+    """results.json of every finished run of a profile (optionally only the named ones).
+
+    ``source="published"``: the committed results (``results/``); ``"own"``: the user's runs (``runs/``).
+    """
+    if source not in SOURCES:
+        raise ValueError(f"source must be one of {tuple(SOURCES)}, got {source!r}")
+    root = SOURCES[source](profile, "")
     out = {}
     for path in sorted(root.glob("*/results.json")):
         res = load_results(path.parent)
         if res and res.get("finished") and (names is None or path.parent.name in names):
             out[path.parent.name] = res
     return out
+
+
+def has_weights(profile: str, name: str) -> bool:
+    """Whether the user's run has its ``best.pt`` (a finished results.json alone cannot predict)."""
+    return (run_dir(profile, name) / "best.pt").is_file()
+
+
+def publish(profile: str, names: list[str], predictions: bool = True) -> list[Path]:
+    """Copy finished runs' results.json (and their predictions/ folder) from ``runs/`` to ``results/``."""
+    written = []
+    for name in names:
+        src, dst = run_dir(profile, name), published_dir(profile, name)
+        res = load_results(src)
+        if not res or not res.get("finished"):
+            raise ValueError(f"{src}: no finished run to publish (train it first: python -m mtl_lab run {name})")
+        dst.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(src / "results.json", dst / "results.json")
+        written.append(dst / "results.json")
+        if predictions and (src / "predictions").is_dir():
+            shutil.copytree(src / "predictions", dst / "predictions", dirs_exist_ok=True)
+            written.append(dst / "predictions")
+    return written
 
 
 def sweep(
@@ -237,23 +337,70 @@ def sweep(
 ) -> dict[str, dict]:
     """Notebook 05's grid: train every run not yet finished (resumable) and return all finished results.
 
-    With ``train=False`` nothing is trained: the finished runs of the grid are returned.
+    With ``train=False`` nothing is trained: the user's finished runs of the grid are returned.
+    Published results are never returned here (see ``finished_results(..., source="published")``).
     """
     names = ablation_names(models, seeds or ABLATION_SEEDS[profile])
     if train:
         for i, name in enumerate(names):
             if progress:
                 print(f"[{i + 1}/{len(names)}] {name}", flush=True)
-            run_experiment(name, profile, backbone, progress=progress)
-    return finished_results(profile, names)
+            try:
+                run_experiment(name, profile, backbone, progress=progress)
+            except StaleDataError as exc:  # trained on other data: not finished, train it again
+                print(f"{exc}\n-> training {name} again on today's data", flush=True)
+                run_experiment(name, profile, backbone, progress=progress, resume=False)
+    results = finished_results(profile, names, source="own")
+    for name in list(results):
+        changes = stale_data(results[name])
+        if changes:
+            print(f"{run_dir(profile, name)}: left out, trained on other data ({'; '.join(changes)})", flush=True)
+            del results[name]
+    return results
+
+
+def budget(results: dict) -> str:
+    """A run's training budget in words: 'full' (every training example, the profile's epochs) or the study's."""
+    train = results["config"]["train"]
+    if train.get("train_fraction") is None and train.get("train_limit") is None:
+        return f"full budget (all training data, {train.get('epochs', '?')} epochs)"
+    part = (
+        f"{train['train_fraction']:.0%} of each training set"
+        if train.get("train_fraction")
+        else f"{train['train_limit']} examples a task"
+    )
+    return f"study budget ({part}, {train.get('epochs', '?')} epochs)"
+
+
+def is_full_budget(results: dict) -> bool:
+    """Whether a run trained on every training example (the profile's whole budget)."""
+    return budget(results).startswith("full")
 
 
 def best_run(results: dict[str, dict]) -> str:
-    """The multi-task run with the highest dev overall score."""
+    """The multi-task run with the highest dev overall score; full-budget runs first when there are any."""
     multi = {n: r for n, r in results.items() if len(r["config"]["train"]["tasks"]) == 3}
     if not multi:
         raise ValueError("no finished multi-task run to choose from")
-    return max(multi, key=lambda n: multi[n]["best"]["overall"])
+    full = {n: r for n, r in multi.items() if is_full_budget(r)}
+    pool = full or multi
+    return max(pool, key=lambda n: pool[n]["best"]["overall"])
+
+
+def best_model(profile: str, names: list[str] | None = None) -> tuple[str, str]:
+    """The user's best multi-task run that has its weights, and why it was chosen (dev overall, budget)."""
+    own = {n: r for n, r in finished_results(profile, names, source="own").items() if has_weights(profile, n)}
+    own = {n: r for n, r in own.items() if not stale_data(r)}
+    if not any(len(r["config"]["train"]["tasks"]) == 3 for r in own.values()):
+        raise ValueError(
+            f"no finished multi-task run with its best.pt under {run_dir(profile, '')}: train one first "
+            f"(e.g. python -m mtl_lab run baseline --profile {profile})"
+        )
+    name = best_run(own)
+    res = own[name]
+    others = "the only full-budget runs considered" if is_full_budget(res) else "no full-budget run of yours exists yet"
+    why = f"dev overall {res['best']['overall']:.4f}, {budget(res)}; {others}"
+    return name, why
 
 
 def pretrained_models(profile: str, model: str, strategies, backbone: str | None = None) -> dict:

@@ -1,6 +1,6 @@
 """The results page: ``docs/results.md`` and its figures, written from a profile's committed results.
 
-``python -m mtl_lab report --profile cpu`` reads every ``runs/<profile>/*/results.json`` (and the
+``python -m mtl_lab report --profile cpu`` reads every ``results/<profile>/*/results.json`` (and the
 committed dev prediction files of the runs notebook 06 analyses) and writes one markdown page with
 the tables of notebooks 01-06, each with the command that reproduces it, and the figures beside it
 in ``docs/figures/``. Nothing trains; a section whose runs are missing says so.
@@ -63,7 +63,7 @@ def build(profile: str = "cpu", out: str | os.PathLike = DOCS / "results.md") ->
         f"# Results ({profile} profile, dev set)",
         "",
         f"Written by `python -m mtl_lab report --profile {profile}` on {date.today()} from the committed "
-        f"`runs/{profile}/*/results.json` ({len(runs)} finished runs). Every number is the best epoch by dev "
+        f"`results/{profile}/*/results.json` ({len(runs)} finished runs). Every number is the best epoch by dev "
         "overall score = (SST acc + QQP acc + (STS r + 1) / 2) / 3; `minutes` is the run's wall time on the "
         "2-core CPU machine (bf16 autocast). The paper's numbers (BERT-base, 141k Quora pairs, a GPU) sit beside "
         "the rows it reports. One seed per row unless a ± says otherwise.",
@@ -199,7 +199,7 @@ def _error_section(profile: str, best: str, figures: Path) -> list[str]:
     folders = {"baseline: agg-cls-sum": "agg-cls-sum", f"best: {best}": best}
     preds = {}
     for label, name in folders.items():
-        folder = experiments.run_dir(profile, name) / "predictions"
+        folder = experiments.published_dir(profile, name) / "predictions"
         if (folder / "sst-dev-output.csv").is_file():
             preds[label] = analysis.dev_predictions(folder)
     if len(preds) < 2:
@@ -212,7 +212,7 @@ def _error_section(profile: str, best: str, figures: Path) -> list[str]:
     lines = [
         "## Error analysis (notebook 06)",
         "",
-        f"From the committed files `runs/{profile}/<run>/predictions/*-dev-output.csv` "
+        f"From the committed files `results/{profile}/<run>/predictions/*-dev-output.csv` "
         f"(`python -m mtl_lab predict --checkpoint runs/{profile}/<run> --out runs/{profile}/<run>/predictions --splits dev`).",
         "",
     ]

@@ -22,7 +22,7 @@ def _write(root, name, tasks, overall=0.7, **extra):
 
 
 def test_results_page_has_the_sections_of_its_runs(tmp_path, monkeypatch):
-    monkeypatch.setenv("MTL_LAB_RUNS", str(tmp_path / "runs"))
+    monkeypatch.setenv("MTL_LAB_RESULTS", str(tmp_path / "runs"))  # the page reads the published results
     tasks = ["sst", "qqp", "sts"]
     conflicts = [
         {"step": s, "epoch": 1, "sst-qqp": c, "sst-sts": -0.1, "qqp-sts": 0.2} for s, c in enumerate([0.1, -0.2])
