@@ -66,9 +66,27 @@ def default_run_name(args: argparse.Namespace, model_kw: dict) -> str:
     return "-".join(str(v) for v in parts) or "baseline"
 
 
+def refuse_unused_options(args: argparse.Namespace) -> None:
+    """Options that this command line would silently ignore are refused (one message, what to do instead)."""
+    tasks = set(args.tasks or ["sst", "qqp", "sts"])
+    if args.temperature is not None and not args.pretrain:
+        raise ValueError("--temperature is the contrastive loss's temperature: it needs --pretrain")
+    if args.pretrain and (args.tasks or args.sampler or args.sequential or args.aggregation or args.pcgrad):
+        raise ValueError(
+            "--pretrain trains the contrastive objective alone: drop --tasks/--sampler/--sequential/--aggregation/--pcgrad"
+        )
+    if args.pair_head and not args.pretrain and not tasks & {"qqp", "sts"}:
+        raise ValueError("--pair-head sets how QQP and STS compare two sentences, but neither task is trained")
+    if args.encoder and not args.pretrain and "sst" not in tasks and (args.pair_head or "cross") == "cross":
+        raise ValueError(
+            "--encoder is not used: without SST only the pair heads run, and the cross-encoder reads the [CLS] of the "
+            "joined pair (add --pair-head bi or ensemble, or train sst)"
+        )
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
     from .model import ModelConfig
-    from .train import profile_config, train
+    from .train import profile_config, require_device, train
 
     model_kw = {
         k: v
@@ -76,6 +94,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
         if v
     }
     model_cfg = ModelConfig(**model_kw)
+    require_device(args.profile, args.device)
+    refuse_unused_options(args)
     if args.pcgrad:  # the paper's PCGrad sampling, unless given explicitly
         args.aggregation = args.aggregation or "pcgrad"
         args.sampler = args.sampler or "uniform"
@@ -123,7 +143,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from .experiments import run_dir, run_experiment
 
     for name in args.names:
-        res = run_experiment(name, args.profile, backbone=args.backbone)
+        res = run_experiment(
+            name, args.profile, backbone=args.backbone, **({"device": args.device} if args.device else {})
+        )
         best = res["best"]
         print(
             f"{name}: best epoch {best['epoch']}: "
@@ -163,15 +185,47 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     results = experiments.sweep(args.profile, args.models, args.seeds, args.backbone, train=not args.no_train)
     table = analysis.ablation_table(results, experiments.ablation_grid(args.models))
     if table.empty:
-        print(f"no finished run of the grid under {experiments.run_dir(args.profile, '')}")
+        published = experiments.published_dir(args.profile, "")
+        print(
+            f"no finished run of yours in the grid under {experiments.run_dir(args.profile, '')} "
+            f"(the published results are under {published}; train with: python -m mtl_lab sweep --profile {args.profile})"
+        )
         return 1
     print(table.drop(columns=["run"]).round(3).to_string())
-    best = experiments.best_run(results)
-    print(f"best configuration by dev overall: {best} ({results[best]['best']['overall']:.4f})")
+    print(f"best grid row by dev overall: {experiments.best_run(results)}")
     if args.predict:
-        checkpoint = experiments.run_dir(args.profile, best) / "best.pt"
-        metrics = predict_files(checkpoint, args.predict, splits=("dev", "test"))
-        print(f"prediction files of {best} written to {args.predict} (dev overall {metrics['overall']:.4f})")
+        name, why = experiments.best_model(args.profile)
+        print(f"writing the predictions of {name} ({why})")
+        metrics = predict_files(
+            experiments.run_dir(args.profile, name) / "best.pt", args.predict, splits=("dev", "test")
+        )
+        print(f"prediction files of {name} written to {args.predict} (dev overall {metrics['overall']:.4f})")
+    return 0
+
+
+def _cmd_publish(args: argparse.Namespace) -> int:
+    from .experiments import publish
+
+    for path in publish(args.profile, args.names, predictions=not args.no_predictions):
+        print(f"published {path}")
+    return 0
+
+
+def _cmd_convert(args: argparse.Namespace) -> int:
+    from .checkpoint import convert
+
+    for path in args.paths:
+        print(f"converted {convert(path)} (it now loads with weights_only=True)")
+    return 0
+
+
+def _cmd_exercises(args: argparse.Namespace) -> int:
+    from .exercises import write_student_edition
+
+    counts = write_student_edition(args.out)
+    for name, n in counts.items():
+        print(f"{name}: {n} exercise{'s' if n != 1 else ''} stubbed")
+    print(f"student edition written to {args.out} (solutions removed, outputs cleared)")
     return 0
 
 
@@ -236,6 +290,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("names", nargs="+", help="e.g. baseline single-sst sampler-sqrt sequential-sst-sts-qqp")
     p.add_argument("--profile", choices=["smoke", "cpu", "gpu"], default="cpu")
     p.add_argument("--model", dest="backbone", help="backbone id or folder (default: packaged MiniLM)")
+    p.add_argument(
+        "--device", help="auto (default), cpu, cuda, ... (--profile gpu refuses to start without CUDA unless given)"
+    )
     p.set_defaults(func=_cmd_run)
 
     p = sub.add_parser("predict", help="dev metrics and leaderboard prediction files from a checkpoint")
@@ -254,6 +311,22 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--predict", metavar="OUT", help="write the best run's dev and test prediction files into OUT")
     p.add_argument("--model", dest="backbone", help="backbone id or folder (default: packaged MiniLM)")
     p.set_defaults(func=_cmd_sweep)
+
+    p = sub.add_parser("publish", help="copy your finished runs' results.json (+ predictions/) from runs/ to results/")
+    p.add_argument("names", nargs="+", help="run names under runs/<profile>/")
+    p.add_argument("--profile", choices=["smoke", "cpu", "gpu"], default="cpu")
+    p.add_argument("--no-predictions", action="store_true", help="copy results.json only")
+    p.set_defaults(func=_cmd_publish)
+
+    p = sub.add_parser(
+        "convert-checkpoint", help="re-save a TRUSTED old checkpoint so that it loads safely (weights only)"
+    )
+    p.add_argument("paths", nargs="+", help="best.pt / checkpoint.pt files you trust")
+    p.set_defaults(func=_cmd_convert)
+
+    p = sub.add_parser("exercises", help="write the student edition of the notebooks (solutions stubbed, outputs cleared)")
+    p.add_argument("--out", required=True, help="folder for the student notebooks (not notebooks/)")
+    p.set_defaults(func=_cmd_exercises)
 
     p = sub.add_parser("report", help="write the results page (docs/results.md and its figures) of a profile")
     p.add_argument("--profile", choices=["smoke", "cpu", "gpu"], default="cpu")

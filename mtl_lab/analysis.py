@@ -733,3 +733,20 @@ def own_vs_published(published: dict[str, dict], own: dict[str, dict]) -> pd.Dat
             }
         )
     return pd.DataFrame(rows, columns=None if rows else ["run", "published overall", "your overall", "difference"])
+
+
+def plot_loss_curves(runs: dict[str, dict], title: str = "training loss (sum over tasks)"):
+    """Training-loss curves of several runs on one axis (each run's per-epoch ``loss_curve`` blocks, joined)."""
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    for label, res in runs.items():
+        curve = []
+        for h in res["history"]:
+            parts = h.get("loss_curve") or {t: [v] for t, v in h["train_loss"].items()}
+            n = min(len(v) for v in parts.values())
+            curve += [sum(v[i] for v in parts.values()) for i in range(n)]
+        x = np.linspace(0, len(res["history"]), len(curve) + 1)[1:]
+        ax.plot(x, curve, marker="o" if len(curve) < 4 else None, label=label)
+    ax.set(xlabel="epoch", ylabel="loss", title=title)
+    ax.legend()
+    fig.tight_layout()
+    return fig

@@ -47,7 +47,9 @@ def _load(kind: str, name: str | None):
     path = backbone_path(name)
     cls = transformers.AutoTokenizer if kind == "tokenizer" else transformers.AutoModel
     try:
-        return cls.from_pretrained(path)
+        loaded = cls.from_pretrained(path)
+        # fp32 master weights whatever the folder stores (a bf16/fp16 checkpoint trains under autocast)
+        return loaded.float() if kind == "model" else loaded
     except (OSError, ValueError) as exc:
         offline = os.environ.get("HF_HUB_OFFLINE") == "1"
         hint = " (HF_HUB_OFFLINE=1 is set: only local folders load)" if offline else ""

@@ -98,8 +98,50 @@ def task_file(task: str, split: str) -> str:
 
 
 def runs_root() -> Path:
-    """Where named runs live: $MTL_LAB_RUNS, else ``runs/`` in the repository."""
+    """Where a user's own runs live (git-ignored): $MTL_LAB_RUNS, else ``runs/`` in the repository."""
     return Path(os.environ.get("MTL_LAB_RUNS", REPO_ROOT / "runs")).expanduser()
+
+
+def results_root() -> Path:
+    """Where the published results live (committed, read-only for training): $MTL_LAB_RESULTS, else ``results/``."""
+    return Path(os.environ.get("MTL_LAB_RESULTS", REPO_ROOT / "results")).expanduser()
+
+
+def file_fingerprint(path: Path) -> dict:
+    """Size and a content hash (sha256, first 16 hex digits) of one data file."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return {"size": path.stat().st_size, "sha256": digest.hexdigest()[:16]}
+
+
+def data_fingerprint(files: Sequence[str], data_dir: str | os.PathLike | None = None) -> dict[str, dict]:
+    """``{file name: {size, sha256}}`` of the data files a run reads; a missing file is a DataError naming it."""
+    folder = resolve_data_dir(data_dir)
+    out = {}
+    for name in sorted(set(files)):
+        path = folder / name
+        if not path.is_file():
+            raise DataError(f"{path}: file not found (the run reads it)")
+        out[name] = file_fingerprint(path)
+    return out
+
+
+def fingerprint_changes(stored: dict[str, dict], current: dict[str, dict]) -> list[str]:
+    """Human-readable differences between two data fingerprints (empty when they match)."""
+    changes = []
+    for name in sorted(set(stored) | set(current)):
+        old, new = stored.get(name), current.get(name)
+        if old is None:
+            changes.append(f"{name} is new to this run")
+        elif new is None:
+            changes.append(f"{name} is no longer read")
+        elif old != new:
+            changes.append(
+                f"{name} changed (size {old['size']} -> {new['size']}, sha256 {old['sha256']} -> {new['sha256']})"
+            )
+    return changes
 
 
 def _holds_data(folder: Path) -> bool:
@@ -145,12 +187,18 @@ def _parse_label(spec: TaskSpec, raw: str) -> float | None:
     return value
 
 
-def load_split(task: str, split: str, data_dir: str | os.PathLike | None = None, *, warn: bool = True) -> pd.DataFrame:
+def load_split(
+    task: str, split: str, data_dir: str | os.PathLike | None = None, *, warn: bool = True, keep_malformed: bool = False
+) -> pd.DataFrame:
     """Read one task split into a DataFrame (id, text columns, label), skipping malformed rows.
 
     The frame's ``attrs`` holds ``path``, ``skipped`` (count per reason) and ``skipped_lines``
     ((line number, reason) pairs; line numbers are 1-based physical lines of the file).
     Test-student files have no label column; their ``label`` is NaN.
+
+    ``keep_malformed=True`` (prediction: every id of the file gets an answer) keeps a malformed row
+    that has an id, with what text it has and a NaN label, and the warning names it; only rows
+    without an id are dropped.
     """
     path = resolve_data_dir(data_dir) / task_file(task, split)
     spec = TASKS[task]
@@ -188,6 +236,8 @@ def load_split(task: str, split: str, data_dir: str | os.PathLike | None = None,
             if reason:
                 skipped[reason] += 1
                 bad_lines.append((reader.line_num, reason))
+                if keep_malformed and (rec := _salvage(row, header, spec)) is not None:
+                    records.append(rec)
                 continue
             rec = {"id": fields["id"].strip()}
             for c, t in zip(spec.text_cols, texts):
@@ -195,7 +245,7 @@ def load_split(task: str, split: str, data_dir: str | os.PathLike | None = None,
             rec["label"] = _parse_label(spec, fields[spec.label_col]) if needs_label else np.nan
             records.append(rec)
     df = pd.DataFrame.from_records(records, columns=["id", *spec.text_cols, "label"])
-    if spec.kind != "regression" and needs_label:
+    if spec.kind != "regression" and needs_label and not df["label"].isna().any():
         df["label"] = df["label"].astype(int)
     df.attrs["path"] = str(path)
     df.attrs["skipped"] = dict(skipped)
@@ -204,12 +254,26 @@ def load_split(task: str, split: str, data_dir: str | os.PathLike | None = None,
         n = sum(skipped.values())
         why = ", ".join(f"{k}: {v}" for k, v in skipped.items())
         lines = ", ".join(str(n) for n, _ in bad_lines[:5]) + (" ..." if len(bad_lines) > 5 else "")
+        what = "kept (predicted from the text they have)" if keep_malformed else "skipped"
         warnings.warn(
-            f"{path.name}: skipped {n} malformed row{'s' if n > 1 else ''} ({why}; line {lines})",
+            f"{path.name}: {what} {n} malformed row{'s' if n > 1 else ''} ({why}; line {lines})",
             DataWarning,
             stacklevel=2,
         )
     return df
+
+
+def _salvage(row: list[str], header: list[str], spec: TaskSpec) -> dict | None:
+    """What a malformed row still says: its id and texts by position (missing ones empty), no label."""
+    cells = dict(zip(header, row))
+    ident = (cells.get("id") or "").strip()
+    if not ident:
+        return None
+    rec = {"id": ident}
+    for c in spec.text_cols:
+        rec[c] = " ".join((cells.get(c) or "").split())
+    rec["label"] = np.nan
+    return rec
 
 
 def load_sick(data_dir: str | os.PathLike | None = None, split: str | None = None) -> pd.DataFrame:
@@ -275,6 +339,10 @@ class EncodedTask:
 def encode(df: pd.DataFrame, task: str, tokenizer, max_length: int = 128) -> EncodedTask:
     """Tokenize a task frame once; pair tasks get both separate and joint encodings."""
     spec = TASKS[task]
+    if df.empty:
+        raise DataError(
+            f"{df.attrs.get('path', task)}: no usable rows (the file holds only a header, or every row was malformed)"
+        )
     labels = None if df["label"].isna().all() else df["label"].to_numpy()
     texts = [df[c].tolist() for c in spec.text_cols]
     single = dict(truncation=True, max_length=max_length)
@@ -351,12 +419,33 @@ def stable_id(*parts: str) -> str:
     return hashlib.sha1("\x1f".join(parts).encode()).hexdigest()[:25]
 
 
+def unique_ids(task: str, rows: Sequence[dict]) -> list[str]:
+    """Ids for downloaded records: the hub's own ``idx``/``id`` where the data set has one, else a hash of the
+    texts made unique by the row's position among identical texts (identical sentences must not share an id)."""
+    spec = TASKS[task]
+    seen: Counter = Counter()
+    out = []
+    for r in rows:
+        hub = r.get("id", r.get("idx"))
+        if hub is not None and str(hub).strip():
+            ident = str(hub).strip()
+        else:
+            texts = tuple(str(r[c]) for c in spec.text_cols)
+            seen[texts] += 1
+            ident = stable_id(*texts, *([str(seen[texts])] if seen[texts] > 1 else []))
+        out.append(ident)
+    dupes = [i for i, n in Counter(out).items() if n > 1]
+    if dupes:
+        raise DataError(f"{task}: the hub records repeat the id(s) {', '.join(dupes[:3])}")
+    return out
+
+
 def to_cs224n_frame(task: str, rows: Sequence[dict], with_labels: bool = True) -> pd.DataFrame:
     """Records with the task's text fields (and ``label``) -> a frame in the CS224N column layout."""
     spec = TASKS[task]
     out = pd.DataFrame(
         {
-            "id": [r.get("id") or stable_id(*(r[c] for c in spec.text_cols)) for r in rows],
+            "id": unique_ids(task, rows),
             **{c: [" ".join(str(r[c]).split()) for r in rows] for c in spec.text_cols},
         }
     )
@@ -401,8 +490,8 @@ HUB_FIELDS = {
 
 
 def hub_records(task: str, records) -> list[dict]:
-    """Rename a hub data set's fields to ours (labels kept as given)."""
-    fields = HUB_FIELDS[task]
+    """Rename a hub data set's fields to ours (labels kept as given; the hub's ``idx`` becomes ``id``)."""
+    fields = {**HUB_FIELDS[task], "id": "idx"}  # GLUE records carry their own index: keep it as the id
     return [{ours: rec[theirs] for ours, theirs in fields.items() if theirs in rec} for rec in records]
 
 

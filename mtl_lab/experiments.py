@@ -225,6 +225,28 @@ def full_budget_rows() -> dict[str, list[str]]:
     }
 
 
+# The exercises' short runs: a student's AdamW / PCGrad trains the real model beside the reference.
+EXERCISE_RUNS = {
+    "adamw": {"name": "baseline", "smoke": {"epochs": 1}, "cpu": {"epochs": 1, "train_fraction": 0.05}},
+    "pcgrad": {"name": "agg-cls-pcgrad", "smoke": {"monitor_every": 0}, "cpu": {"epochs": 1, "monitor_every": 0}},
+}
+
+
+def exercise_run(
+    exercise: str, label: str, profile: str, optimizer_cls=None, aggregator=None, progress: bool = False
+) -> dict:
+    """A short run of an exercise's model with the student's piece (or the reference): ``runs/<profile>/exercise-<exercise>-<label>``.
+
+    Always trained afresh (never reused): the student's code may have changed since the last run.
+    """
+    spec = EXERCISE_RUNS[exercise]
+    model_cfg, cfg = experiment(spec["name"], profile, **spec.get(profile, spec["cpu"]))
+    out = run_dir(profile, f"exercise-{exercise}-{label}")
+    return train(
+        model_cfg, cfg, out, resume=False, progress=progress, optimizer_cls=optimizer_cls, aggregator=aggregator
+    )
+
+
 def prerequisites(name: str, profile: str) -> list[str]:
     """The runs a named experiment starts from (trained first, in order): e.g. ft-cls-nli_qqp_sts
     needs pre-cls-nli_qqp_sts, which needs pre-cls-nli."""

@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .backbone import DEFAULT_BACKBONE, load_backbone
+from .checkpoint import safe_load
 from .data import TASK_NAMES, TASKS, runs_root
 from .encoders import build_encoder
 
@@ -230,7 +231,7 @@ def read_checkpoint(path: str | os.PathLike, missing: str) -> tuple[Path, dict]:
         path = path / "best.pt"
     if not path.is_file():
         raise FileNotFoundError(f"{path}: {missing}")
-    return path, torch.load(path, map_location="cpu", weights_only=False)
+    return path, safe_load(path)
 
 
 def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> MultitaskModel:

@@ -72,6 +72,7 @@ def environment() -> dict:
     import transformers
 
     from .backbone import backbone_path
+    from .evaluate import precision_choice, resolve_device
 
     return {
         "python": sys.version.split()[0],
@@ -79,7 +80,7 @@ def environment() -> dict:
         "transformers": transformers.__version__,
         "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"CPU ({os.cpu_count()} cores)",
         "torch threads": torch.get_num_threads(),
-        "bf16 autocast": "yes",
+        "precision (auto)": "{} ({})".format(*precision_choice("auto", resolve_device("auto"))),
         "backbone": backbone_path(),
     }
 

@@ -8,7 +8,8 @@ A run is ``train(ModelConfig, TrainConfig, out_dir)``. It
    order), ``round_robin`` (tasks in turn), ``sqrt`` (p_k ~ sqrt(n_k)) or ``annealed``
    (Stickland & Murray, 2019: p_k ~ n_k ** alpha, alpha from 1 down to 0.2 over the epochs),
 3. trains with the hand-written AdamW, linear warm-up + linear decay, gradient clipping,
-   optional layer-wise LR decay, and autocast (bf16 on CPU, bf16/fp16 + GradScaler on CUDA),
+   optional layer-wise LR decay, and autocast (precision "auto": bf16 on a CPU with native bf16,
+   else fp32; bf16/fp16 + GradScaler on CUDA),
 4. evaluates on dev after each epoch, keeps the best epoch by the overall score (``best.pt``),
 5. checkpoints atomically (``checkpoint.pt``) every ``checkpoint_every`` steps and at each epoch
    end; a run started again in the same folder resumes from there and ends where an
@@ -38,9 +39,23 @@ import torch
 from tqdm.auto import tqdm
 
 from .backbone import backbone_path, load_tokenizer
-from .data import TASK_NAMES, EncodedTask, collate, encode, load_split, resolve_data_dir, subsample
+from .checkpoint import atomic_save, safe_load
+from .data import (
+    SPLITS,
+    TASK_NAMES,
+    DataError,
+    EncodedTask,
+    collate,
+    data_fingerprint,
+    encode,
+    fingerprint_changes,
+    load_split,
+    resolve_data_dir,
+    subsample,
+    task_file,
+)
 from .data import bucket_batches as _bucket_batches
-from .evaluate import autocast_context, evaluate, resolve_device, resolve_precision
+from .evaluate import autocast_context, evaluate, precision_choice, resolve_device
 from .model import ModelConfig, MultitaskModel
 from .optim import AdamW
 from .optim.pcgrad import AGGREGATORS, TaskGradients, cosine_matrix
@@ -51,6 +66,10 @@ SAMPLERS = ("proportional", "round_robin", "sqrt", "annealed", "uniform")
 
 class TrainingError(RuntimeError):
     """Training cannot go on (a NaN loss, a run folder holding another configuration, ...)."""
+
+
+class StaleDataError(TrainingError):
+    """A run folder holds a run trained on data files that have changed since."""
 
 
 @dataclass
@@ -103,6 +122,37 @@ class TrainConfig:
             raise ValueError(f"reduction must be 'mean' or 'sum', got {self.reduction!r}")
         if self.task_draws < 1:
             raise ValueError(f"task_draws must be >= 1, got {self.task_draws}")
+        self._refuse_no_ops()
+
+    def _refuse_no_ops(self) -> None:
+        """Options that would silently do nothing in this combination are refused, saying what to use."""
+        several = len(self.tasks) > 1 and not self.sequential  # steps that can hold more than one task
+        if self.aggregation != "sum" and not several:
+            raise ValueError(
+                f"aggregation {self.aggregation!r} combines the gradients of several tasks in a step, but "
+                + ("sequential training has one task a step" if self.sequential else "only one task is trained")
+                + ": use aggregation 'sum'"
+            )
+        if self.aggregation != "sum" and self.task_draws == 1:
+            raise ValueError(
+                f"aggregation {self.aggregation!r} needs several task batches per step, but task_draws is 1 "
+                "(one task gradient: nothing to combine). Use --pcgrad (the paper's sampling: 3 task batches of 4 "
+                "a step, tasks drawn uniformly) or --task-draws 3"
+            )
+        if self.reduction != "mean" and not (several and self.task_draws > 1):
+            raise ValueError(
+                "reduction 'sum' differs from 'mean' only when a step holds several tasks' losses (task_draws > 1)"
+            )
+        if self.monitor_every and not several:
+            raise ValueError(
+                "monitor_every compares the gradients of several tasks; this run trains one at a time (use 0)"
+            )
+        if self.sequential and self.sampler != "proportional":
+            raise ValueError(
+                f"sampler {self.sampler!r} chooses between tasks, but sequential training has one task per stage"
+            )
+        if self.sampler == "annealed" and self.epochs < 2:
+            raise ValueError("the annealed sampler anneals over epochs: with 1 epoch it is the proportional sampler")
 
     def to_dict(self) -> dict:
         """Plain-dict form (for results.json and checkpoints)."""
@@ -121,11 +171,20 @@ PROFILES: dict[str, dict] = {
         precision="fp32",
         checkpoint_every=0,
     ),
-    # all local data, bf16 autocast: the multi-task baseline in well under an hour on 2 cores
+    # all local data; bf16 autocast where the CPU has native bf16, else fp32 (precision "auto")
     "cpu": dict(epochs=3, batch_size=32, lr=5e-5, max_length=128, precision="auto"),
     # the paper's settings
     "gpu": dict(epochs=3, batch_size=16, lr=1e-5, max_length=128, precision="auto", checkpoint_every=1000),
 }
+
+
+def require_device(profile: str, device: str = "auto") -> None:
+    """The gpu profile needs CUDA: refused without one, unless the device is named explicitly (e.g. ``cpu``)."""
+    if profile == "gpu" and (device or "auto") == "auto" and resolve_device("auto").type != "cuda":
+        raise TrainingError(
+            "--profile gpu needs a CUDA GPU and none was found: use --profile cpu, or pass --device cpu to run "
+            "the gpu profile's settings (batch 16, lr 1e-5) on the CPU anyway"
+        )
 
 
 def profile_config(profile: str, **overrides) -> TrainConfig:
@@ -256,21 +315,28 @@ def lr_multiplier(step: int, total: int, warmup: float) -> float:
 # ----------------------------------------------------------------------------- helpers
 
 
+def cpu_name() -> str:
+    """The CPU's model name (from /proc/cpuinfo, else the platform), recorded with every run's timings."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def block_means(values: list[float], points: int = 25) -> list[float]:
+    """A per-step loss series shortened to at most ``points`` means of consecutive blocks (learning curves)."""
+    blocks = np.array_split(np.asarray(values, dtype=float), min(points, len(values)))
+    return [round(float(b.mean()), 5) for b in blocks]
+
+
 def seed_everything(seed: int) -> None:
     """Seed Python, NumPy and torch (CPU and CUDA)."""
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
-
-
-def atomic_save(obj, path: Path) -> None:
-    """torch.save to a temporary file, then rename: a crash never leaves half a checkpoint."""
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        torch.save(obj, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def atomic_write_json(obj, path: Path) -> None:
@@ -310,6 +376,39 @@ def _check_same(where: Path, stored: dict, config: dict) -> None:
             f"{where} holds a run with a different configuration ({'; '.join(diff)}): "
             "choose another run folder (--out), or start over (--no-resume / resume=False)"
         )
+
+
+def data_files(cfg: TrainConfig) -> list[str]:
+    """The data files a run reads: its tasks' train and dev files; pre-training reads what pair mining reads."""
+    if cfg.pretrain is None:
+        return [task_file(t, split) for t in cfg.tasks for split in ("train", "dev")]
+    files = [task_file(t, split) for t in TASK_NAMES for split in SPLITS]
+    return files + (["SICK.txt"] if cfg.pretrain == "nli" else [])
+
+
+def check_data(where: Path, stored: dict, fingerprint: dict) -> None:
+    """Refuse a stored run whose data files differ from today's (runs stored before fingerprints pass)."""
+    if "data" not in stored:
+        return
+    changes = fingerprint_changes(stored["data"], fingerprint)
+    if changes:
+        raise StaleDataError(
+            f"{where} was trained on other data: {'; '.join(changes)}. Its results do not describe today's "
+            "files: train into another run folder (--out), or start over here (--no-resume / resume=False)"
+        )
+
+
+def stale_data(results: dict, data_dir=None) -> list[str]:
+    """How the data files have changed since a stored run read them (empty: same data, or no fingerprint)."""
+    stored = results.get("config", {})
+    if "data" not in stored:
+        return []
+    cfg = TrainConfig(**{k: v for k, v in stored["train"].items() if k in TrainConfig.__dataclass_fields__})
+    try:
+        current = data_fingerprint(data_files(cfg), data_dir)
+    except DataError as exc:
+        return [str(exc)]
+    return fingerprint_changes(stored["data"], current)
 
 
 def load_results(out_dir: str | os.PathLike) -> dict | None:
@@ -368,19 +467,26 @@ def probe_batches(train_sets: dict, model, cfg: TrainConfig) -> dict[str, dict]:
 
 
 def probe_gradients(model, probes: dict[str, dict], device: torch.device, precision: str) -> torch.Tensor:
-    """K x D gradients of each task's probe loss w.r.t. the shared parameters (eval mode: no dropout)."""
+    """K x D gradients of each task's probe loss w.r.t. the shared parameters (eval mode: no dropout).
+
+    cuDNN's LSTM refuses a backward pass in eval mode, so the probe runs with cuDNN off (the BiLSTM
+    of the sentence encoder then takes PyTorch's own kernels; a no-op on CPU).
+    """
     shared = model.shared_parameters()
     model.eval()
     rows = []
     try:
-        for task, batch in probes.items():
-            batch = _to_device(batch, device)
-            with autocast_context(device, precision):
-                loss = model.loss(task, model(batch), batch["labels"])
-            grads = torch.autograd.grad(loss, shared, allow_unused=True)
-            rows.append(
-                torch.cat([(g if g is not None else torch.zeros_like(p)).reshape(-1) for g, p in zip(grads, shared)])
-            )
+        with torch.backends.cudnn.flags(enabled=False):
+            for task, batch in probes.items():
+                batch = _to_device(batch, device)
+                with autocast_context(device, precision):
+                    loss = model.loss(task, model(batch), batch["labels"])
+                grads = torch.autograd.grad(loss, shared, allow_unused=True)
+                rows.append(
+                    torch.cat(
+                        [(g if g is not None else torch.zeros_like(p)).reshape(-1) for g, p in zip(grads, shared)]
+                    )
+                )
     finally:
         model.train()
     return torch.stack(rows)
@@ -388,7 +494,7 @@ def probe_gradients(model, probes: dict[str, dict], device: torch.device, precis
 
 def aggregate_backward(
     losses: list[torch.Tensor],
-    aggregation: str,
+    aggregation: str | Callable,
     reduction: str,
     shared: TaskGradients | None,
     generator: torch.Generator | None = None,
@@ -408,8 +514,44 @@ def aggregate_backward(
         return
     if shared is None:
         raise ValueError(f"aggregation {aggregation!r} needs the TaskGradients of the shared parameters")
+    combine = aggregation if callable(aggregation) else AGGREGATORS[aggregation]
     grads = shared.backward(scaled)  # K x D, one row per task
-    shared.assign(AGGREGATORS[aggregation](grads, "sum", generator))  # the weights above did the reduction
+    shared.assign(combine(grads, "sum", generator))  # the weights above did the reduction
+
+
+def optimizer_step(
+    model,
+    optimizer,
+    losses: list[torch.Tensor],
+    cfg: TrainConfig,
+    shared: TaskGradients | None = None,
+    generator: torch.Generator | None = None,
+    scaler: torch.amp.GradScaler | None = None,
+    aggregator: Callable | None = None,
+) -> bool:
+    """One update from a step's task losses: backward (aggregated), clip, step; returns whether it was applied.
+
+    With a GradScaler (fp16) the losses are scaled before backward, the aggregation works on the
+    scaled gradients (exact: PCGrad and IMTL-G are positively homogeneous), the gradients are
+    unscaled before clipping, and a step whose gradients hold inf/NaN is skipped by the scaler,
+    which then lowers its scale.
+    """
+    scale = scaler.scale if scaler is not None else None
+    aggregate_backward(losses, aggregator or cfg.aggregation, cfg.reduction, shared, generator, scale)
+    applied = True
+    if scaler is not None:
+        scaler.unscale_(optimizer)
+    if cfg.grad_clip:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+    if scaler is not None:
+        before = scaler.get_scale()
+        scaler.step(optimizer)
+        scaler.update()
+        applied = scaler.get_scale() >= before  # update() lowers the scale only after a skipped step
+    else:
+        optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    return applied
 
 
 # ----------------------------------------------------------------------------- the loop
@@ -423,33 +565,49 @@ def train(
     resume: bool = True,
     progress: bool = True,
     on_step: Callable[[int], None] | None = None,
+    optimizer_cls: type | None = None,
+    aggregator: Callable | None = None,
 ) -> dict:
-    """Train (or resume, or return a finished run) and return the results dict (also in results.json)."""
+    """Train (or resume, or return a finished run) and return the results dict (also in results.json).
+
+    ``optimizer_cls`` replaces the hand-written AdamW (any ``torch.optim.Optimizer`` taking param
+    groups, lr and weight_decay: a student's own AdamW); ``aggregator`` replaces the function of
+    ``cfg.aggregation`` (same signature as ``mtl_lab.optim.pcgrad.project_conflicting``: a
+    student's own PCGrad). results.json names what was used.
+    """
     data_dir = resolve_data_dir(data_dir)  # a wrong data folder fails before anything is written
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     ckpt_path, best_path, results_path = out / "checkpoint.pt", out / "best.pt", out / "results.json"
     model_cfg = replace(model_cfg, tasks=cfg.tasks)
-    config = {"model": model_cfg.to_dict(), "train": cfg.to_dict()}
+    config = {"model": model_cfg.to_dict(), "train": cfg.to_dict(), "data": data_fingerprint(data_files(cfg), data_dir)}
 
     previous = load_results(out) if resume else None
     if previous is not None:
         _check_same(out, previous["config"], config)
+        check_data(out, previous["config"], config["data"])
     if previous is not None and previous.get("finished"):
-        return previous
+        if best_path.is_file():
+            return previous
+        if progress:
+            tqdm.write(f"{out}: results.json says finished but best.pt is missing: training again")
 
+    if aggregator is not None and cfg.aggregation == "sum":
+        raise ValueError(
+            "an aggregator replaces the function of cfg.aggregation: set aggregation='pcgrad' (or 'imtl_g') too"
+        )
     device = resolve_device(cfg.device)
-    precision = resolve_precision(cfg.precision, device)
+    precision, precision_reason = precision_choice(cfg.precision, device)
     seed_everything(cfg.seed)
     tokenizer = load_tokenizer(model_cfg.backbone)
     train_sets, dev_sets = load_task_data(cfg, tokenizer, data_dir)
     model = MultitaskModel(model_cfg).to(device)
-    optimizer = AdamW(
+    optimizer = (optimizer_cls or AdamW)(
         model.parameter_groups(cfg.lr, cfg.weight_decay, cfg.layer_decay), lr=cfg.lr, weight_decay=cfg.weight_decay
     )
     for group in optimizer.param_groups:
         group["base_lr"] = group["lr"]
-    scaler = torch.amp.GradScaler("cuda") if precision == "fp16" and device.type == "cuda" else None
+    scaler = torch.amp.GradScaler(device.type) if precision == "fp16" else None  # fp16 on any device (CPU: tests)
 
     stages = [(t,) for t in cfg.tasks] if cfg.sequential else [cfg.tasks]
     steps_per_epoch = {
@@ -463,8 +621,9 @@ def train(
     history: list[dict] = []
     best = {"overall": -math.inf}
     if resume and ckpt_path.is_file():
-        ckpt = torch.load(ckpt_path, map_location=device, weights_only=False)
+        ckpt = safe_load(ckpt_path, map_location=device)
         _check_same(ckpt_path, ckpt["config"], config)
+        check_data(ckpt_path, ckpt["config"], config["data"])
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         if scaler is not None and ckpt.get("scaler"):
@@ -503,11 +662,13 @@ def train(
         return {
             "config": config,
             "precision": precision,
+            "precision_reason": precision_reason,
             "device": str(device),
             "environment": {
                 "torch": torch.__version__,
                 "threads": torch.get_num_threads(),
                 "machine": platform.machine(),
+                "cpu": cpu_name(),
                 "backbone_path": backbone_path(model_cfg.backbone),
             },
             "data": {
@@ -518,6 +679,9 @@ def train(
             "best": best,
             **({"initial": state["initial"]} if "initial" in state else {}),
             "gradient_conflicts": conflicts,
+            "optimizer": f"{type(optimizer).__module__}.{type(optimizer).__qualname__}",
+            **({"aggregator": f"{aggregator.__module__}.{aggregator.__qualname__}"} if aggregator else {}),
+            "skipped_steps": state.get("skipped_steps", 0),
             "wall_time_s": state["elapsed"],
             "examples_per_s": examples / train_time if train_time else None,
             "finished": finished,
@@ -564,20 +728,10 @@ def train(
                     losses[task].append(loss.item())
                 examples += sum(len(idx) for _, idx in plan[step])
                 generator = torch.Generator().manual_seed(cfg.seed * 1_000_003 + state["global_step"])
-                scale = scaler.scale if scaler is not None else None
-                aggregate_backward(
-                    list(step_losses.values()), cfg.aggregation, cfg.reduction, shared_grads, generator, scale
-                )
-                if scaler is not None:
-                    scaler.unscale_(optimizer)
-                if cfg.grad_clip:
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-                if scaler is not None:
-                    scaler.step(optimizer)
-                    scaler.update()
-                else:
-                    optimizer.step()
-                optimizer.zero_grad(set_to_none=True)
+                if not optimizer_step(
+                    model, optimizer, list(step_losses.values()), cfg, shared_grads, generator, scaler, aggregator
+                ):
+                    state["skipped_steps"] = state.get("skipped_steps", 0) + 1  # fp16: inf/NaN gradients
                 state["step"], state["global_step"] = step + 1, state["global_step"] + 1
                 bar.update(1)
                 if step % 20 == 0:
@@ -600,6 +754,7 @@ def train(
                 "epoch": global_epoch + 1,
                 "stage": "/".join(stage),
                 "train_loss": {t: float(np.mean(v)) for t, v in losses.items() if v},
+                "loss_curve": {t: block_means(v) for t, v in losses.items() if v},
                 "dev": metrics,
                 "train_seconds": train_seconds,
                 "eval_seconds": time.perf_counter() - t0 - train_seconds,

@@ -37,3 +37,27 @@ def make_model(backbone):
         return MultitaskModel(ModelConfig(**kw), backbone=copy.deepcopy(backbone))
 
     return build
+
+
+@pytest.fixture(scope="session")
+def tiny_backbone(tmp_path_factory, tokenizer):
+    """A 2-layer, 32-wide BERT with random weights and the packaged tokenizer, saved as a local model folder.
+
+    For tests of the loop's machinery where MiniLM would only make them slow (e.g. fp16, which this
+    CPU emulates at ~1/15 of the fp32 speed)."""
+    import torch
+    from transformers import BertConfig, BertModel
+
+    path = tmp_path_factory.mktemp("tiny-bert")
+    config = BertConfig(
+        vocab_size=tokenizer.vocab_size,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=64,
+    )
+    torch.manual_seed(0)
+    BertModel(config).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return str(path)

@@ -156,7 +156,18 @@ def test_hub_conversion_round_trips_local_files(tmp_path):
 
 def test_hub_field_mapping():
     rec = {"question1": "a?", "question2": "b?", "label": 1, "idx": 3}
-    assert data.hub_records("qqp", [rec]) == [{"sentence1": "a?", "sentence2": "b?", "label": 1}]
+    assert data.hub_records("qqp", [rec]) == [{"sentence1": "a?", "sentence2": "b?", "label": 1, "id": 3}]
     frame = data.to_cs224n_frame("qqp", data.hub_records("qqp", [rec]))
     assert frame.columns.tolist() == ["id", "sentence1", "sentence2", "is_duplicate"]
-    assert len(frame["id"][0]) == 25
+    assert frame["id"].tolist() == ["3"]  # the hub's own index
+
+
+def test_downloaded_identical_texts_get_unique_ids():
+    rows = [{"text": "a fine film .", "label": 3}, {"text": "a fine film .", "label": 4}, {"text": "bad .", "label": 0}]
+    frame = data.to_cs224n_frame("sst", data.hub_records("sst", rows))
+    assert frame["id"].is_unique
+    assert all(len(i) == 25 for i in frame["id"])
+    pairs = [{"sentence1": "x", "sentence2": "y", "label": 1.0}] * 3
+    assert data.to_cs224n_frame("sts", pairs)["id"].is_unique
+    with pytest.raises(data.DataError, match="repeat the id"):
+        data.to_cs224n_frame("sts", [{**pairs[0], "id": 7}, {**pairs[0], "id": 7}])

@@ -38,9 +38,10 @@ def test_overall_score_formula():
 
 
 def test_prediction_files_follow_the_leaderboard_format(tmp_path):
-    path = write_predictions(tmp_path, "qqp", "test", ["a b", "c"], np.array([1, 0]))
+    path = write_predictions(tmp_path, "qqp", "test", ["a b", " c "], np.array([1, 0]))
     assert path.name == "para-test-output.csv"
-    assert path.read_text().splitlines() == ["id,Predicted_Is_Paraphrase", "ab,1", "c,0"]
+    # ids as in the input file, only surrounding spaces stripped (an interior space stays)
+    assert path.read_text().splitlines() == ["id,Predicted_Is_Paraphrase", "a b,1", "c,0"]
     sts = prediction_frame("sts", ["x", "y"], np.array([-0.3, 5.7]))
     assert sts["Predicted_Similarity"].tolist() == [0.0, 5.0]
     path = write_predictions(tmp_path, "sst", "dev", ["x"], np.array([3.0]))

@@ -147,7 +147,7 @@ def test_pretraining_runs_through_the_loop_and_fine_tuning_starts_from_it(tmp_pa
 
     tuned = MultitaskModel(ModelConfig(encoder="mean", init=str(tmp_path / "pre")))
     plain = MultitaskModel(ModelConfig(encoder="mean"))
-    saved = torch.load(tmp_path / "pre" / "best.pt", weights_only=False)["state_dict"]
+    saved = torch.load(tmp_path / "pre" / "best.pt", weights_only=True)["state_dict"]
     word = "backbone.embeddings.word_embeddings.weight"
     assert torch.equal(tuned.state_dict()[word], saved[word])
     assert not torch.equal(plain.state_dict()[word], saved[word])

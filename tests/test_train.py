@@ -83,7 +83,7 @@ def test_resume_after_interrupt_gives_the_same_result(tmp_path, straight_run, st
 
     with pytest.raises(KeyboardInterrupt):
         train(ModelConfig(), tiny(), tmp_path, progress=False, on_step=interrupt)
-    ckpt = torch.load(tmp_path / "checkpoint.pt", weights_only=False)
+    ckpt = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
     assert (ckpt["state"]["epoch"], ckpt["state"]["step"]) == checkpoint
     resumed = train(ModelConfig(), tiny(), tmp_path, progress=False)
     for a, b in zip(straight["history"], resumed["history"]):

@@ -1,0 +1,186 @@
+"""'Reproduce' reproduces: published results apart from a user's runs, no silent no-op option, a prediction per id."""
+
+import json
+import shutil
+
+import pandas as pd
+import pytest
+
+from mtl_lab import experiments
+from mtl_lab.__main__ import main
+from mtl_lab.data import DataError, resolve_data_dir
+from mtl_lab.evaluate import predict_files
+from mtl_lab.model import ModelConfig
+from mtl_lab.train import TrainingError, profile_config, require_device, train
+
+
+def tiny(**kw):
+    base = dict(train_limit=16, dev_limit=16, epochs=1, batch_size=8, max_length=16, checkpoint_every=0)
+    return profile_config("smoke", **{**base, **kw})
+
+
+# -- published results vs the user's own runs ------------------------------------------------------
+
+
+def test_published_results_are_read_but_never_returned_as_a_fresh_run(tmp_path, monkeypatch, tiny_backbone):
+    monkeypatch.setenv("MTL_LAB_RUNS", str(tmp_path / "runs"))
+    monkeypatch.setenv("MTL_LAB_RESULTS", str(tmp_path / "results"))
+    published = experiments.published_dir("smoke", "single-sst")
+    published.mkdir(parents=True)
+    fake = {"finished": True, "best": {"overall": 0.99, "epoch": 1}, "config": {"train": {"tasks": ["sst"]}}}
+    (published / "results.json").write_text(json.dumps(fake))
+    assert experiments.finished_results("smoke")["single-sst"]["best"]["overall"] == 0.99
+    assert experiments.finished_results("smoke", source="own") == {}
+    res = experiments.run_experiment("single-sst", "smoke", backbone=tiny_backbone, progress=False, train_limit=16)
+    assert res["best"]["overall"] != 0.99 and (experiments.run_dir("smoke", "single-sst") / "best.pt").is_file()
+    assert experiments.finished_results("smoke", source="own")["single-sst"]["best"] == res["best"]
+    assert experiments.finished_results("smoke")["single-sst"]["best"]["overall"] == 0.99  # untouched
+    experiments.publish("smoke", ["single-sst"])
+    assert experiments.finished_results("smoke")["single-sst"]["best"] == json.loads(json.dumps(res["best"]))
+
+
+def test_the_repository_publishes_results_and_ignores_runs():
+    from mtl_lab.data import REPO_ROOT
+
+    assert (REPO_ROOT / "results" / "cpu" / "baseline" / "results.json").is_file()
+    assert "runs/" in (REPO_ROOT / ".gitignore").read_text().splitlines()
+
+
+def test_the_best_model_command_needs_weights_and_prefers_the_full_budget(tmp_path, monkeypatch):
+    monkeypatch.setenv("MTL_LAB_RUNS", str(tmp_path))
+
+    def fake(name, overall, fraction, weights=True):
+        folder = tmp_path / "cpu" / name
+        folder.mkdir(parents=True)
+        cfg = {"train": {"tasks": ["sst", "qqp", "sts"], "train_fraction": fraction, "train_limit": None, "epochs": 3}}
+        (folder / "results.json").write_text(
+            json.dumps({"finished": True, "best": {"overall": overall}, "config": cfg})
+        )
+        if weights:
+            (folder / "best.pt").write_bytes(b"")
+
+    with pytest.raises(ValueError, match="no finished multi-task run with its best.pt"):
+        experiments.best_model("cpu")
+    fake("study", 0.80, 0.15)
+    fake("nofile", 0.90, None, weights=False)
+    assert experiments.best_model("cpu")[0] == "study"
+    fake("full", 0.74, None)
+    name, why = experiments.best_model("cpu")
+    assert name == "full" and "full budget" in why and "0.7400" in why
+
+
+# -- options that would do nothing are refused -----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "kw, message",
+    [
+        (dict(aggregation="pcgrad"), "task_draws is 1"),
+        (dict(aggregation="imtl_g"), "task_draws is 1"),
+        (dict(aggregation="pcgrad", task_draws=3, tasks=("sst",)), "only one task"),
+        (dict(aggregation="pcgrad", task_draws=3, sequential=True), "sequential"),
+        (dict(reduction="sum"), "reduction 'sum'"),
+        (dict(monitor_every=5, tasks=("sst",)), "monitor_every"),
+        (dict(sampler="sqrt", sequential=True), "one task per stage"),
+        (dict(sampler="annealed", epochs=1), "annealed"),
+    ],
+)
+def test_a_combination_that_would_do_nothing_is_refused(kw, message):
+    with pytest.raises(ValueError, match=message):
+        profile_config("smoke", **kw)
+
+
+def test_pcgrad_with_several_task_batches_is_accepted():
+    cfg = profile_config("smoke", aggregation="pcgrad", task_draws=3, sampler="uniform", reduction="sum")
+    assert cfg.aggregation == "pcgrad"
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--aggregation", "pcgrad"], "task_draws is 1"),
+        (["--temperature", "0.1"], "needs --pretrain"),
+        (["--tasks", "sst", "--pair-head", "bi"], "neither task"),
+        (["--tasks", "qqp", "--encoder", "mean"], "--encoder is not used"),
+        (["--pretrain", "qqp_sts", "--tasks", "sst"], "contrastive objective alone"),
+    ],
+)
+def test_the_cli_refuses_options_it_would_ignore(argv, message, capsys):
+    assert main(["train", "--profile", "smoke", *argv]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_the_gpu_profile_refuses_a_machine_without_cuda(monkeypatch, capsys):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(TrainingError, match="needs a CUDA GPU.*--device cpu"):
+        require_device("gpu")
+    require_device("gpu", "cpu")  # explicitly on the CPU: allowed
+    require_device("cpu")
+    assert main(["train", "--profile", "gpu"]) == 2
+    assert "needs a CUDA GPU" in capsys.readouterr().err
+    assert main(["run", "baseline", "--profile", "gpu"]) == 2
+
+
+# -- a prediction for every test id ----------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory, tiny_backbone):
+    path = tmp_path_factory.mktemp("ckpt")
+    train(ModelConfig(backbone=tiny_backbone), tiny(), path, progress=False)
+    return path
+
+
+def _data_with(tmp_path, name, text):
+    folder = tmp_path / "data"
+    shutil.copytree(resolve_data_dir(), folder, ignore=shutil.ignore_patterns("*.txt"))
+    (folder / name).write_text(text)
+    return folder
+
+
+def test_every_test_id_gets_a_prediction_in_input_order(tmp_path, checkpoint):
+    quora = (
+        "\tid\tsentence1\tsentence2\n"
+        "0\tab cd\tHow do I cook rice?\tHow to cook rice?\n"
+        "1\tq-empty\t\tWhat is love?\n"  # an empty sentence
+        "2\tq-extra\tWhy?\tWhy not?\textra field\n"  # broken quoting: a field too many
+        "3\t  padded  \tIs it?\tIs it not?\n"
+    )
+    data = _data_with(tmp_path, "quora-test-student.csv", quora)
+    with pytest.warns(UserWarning, match=r"quora-test-student\.csv: kept .* 2 malformed rows"):
+        predict_files(checkpoint, tmp_path / "out", data_dir=data, splits=("test",))
+    out = pd.read_csv(tmp_path / "out" / "para-test-output.csv", dtype=str)
+    assert out["id"].tolist() == ["ab cd", "q-empty", "q-extra", "padded"]
+    assert out["Predicted_Is_Paraphrase"].isin(["0", "1"]).all()
+
+
+def test_dev_predictions_cover_the_malformed_row_and_score_the_rest(tmp_path, checkpoint):
+    metrics = predict_files(checkpoint, tmp_path / "out", splits=("dev",))
+    dev_ids = pd.read_csv(resolve_data_dir() / "quora-dev.csv", sep="\t", dtype=str, usecols=["id"])["id"]
+    out = pd.read_csv(tmp_path / "out" / "para-dev-output.csv", dtype=str)
+    assert out["id"].tolist() != [] and len(out) == len(dev_ids) and set(out["id"]) == set(dev_ids.str.strip())
+    assert 0 <= metrics["qqp_acc"] <= 1
+
+
+def test_a_header_only_file_is_one_clear_error(tmp_path, checkpoint):
+    data = _data_with(tmp_path, "ids-sst-test-student.csv", "\tid\tsentence\n")
+    with pytest.raises(DataError, match=r"ids-sst-test-student\.csv: no rows to predict"):
+        predict_files(checkpoint, tmp_path / "out", data_dir=data, splits=("test",))
+    assert (
+        main(
+            [
+                "predict",
+                "--checkpoint",
+                str(checkpoint),
+                "--out",
+                str(tmp_path / "o"),
+                "--data",
+                str(data),
+                "--splits",
+                "test",
+            ]
+        )
+        == 2
+    )
