@@ -324,7 +324,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("paths", nargs="+", help="best.pt / checkpoint.pt files you trust")
     p.set_defaults(func=_cmd_convert)
 
-    p = sub.add_parser("exercises", help="write the student edition of the notebooks (solutions stubbed, outputs cleared)")
+    p = sub.add_parser(
+        "exercises", help="write the student edition of the notebooks (solutions stubbed, outputs cleared)"
+    )
     p.add_argument("--out", required=True, help="folder for the student notebooks (not notebooks/)")
     p.set_defaults(func=_cmd_exercises)
 

@@ -213,6 +213,9 @@ def plot_learning_curves(
                 ax.plot(h.index, h[metric], marker="o", label=name)
         ax.set_title(metric)
         ax.set_xlabel("epoch")
+        epochs = max((len(r["history"]) for r in results.values()), default=1)
+        ax.set_xlim(0.5, epochs + 0.5)  # one epoch: a point in a sensible frame, not an axis from 0.96 to 1.04
+        ax.set_xticks(range(1, epochs + 1))
     axes[0][-1].legend(fontsize=7, loc="best")
     fig.tight_layout()
     return fig
@@ -361,7 +364,7 @@ def plot_toy_trajectories(paths: dict[str, torch.Tensor]) -> plt.Figure:
     fig, ax = plt.subplots(figsize=(5.2, 5.2))
     cs = ax.contourf(xs, ys, grid, levels=30, cmap="viridis")
     fig.colorbar(cs, ax=ax, label="L1 + L2")
-    colors = {"sum": "white", "pcgrad": "tab:red", "imtl_g": "tab:orange"}
+    colors = {"sum": "deeppink", "pcgrad": "tab:red", "imtl_g": "tab:orange"}  # visible on the map and the legend
     for name, path in paths.items():
         method = name.split(" ")[0]
         p = path.numpy()
@@ -750,3 +753,39 @@ def plot_loss_curves(runs: dict[str, dict], title: str = "training loss (sum ove
     ax.legend()
     fig.tight_layout()
     return fig
+
+
+def full_budget_table(
+    results: dict[str, dict], rows: dict[str, list[str]], baseline_row: str | None = None
+) -> pd.DataFrame:
+    """The full-budget study: per row, the finished seeds' mean ± std of each metric, the per-seed paired
+    difference of the overall score against the baseline row's run of the same seed, minutes and CPU."""
+    baseline_row = baseline_row or next(iter(rows))
+    base = [results.get(n) for n in rows[baseline_row]]
+    out = []
+    for label, names in rows.items():
+        done = [(k, results[n]) for k, n in enumerate(names) if n in results]
+        if not done:
+            out.append({"row": label, "seeds": 0})
+            continue
+        m = pd.DataFrame(
+            [{**_metric_row(r["best"]), "minutes": r.get("wall_time_s", float("nan")) / 60} for _, r in done]
+        )
+        paired = [r["best"]["overall"] - base[k]["best"]["overall"] for k, r in done if base[k] is not None]
+        cpus = sorted({r.get("environment", {}).get("cpu", "?") for _, r in done})
+        out.append(
+            {
+                "row": label,
+                "seeds": len(done),
+                **{c: m[c].mean() for c in ("SST", "QQP", "STS", "overall")},
+                "overall std": m["overall"].std(ddof=1) if len(done) > 1 else float("nan"),
+                "paired diff vs baseline": np.mean(paired) if paired and label != baseline_row else float("nan"),
+                "minutes": m["minutes"].mean(),
+                "CPU": ", ".join(c for c in cpus if c != "?") or "not recorded",
+            }
+        )
+    return pd.DataFrame(out).set_index("row")
+
+
+def _metric_row(best: dict) -> dict:
+    return {"SST": best["sst_acc"], "QQP": best["qqp_acc"], "STS": best["sts_pearson"], "overall": best["overall"]}

@@ -85,6 +85,25 @@ def environment() -> dict:
     }
 
 
+KERNELSPEC = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
+
+
+def _js_number(text: str) -> float | int:
+    """A JSON number as JupyterLab hands it back: a browser prints 3.0 as 3."""
+    value = float(text)
+    return int(value) if value.is_integer() and abs(value) < 2**53 else value
+
+
+def jupyterlab_form(text: str) -> str:
+    """A notebook's JSON in the form JupyterLab saves it (its kernelspec, numbers as a browser prints them),
+    so that opening and autosaving a committed notebook leaves git clean."""
+    import nbformat
+
+    nb = nbformat.from_dict(json.loads(text, parse_float=_js_number))
+    nb.metadata["kernelspec"] = dict(KERNELSPEC)
+    return nbformat.writes(nb)
+
+
 def notebook_paths(only: list[str] | None = None) -> list[Path]:
     """The numbered notebooks in order, optionally only those whose name starts with one of ``only``."""
     books = sorted(NOTEBOOK_DIR.glob("[0-9][0-9]_*.ipynb"))
@@ -138,12 +157,14 @@ def run_notebooks(
                 # the committed copies keep their own parameters cell (smoke, default folders)
                 parameters={} if inplace else {"PROFILE": profile, "OUT_DIR": str(folder)},
                 cwd=str(NOTEBOOK_DIR),
-                progress_bar=False,
+                progress_bar=True,  # cells done of total, per notebook
                 kernel_name="python3",
             )
         except Exception as exc:  # papermill raises PapermillExecutionError with the cell's error
             status = "FAILED"
             headline = str(exc).strip().splitlines()[-1][:100] if str(exc).strip() else exc.__class__.__name__
+        if inplace and status == "ok":
+            book.write_text(jupyterlab_form(book.read_text()))
         minutes = (time.perf_counter() - t0) / 60
         if status == "ok" and (folder / "headline.txt").is_file():
             headline = (folder / "headline.txt").read_text().strip()

@@ -65,10 +65,28 @@ def build(profile: str = "cpu", out: str | os.PathLike = DOCS / "results.md") ->
         f"Written by `python -m mtl_lab report --profile {profile}` on {date.today()} from the committed "
         f"`results/{profile}/*/results.json` ({len(runs)} finished runs). Every number is the best epoch by dev "
         "overall score = (SST acc + QQP acc + (STS r + 1) / 2) / 3; `minutes` is the run's wall time on the "
-        "2-core CPU machine (bf16 autocast). The paper's numbers (BERT-base, 141k Quora pairs, a GPU) sit beside "
+        "2-core CPU machine (bf16 autocast where the CPU has native bf16). The paper's numbers (BERT-base, 141k Quora pairs, a GPU) sit beside "
         "the rows it reports. One seed per row unless a ± says otherwise.",
         "",
     ]
+
+    # -- the full-budget study (issue 13): the paper's models on all local data, 3 epochs, several seeds
+    rows = experiments.full_budget_rows()
+    full = analysis.full_budget_table(runs, rows)
+    if (full["seeds"] > 0).sum() > 0:
+        missing = [n for names in rows.values() for n in names if n not in runs]
+        lines += [
+            "## The full-budget study (cpu profile's budget: all local data, 3 epochs)",
+            "",
+            "Each row's finished seeds, mean (and std over seeds); `paired diff vs baseline` averages, over the seeds "
+            "both rows have, the row's overall score minus the baseline's of the same seed. "
+            f"Reproduce a row: `{run.format('<run>')}` (e.g. `full-cls-s1`, `full-sbert-qqp_sts-pcgrad-s2`).",
+            "",
+            _md(full.reset_index(), index=False),
+            "",
+            f"Still to train ({len(missing)}): {', '.join(f'`{n}`' for n in missing)}." if missing else "",
+            "",
+        ]
 
     # -- 01: baselines
     names = ["single-sst", "single-qqp", "single-sts", "baseline", "sequential-sst-sts-qqp"]

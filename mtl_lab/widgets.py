@@ -36,17 +36,22 @@ def plot_pcgrad_2d(angle_deg: float, ratio: float = 1.0, ax=None):
         "plain": ("gray", "-"),
         "pcgrad": ("tab:green", "-"),
     }
+    cos = v["g1"] @ v["g2"] / (np.linalg.norm(v["g1"]) * np.linalg.norm(v["g2"]))
+    conflict = cos < 0
+    labels = {"plain": "plain" if conflict else "plain = pcgrad"}
     for name, (color, ls) in style.items():
+        if not conflict and name in ("g1'", "g2'", "pcgrad"):  # they coincide with g1, g2, plain: no overprint
+            continue
         x, y = v[name]
         ax.annotate("", xy=(x, y), xytext=(0, 0), arrowprops=dict(arrowstyle="->", color=color, ls=ls, lw=2))
-        ax.text(x * 1.05, y * 1.05, name, color=color, fontsize=9)
-    lim = 1.2 * max(1.0, ratio, *(np.abs(np.concatenate(list(v.values())))))
+        ax.plot([], [], color=color, ls=ls, lw=2, label=labels.get(name, name))  # a legend entry, never an overprint
+    lim = 1.15 * (1.0 + ratio)  # fixed by |g2| alone: the arrows keep their scale while the angle moves
     ax.set_xlim(-lim, lim)
     ax.set_ylim(-lim, lim)
     ax.set_aspect("equal")
-    cos = v["g1"] @ v["g2"] / (np.linalg.norm(v["g1"]) * np.linalg.norm(v["g2"]))
-    state = "conflict: both projected" if cos < 0 else "no conflict: PCGrad = plain"
-    ax.set_title(f"angle {angle_deg:.0f} deg, cos {cos:+.2f} ({state})", fontsize=9)
+    ax.legend(loc="lower left", fontsize=8, ncol=2, frameon=True)
+    state = "conflict: both projected" if conflict else "no conflict: PCGrad = plain"
+    ax.set_title(f"angle {angle_deg:.0f}°, cos {cos:+.2f}\n{state}", fontsize=9)
     return ax
 
 

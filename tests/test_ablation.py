@@ -62,3 +62,26 @@ def test_split_seed_reads_only_a_trailing_seed_suffix():
     assert analysis.split_seed("agg-cls-sum-s2") == ("agg-cls-sum", 2)
     assert analysis.split_seed("ft-sbert-nli-pcgrad") == ("ft-sbert-nli-pcgrad", None)
     assert analysis.split_seed("seq-cls-sst-sts-qqp") == ("seq-cls-sst-sts-qqp", None)
+
+
+def test_full_budget_table_pairs_seeds_against_the_baseline():
+    def res(sst, qqp, sts, minutes, cpu="AMD EPYC"):
+        overall = (sst + qqp + (sts + 1) / 2) / 3
+        best = {"sst_acc": sst, "qqp_acc": qqp, "sts_pearson": sts, "overall": overall}
+        return {"best": best, "wall_time_s": minutes * 60, "environment": {"cpu": cpu}}
+
+    rows = {"(a)": ["baseline", "a-s1"], "(c)": ["c", "c-s1"], "(d)": ["d"]}
+    results = {
+        "baseline": res(0.47, 0.82, 0.85, 30),
+        "a-s1": res(0.48, 0.83, 0.85, 32),
+        "c": res(0.50, 0.82, 0.86, 60),
+        "c-s1": res(0.49, 0.83, 0.87, 62),
+    }
+    table = analysis.full_budget_table(results, rows)
+    assert table.loc["(a)", "seeds"] == 2 and table.loc["(d)", "seeds"] == 0
+    c_minus_a = [
+        results[c]["best"]["overall"] - results[a]["best"]["overall"] for c, a in (("c", "baseline"), ("c-s1", "a-s1"))
+    ]
+    assert table.loc["(c)", "paired diff vs baseline"] == pytest.approx(sum(c_minus_a) / 2)
+    assert table.loc["(c)", "minutes"] == pytest.approx(61) and table.loc["(c)", "CPU"] == "AMD EPYC"
+    assert math.isnan(table.loc["(a)", "paired diff vs baseline"])
