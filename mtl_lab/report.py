@@ -86,6 +86,13 @@ def build(profile: str = "cpu", out: str | os.PathLike = DOCS / "results.md") ->
             "",
             f"Still to train ({len(missing)}): {', '.join(f'`{n}`' for n in missing)}." if missing else "",
             "",
+            *[
+                f"- `{n}`: {runs[n]['timing_note']}"
+                for names in rows.values()
+                for n in names
+                if runs.get(n, {}).get("timing_note")
+            ],
+            "",
         ]
 
     # -- 01: baselines
