@@ -159,15 +159,30 @@ def map_batches(model, enc, views: tuple[str, ...], fn, batch_size: int = 64, pr
     return out
 
 
+def task_outputs(model, enc: EncodedTask, batch_size: int = 64, precision: str = "fp32") -> np.ndarray:
+    """What an ensemble averages, per example in the split's order: SST class probabilities (N x 5),
+    QQP P(paraphrase) (N), STS score (N)."""
+    soft = {"sst": lambda o: torch.softmax(o.float(), -1), "qqp": lambda o: torch.sigmoid(o.float())}
+    to_soft = soft.get(enc.task, lambda o: o.float())
+    fn = lambda batch: to_soft(model(batch)).cpu().numpy()  # noqa: E731
+    out = np.zeros((len(enc), 5) if enc.task == "sst" else len(enc), dtype=float)
+    for idx, values in map_batches(model, enc, model.views(enc.task), fn, batch_size, precision):
+        out[idx] = values
+    return out
+
+
+def outputs_to_predictions(task: str, outputs: np.ndarray) -> np.ndarray:
+    """Leaderboard predictions from (averaged) outputs: SST argmax class, QQP P > 0.5, STS clipped to 0..5."""
+    if task == "sst":
+        return outputs.argmax(-1).astype(int)
+    if task == "qqp":
+        return (outputs > 0.5).astype(int)
+    return np.clip(outputs, 0.0, 5.0)
+
+
 def predict_task(model, enc: EncodedTask, batch_size: int = 64, precision: str = "fp32") -> np.ndarray:
     """Predictions for every example of an encoded split, in the split's order."""
-    preds = np.zeros(len(enc), dtype=float)
-    predict = lambda batch: model.predictions(enc.task, model(batch)).float().cpu().numpy()  # noqa: E731
-    for idx, values in map_batches(model, enc, model.views(enc.task), predict, batch_size, precision):
-        preds[idx] = values
-    if TASKS[enc.task].kind != "regression":
-        preds = preds.astype(int)
-    return preds
+    return outputs_to_predictions(enc.task, task_outputs(model, enc, batch_size, precision))
 
 
 def evaluate(model, splits: dict[str, EncodedTask], batch_size: int = 64, precision: str = "fp32") -> dict[str, float]:
@@ -202,34 +217,64 @@ def write_predictions(out_dir: str | os.PathLike, task: str, split: str, ids: li
 
 
 def predict_files(
-    checkpoint: str | os.PathLike,
+    checkpoint: str | os.PathLike | list,
     out_dir: str | os.PathLike,
     data_dir: str | os.PathLike | None = None,
     splits: tuple[str, ...] = ("dev", "test"),
     device: str = "auto",
     batch_size: int = 128,
+    members: dict | None = None,
 ) -> dict[str, float]:
-    """Write leaderboard prediction files of a checkpoint for every task it knows; return dev metrics."""
+    """Write leaderboard prediction files of a checkpoint -- or of an ensemble of several, averaging their
+    probabilities / scores -- for every task they know; return dev metrics.
+
+    With several checkpoints, ``members`` (a dict, if given) receives each member's own dev metrics
+    by checkpoint path, so an ensemble's score can be shown beside its members'.
+    """
     from .backbone import load_tokenizer
     from .model import load_model
 
+    paths = list(checkpoint) if isinstance(checkpoint, (list, tuple)) else [checkpoint]
     dev = resolve_device(device)
-    model = load_model(checkpoint, dev)
-    train_cfg = model.checkpoint_meta["train_config"]
-    tokenizer = load_tokenizer(model.config.backbone)
-    precision = resolve_precision(train_cfg.get("precision", "fp32"), dev)
+    models = [load_model(p, dev) for p in paths]
+    tasks = models[0].config.tasks
+    for path, model in zip(paths[1:], models[1:]):
+        if model.config.tasks != tasks or model.config.backbone != models[0].config.backbone:
+            raise ValueError(
+                f"{path}: an ensemble's members must share tasks and backbone "
+                f"({model.config.tasks}, {model.config.backbone} vs {tasks}, {models[0].config.backbone})"
+            )
+    tokenizer = load_tokenizer(models[0].config.backbone)
     metrics: dict[str, float] = {}
+    own: dict[str, dict[str, float]] = {str(p): {} for p in paths}
     for split in splits:
-        for task in model.config.tasks:
+        for task in tasks:
             df = load_split(task, split, data_dir, keep_malformed=True)  # every id gets a prediction
             if df.empty:
                 raise DataError(f"{df.attrs['path']}: no rows to predict (the file holds only a header)")
-            enc = encode(df, task, tokenizer, train_cfg.get("max_length", 128))
-            preds = predict_task(model, enc, batch_size, precision)
+            outputs = []
+            for path, model in zip(paths, models):
+                train_cfg = model.checkpoint_meta["train_config"]
+                enc = encode(df, task, tokenizer, train_cfg.get("max_length", 128))
+                precision = resolve_precision(train_cfg.get("precision", "fp32"), dev)
+                outputs.append(task_outputs(model, enc, batch_size, precision))
+                if split == "dev" and len(paths) > 1:
+                    own[str(path)].update(_scored(task, df, outputs_to_predictions(task, outputs[-1])))
+            preds = outputs_to_predictions(task, np.mean(outputs, axis=0))
             write_predictions(out_dir, task, split, enc.ids, preds)
             if split == "dev":
-                scored = df["label"].notna().to_numpy()  # malformed rows are predicted, not scored
-                metrics.update(task_metrics(task, preds[scored], df["label"].to_numpy()[scored]))
+                metrics.update(_scored(task, df, preds))
     if metrics:
         metrics["overall"] = overall_score(metrics)
+    if members is not None and len(paths) > 1:
+        for path, m in own.items():
+            if m:
+                m["overall"] = overall_score(m)
+            members[path] = m
     return metrics
+
+
+def _scored(task: str, df: pd.DataFrame, preds: np.ndarray) -> dict[str, float]:
+    """Dev metrics on the labelled rows (malformed rows are predicted, not scored)."""
+    scored = df["label"].notna().to_numpy()
+    return task_metrics(task, preds[scored], df["label"].to_numpy()[scored])

@@ -3,6 +3,7 @@
 import json
 import shutil
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -184,3 +185,38 @@ def test_a_header_only_file_is_one_clear_error(tmp_path, checkpoint):
         )
         == 2
     )
+
+
+# -- an ensemble of checkpoints ----------------------------------------------------------------------
+
+
+def test_an_ensemble_averages_its_members_probabilities_and_scores(tmp_path, checkpoint, tiny_backbone):
+    other = tmp_path / "other"
+    train(ModelConfig(backbone=tiny_backbone), tiny(seed=1), other, progress=False)
+    members: dict = {}
+    metrics = predict_files([checkpoint, other], tmp_path / "ens", splits=("dev",), members=members)
+    alone = [predict_files(p, tmp_path / f"m{i}", splits=("dev",)) for i, p in enumerate((checkpoint, other))]
+    assert [members[str(p)] for p in (checkpoint, other)] == alone  # each member's own score, shown beside
+    # the files hold the decision on the members' averaged probabilities (SST) and scores (STS)
+    from mtl_lab.backbone import load_tokenizer
+    from mtl_lab.data import encode, load_split
+    from mtl_lab.evaluate import outputs_to_predictions, task_outputs
+    from mtl_lab.model import load_model
+
+    models = [load_model(p) for p in (checkpoint, other)]
+    for task, col in (("sst", "Predicted_Sentiment"), ("sts", "Predicted_Similarity")):
+        enc = encode(load_split(task, "dev", keep_malformed=True), task, load_tokenizer(tiny_backbone), 16)
+        mean = np.mean([task_outputs(m, enc) for m in models], axis=0)
+        written = pd.read_csv(tmp_path / "ens" / f"{task}-dev-output.csv")[col].to_numpy()
+        np.testing.assert_allclose(written, outputs_to_predictions(task, mean), atol=1e-6)
+    assert set(metrics) == set(alone[0])
+    out = tmp_path / "cli"
+    assert main(["predict", "--checkpoint", str(checkpoint), str(other), "--out", str(out), "--splits", "dev"]) == 0
+    assert (out / "sst-dev-output.csv").is_file()
+
+
+def test_an_ensemble_refuses_members_of_different_tasks(tmp_path, checkpoint, tiny_backbone):
+    sst_only = tmp_path / "sst"
+    train(ModelConfig(backbone=tiny_backbone, tasks=("sst",)), tiny(tasks=("sst",)), sst_only, progress=False)
+    with pytest.raises(ValueError, match="must share tasks and backbone"):
+        predict_files([checkpoint, sst_only], tmp_path / "out", splits=("dev",))
