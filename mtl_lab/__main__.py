@@ -158,10 +158,15 @@ def _cmd_run(args: argparse.Namespace) -> int:
 def _cmd_predict(args: argparse.Namespace) -> int:
     from .evaluate import predict_files
 
-    metrics = predict_files(args.checkpoint, args.out, data_dir=args.data, splits=args.splits, device=args.device)
-    print(f"prediction files written to {args.out}")
+    members: dict = {}
+    metrics = predict_files(
+        args.checkpoint, args.out, data_dir=args.data, splits=args.splits, device=args.device, members=members
+    )
+    print(f"prediction files written to {args.out}" + (f" (ensemble of {len(args.checkpoint)})" if members else ""))
+    for path, m in members.items():
+        print(f"member {path}: " + ", ".join(f"{k} {v:.4f}" for k, v in m.items()))
     if metrics:
-        print("dev: " + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
+        print(("ensemble dev: " if members else "dev: ") + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
     return 0
 
 
@@ -266,8 +271,12 @@ def _cmd_figures(args: argparse.Namespace) -> int:
 
 
 def _cmd_notebooks(args: argparse.Namespace) -> int:
-    from .notebooks import run_notebooks
+    from .notebooks import run_notebooks, trust
 
+    if args.action == "trust":
+        for path in trust():
+            print(f"trusted: {path}")
+        return 0
     return run_notebooks(args.profile, only=args.only, out=args.out, device=args.device, inplace=args.inplace)
 
 
@@ -296,7 +305,12 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(func=_cmd_run)
 
     p = sub.add_parser("predict", help="dev metrics and leaderboard prediction files from a checkpoint")
-    p.add_argument("--checkpoint", required=True, help="best.pt or a run folder holding one")
+    p.add_argument(
+        "--checkpoint",
+        required=True,
+        nargs="+",
+        help="best.pt or a run folder holding one; several: an ensemble averaging their probabilities / scores",
+    )
     p.add_argument("--out", required=True, help="folder for {sst,para,sts}-{dev,test}-output.csv")
     p.add_argument("--splits", nargs="+", default=["dev", "test"], choices=["dev", "test"])
     p.add_argument("--data", help="data folder")
@@ -342,8 +356,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model", dest="backbone", help="backbone id or folder (default: packaged MiniLM)")
     p.set_defaults(func=_cmd_figures)
 
-    p = sub.add_parser("notebooks", help="run the notebook series with papermill")
-    p.add_argument("action", choices=["run"])
+    p = sub.add_parser(
+        "notebooks", help="run the notebook series with papermill / trust the committed notebooks (saved widgets)"
+    )
+    p.add_argument("action", choices=["run", "trust"])
     p.add_argument("--profile", choices=["smoke", "cpu", "gpu"], default="smoke")
     p.add_argument("--only", nargs="+", help="notebook numbers or names, e.g. 00 01")
     p.add_argument("--out", help="run folder (default runs/notebooks/<profile>)")

@@ -714,6 +714,27 @@ def misclassified_wordpieces(preds: dict[str, pd.DataFrame], tokenizer, n: int =
     )
 
 
+def format_wordpieces(table: pd.DataFrame, width: int = 100) -> str:
+    """The wordpiece table as text blocks (gold, pred, sentence, its wordpieces), wrapped between words, never cut."""
+    import textwrap
+
+    def wrap(text: str, first: str) -> str:
+        return textwrap.fill(
+            text,
+            width,
+            initial_indent=first,
+            subsequent_indent=" " * len(first),
+            break_long_words=False,
+            break_on_hyphens=False,
+        )
+
+    blocks = []
+    for row in table.itertuples(index=False):
+        label = f"gold {SST_CLASSES[row.gold]} ({row.gold}), predicted {SST_CLASSES[row.pred]} ({row.pred})"
+        blocks.append("\n".join([label, wrap(row.sentence, "  sentence:   "), wrap(row.wordpieces, "  wordpieces: ")]))
+    return "\n\n".join(blocks)
+
+
 def own_vs_published(published: dict[str, dict], own: dict[str, dict]) -> pd.DataFrame:
     """Your finished runs beside the published runs of the same name: dev overall of each, the difference, times.
 

@@ -4,7 +4,8 @@
 notebooks in order into ``runs/notebooks/<profile>/``, keeps going after a failure, prints a
 summary table (notebook, status, minutes, headline metric) and exits non-zero if any failed.
 ``--inplace`` (smoke profile) writes the executed notebooks back into ``notebooks/``: that is
-how the committed notebooks get their outputs, which nbval then checks.
+how the committed notebooks get their outputs, which nbval then checks. ``notebooks trust``
+signs the committed notebooks as trusted, so JupyterLab shows their saved widgets (see :func:`trust`).
 """
 
 from __future__ import annotations
@@ -56,6 +57,9 @@ def setup(name: str, profile: str = "smoke", seed: int = 0, out_dir: str | None 
     import matplotlib
 
     matplotlib.rcParams.update({"figure.dpi": 90, "axes.grid": True, "grid.alpha": 0.3})
+    import pandas as pd
+
+    pd.set_option("display.max_colwidth", None)  # sentences in error tables are read whole, never cut with "..."
     random.seed(seed)
     np.random.seed(seed)
     import torch
@@ -101,7 +105,27 @@ def jupyterlab_form(text: str) -> str:
 
     nb = nbformat.from_dict(json.loads(text, parse_float=_js_number))
     nb.metadata["kernelspec"] = dict(KERNELSPEC)
-    return nbformat.writes(nb)
+    return nbformat.writes(nb) + "\n"  # JupyterLab ends the file with a newline
+
+
+def trust(paths: list[Path] | None = None) -> list[Path]:
+    """Sign notebooks as trusted in this user's Jupyter trust database (``jupyter trust``); returns them.
+
+    JupyterLab renders a saved widget view only in a trusted notebook: in an untrusted one its
+    widget renderer is off and the output falls back to a picture (or, without one, to a text repr
+    such as ``VBox(children=...)``). A fresh clone is untrusted on every machine, so ``notebooks
+    run`` signs the lab's notebooks, and ``notebooks trust`` does it alone.
+    """
+    import nbformat
+    from nbformat.sign import NotebookNotary
+
+    notary = NotebookNotary()
+    paths = list(paths) if paths is not None else notebook_paths()
+    for path in paths:
+        nb = nbformat.read(str(path), as_version=4)
+        if not notary.check_signature(nb):
+            notary.sign(nb)
+    return paths
 
 
 def notebook_paths(only: list[str] | None = None) -> list[Path]:
@@ -170,6 +194,10 @@ def run_notebooks(
             headline = (folder / "headline.txt").read_text().strip()
         rows.append({"notebook": book.name, "status": status, "minutes": round(minutes, 1), "headline": headline})
         print(f"{book.name}: {status} in {minutes:.1f} min  {headline}", flush=True)
+    signed = trust(
+        notebook_paths() + [run_root / b.name for b in notebook_paths(only) if (run_root / b.name).is_file()]
+    )
+    print(f"signed {len(signed)} notebooks as trusted (JupyterLab shows their saved widgets without a kernel)")
     table = pd.DataFrame(rows)
     print()
     print(table.to_string(index=False))

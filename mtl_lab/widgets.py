@@ -1,7 +1,15 @@
-"""ipywidgets for the notebooks: the 2-D geometry of PCGrad, and a playground for trained checkpoints."""
+"""ipywidgets for the notebooks: the 2-D geometry of PCGrad, and a playground for trained checkpoints.
+
+Each widget is displayed with a picture of its current view in the same output (``image/png``
+beside the widget's own MIME type): JupyterLab shows the live widget -- or, in a trusted notebook
+opened without a kernel, its saved view -- and every renderer that cannot show widgets (an
+untrusted notebook, GitHub, an HTML export) shows the picture instead of the widget's text repr.
+"""
 
 from __future__ import annotations
 
+import base64
+import io
 import math
 
 import matplotlib.pyplot as plt
@@ -55,6 +63,34 @@ def plot_pcgrad_2d(angle_deg: float, ratio: float = 1.0, ax=None):
     return ax
 
 
+def figure_png(draw, figsize=(4.6, 4.6)) -> bytes:
+    """PNG bytes of a figure drawn by ``draw(ax)`` (off pyplot: nothing is shown twice in a notebook)."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=figsize, layout="tight")
+    draw(fig.add_subplot())
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=80)
+    return buf.getvalue()
+
+
+def snapshot_box(children: list, snapshot, describe: str):
+    """A VBox whose display also carries a PNG of its current view (``snapshot()`` -> PNG bytes).
+
+    ``describe`` replaces the widget's text repr: it is what a plain-text reader sees.
+    """
+    import ipywidgets as w
+
+    class SnapshotBox(w.VBox):
+        def _repr_mimebundle_(self, **kwargs):
+            data = super()._repr_mimebundle_(**kwargs) or {}
+            data["text/plain"] = describe
+            data["image/png"] = base64.b64encode(snapshot()).decode("ascii")
+            return data
+
+    return SnapshotBox(children)
+
+
 def pcgrad_playground():
     """A slider for the angle between two task gradients (and one for |g2|), redrawing the updates."""
     import ipywidgets as w
@@ -73,7 +109,11 @@ def pcgrad_playground():
 
     angle.observe(redraw, "value")
     ratio.observe(redraw, "value")
-    box = w.VBox([w.HBox([angle, ratio]), out])
+    box = snapshot_box(
+        [w.HBox([angle, ratio]), out],
+        lambda: figure_png(lambda ax: plot_pcgrad_2d(angle.value, ratio.value, ax)),
+        "PCGrad in 2-D: sliders for the angle between g1 and g2 and for |g2| / |g1| (live in JupyterLab)",
+    )
     redraw()
     display(box)
     return box
@@ -112,7 +152,7 @@ def predict_text(model, tokenizer, sentence: str, pair: tuple[str, str]) -> dict
     return out
 
 
-def plot_prediction(result: dict, ax=None):
+def plot_prediction(result: dict, ax=None, heading: str | None = None):
     """The sentiment distribution as bars, with the pair's paraphrase probability and similarity in the title."""
     from .analysis import SST_CLASSES
 
@@ -129,35 +169,50 @@ def plot_prediction(result: dict, ax=None):
         parts.append(f"paraphrase probability {result['paraphrase']:.2f}")
     if "similarity" in result:
         parts.append(f"similarity {result['similarity']:.2f} / 5")
-    ax.set_title("pair: " + ", ".join(parts) if parts else "sentence", fontsize=9)
+    title = "pair: " + ", ".join(parts) if parts else "sentence"
+    ax.set_title(f"{heading}\n{title}" if heading else title, fontsize=9)
     return ax
 
 
-def playground(checkpoints: dict, tokenizer, sentence: str = "it is n't funny .", pair=None):
-    """Type a sentence and a pair; see the chosen checkpoint's sentiment, paraphrase and similarity, live.
+def answer(model, tokenizer, sentence: str, pair: tuple[str, str]) -> dict:
+    """A playground answer from a trained MultitaskModel or from anything with ``answer(sentence, pair)``."""
+    if isinstance(model, torch.nn.Module):
+        return predict_text(model, tokenizer, sentence, pair)
+    return model.answer(sentence, pair)
 
-    ``checkpoints`` maps a label to a MultitaskModel or to a run folder / best.pt. The returned
-    box keeps the latest answers in ``box.result`` (what the display shows).
+
+def playground(models: dict, tokenizer, sentence: str = "it is n't funny .", pair=None):
+    """Type a sentence and a pair; see the chosen model's sentiment, paraphrase and similarity, live.
+
+    ``models`` maps a label to a MultitaskModel, a run folder / best.pt, or an object with
+    ``answer(sentence, pair)`` (e.g. :class:`mtl_lab.frozen.FrozenSentenceModel`); the first is
+    shown first. The returned box keeps the latest answers in ``box.result`` (what the display shows).
     """
     import ipywidgets as w
     from IPython.display import display
 
     from .model import load_model
 
-    models = {k: v if isinstance(v, torch.nn.Module) else load_model(v) for k, v in checkpoints.items()}
+    models = {
+        k: v if isinstance(v, torch.nn.Module) or hasattr(v, "answer") else load_model(v) for k, v in models.items()
+    }
     pair = pair or ("How do I learn to cook?", "What is the best way to learn cooking?")
-    which = w.Dropdown(options=list(models), description="checkpoint")
+    which = w.Dropdown(options=list(models), description="model", layout=w.Layout(width="95%"))
     text = w.Text(value=sentence, description="sentence", layout=w.Layout(width="95%"))
     first = w.Text(value=pair[0], description="pair: a", layout=w.Layout(width="95%"))
     second = w.Text(value=pair[1], description="pair: b", layout=w.Layout(width="95%"))
     out = w.Output()
-    box = w.VBox([which, text, first, second, out])
+    box = snapshot_box(
+        [which, text, first, second, out],
+        lambda: figure_png(lambda ax: plot_prediction(box.result, ax, f"{which.value}: {text.value!r}"), (6.5, 3.0)),
+        "Playground: a sentence and a pair, answered by the chosen model (live in JupyterLab)",
+    )
 
     def update(*_):
-        box.result = predict_text(models[which.value], tokenizer, text.value, (first.value, second.value))
+        box.result = answer(models[which.value], tokenizer, text.value, (first.value, second.value))
         with out:
             out.clear_output(wait=True)
-            fig, ax = plt.subplots(figsize=(5.5, 2.6))
+            fig, ax = plt.subplots(figsize=(6.5, 3.0))
             plot_prediction(box.result, ax)
             plt.show()
 

@@ -61,3 +61,9 @@ def tiny_backbone(tmp_path_factory, tokenizer):
     BertModel(config).save_pretrained(path)
     tokenizer.save_pretrained(path)
     return str(path)
+
+
+@pytest.fixture(scope="session")
+def frozen_runs(tmp_path_factory):
+    """A runs folder shared by the tests that need the frozen playground model (its heads are fitted once)."""
+    return tmp_path_factory.mktemp("frozen-runs")

@@ -71,3 +71,22 @@ def test_playground_answers_and_updates_live(make_model, tokenizer):
     assert not np.allclose(box.result["sentiment"], first["sentiment"])
     pair_b.value = pair_a.value  # the same sentence twice: the cosine part of the similarity is maximal
     assert box.result["similarity"] > first["similarity"]
+
+
+def test_wordpiece_text_wraps_between_words_and_never_cuts():
+    table = pd.DataFrame(
+        {
+            "sentence": ["a long-winded , tiresomely grave film " * 6],
+            "gold": [0],
+            "pred": [3],
+            "wordpieces": ["a long - wind ##ed , tires ##ome ##ly grave film " * 6],
+        }
+    )
+    text = analysis.format_wordpieces(table, width=60)
+    assert "..." not in text and "…" not in text
+    assert "gold negative (0), predicted somewhat pos. (3)" in text
+    words = set(table["sentence"][0].split()) | set(table["wordpieces"][0].split())
+    for line in text.splitlines()[1:]:
+        body = line.split(":", 1)[1] if ":" in line[:15] else line
+        assert all(w in words for w in body.split()), f"a word was cut: {line!r}"
+        assert len(line) <= 60 or " " not in line.strip()

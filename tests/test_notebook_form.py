@@ -21,4 +21,33 @@ def test_the_form_rewrites_what_jupyterlab_would():
     out = jupyterlab_form(text)
     assert '"display_name": "Python 3 (ipykernel)"' in out
     assert '"value": 135\n' in out and '"step": 0.5' in out
+    assert out.endswith("}\n")  # JupyterLab ends the file with a newline
     assert jupyterlab_form(out) == out
+
+
+def test_trust_signs_notebooks_in_the_users_trust_database(tmp_path, monkeypatch):
+    """JupyterLab renders saved widget views only in trusted notebooks: ``notebooks trust`` signs them."""
+    import nbformat
+    from nbformat.sign import NotebookNotary
+
+    from mtl_lab.notebooks import trust
+
+    monkeypatch.setenv("JUPYTER_DATA_DIR", str(tmp_path / "data"))
+    copy = tmp_path / "04_pcgrad.ipynb"
+    copy.write_text((NOTEBOOK_DIR / "04_pcgrad.ipynb").read_text())
+    assert not NotebookNotary().check_signature(nbformat.read(str(copy), as_version=4))
+    assert trust([copy]) == [copy]
+    assert NotebookNotary().check_signature(nbformat.read(str(copy), as_version=4))
+
+
+def test_widgets_carry_a_picture_of_their_view():
+    """Where widgets cannot render (untrusted, GitHub, HTML export) the output shows a picture, not 'VBox(...)'."""
+    from mtl_lab import widgets
+
+    box = widgets.pcgrad_playground()
+    bundle = box._repr_mimebundle_()
+    assert "application/vnd.jupyter.widget-view+json" in bundle
+    assert bundle["image/png"] and not bundle["text/plain"].startswith("VBox(")
+    before = bundle["image/png"]
+    box.children[0].children[0].value = 45  # the picture follows the slider
+    assert box._repr_mimebundle_()["image/png"] != before
