@@ -1,0 +1,29 @@
+"""Issue 13's full-budget experiment names: the paper's rows and the lab's recipe candidates, on the whole budget."""
+
+import pytest
+
+from mtl_lab import experiments
+
+
+def test_full_cls_is_the_baseline_with_another_seed():
+    base_model, base_train = experiments.experiment("baseline", "cpu")
+    model, train = experiments.experiment("full-cls-s1", "cpu")
+    assert model == base_model and train.seed == 1
+    assert {**train.to_dict(), "seed": 0} == base_train.to_dict()
+    assert train.train_fraction is None and train.train_limit is None  # every training example
+
+
+def test_the_papers_best_row_pretrains_and_uses_pcgrad():
+    model, train = experiments.experiment("full-sbert-qqp_sts-pcgrad-s2", "cpu")
+    assert model.encoder == "sbert_cnn_bilstm" and model.pair_head == "ensemble"
+    assert model.init == "cpu/pre-sbert-qqp_sts" and train.seed == 2
+    assert (train.aggregation, train.sampler, train.task_draws, train.batch_size) == ("pcgrad", "uniform", 3, 8)
+
+
+def test_the_mean_pooling_recipe_candidate():
+    model, train = experiments.experiment("full-mean-s1", "cpu")
+    assert (model.encoder, model.pair_head, train.seed, train.epochs) == ("mean", "ensemble", 1, 3)
+    with pytest.raises(ValueError, match="pre-training runs exist for"):
+        experiments.experiment("full-mean-qqp_sts", "cpu")
+    with pytest.raises(ValueError, match=r"full-budget runs are full-<cls\|sbert\|mean>"):
+        experiments.experiment("full-bert", "cpu")
