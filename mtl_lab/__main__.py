@@ -235,9 +235,11 @@ def _cmd_exercises(args: argparse.Namespace) -> int:
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
-    from .report import build
+    from .report import build, update_readme
 
     print(f"wrote {build(args.profile, args.out)}")
+    if args.profile == "cpu" and update_readme(args.profile):
+        print("updated the headline table in README.md")
     return 0
 
 

@@ -780,7 +780,8 @@ def full_budget_table(
     results: dict[str, dict], rows: dict[str, list[str]], baseline_row: str | None = None
 ) -> pd.DataFrame:
     """The full-budget study: per row, the finished seeds' mean ± std of each metric, the per-seed paired
-    difference of the overall score against the baseline row's run of the same seed, minutes and CPU."""
+    difference of the overall score against the baseline row's run of the same seed, minutes (mean over the
+    runs timed on a quiet machine: a run with a ``timing_note`` is left out) and CPU."""
     baseline_row = baseline_row or next(iter(rows))
     base = [results.get(n) for n in rows[baseline_row]]
     out = []
@@ -790,7 +791,11 @@ def full_budget_table(
             out.append({"row": label, "seeds": 0})
             continue
         m = pd.DataFrame(
-            [{**_metric_row(r["best"]), "minutes": r.get("wall_time_s", float("nan")) / 60} for _, r in done]
+            [
+                # a wall time measured under contention (its results.json says so in timing_note) is left out
+                {**_metric_row(r["best"]), "minutes": float("nan") if r.get("timing_note") else r["wall_time_s"] / 60}
+                for _, r in done
+            ]
         )
         paired = [r["best"]["overall"] - base[k]["best"]["overall"] for k, r in done if base[k] is not None]
         cpus = sorted({r.get("environment", {}).get("cpu", "?") for _, r in done})

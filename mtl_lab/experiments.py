@@ -233,7 +233,19 @@ def full_budget_rows() -> dict[str, list[str]]:
         "(c) (b) + SimCSE (QQP/STS) + PCGrad (the paper's best)": [
             f"full-sbert-qqp_sts-pcgrad{s}" for s in ("", "-s1", "-s2")
         ],
+        "(d) recipe candidate: mean pooling + ensembled pair heads": ["full-mean", "full-mean-s1", "full-mean-s2"],
     }
+
+
+# The README's headline: which full-budget row stands for what, and the paper's Table 2 row beside it.
+HEADLINE_ROWS = {
+    "the [CLS] baseline": ("(a) [CLS] baseline", "BERT [CLS] multi-task, initial"),
+    "the paper's best model": (
+        "(c) (b) + SimCSE (QQP/STS) + PCGrad (the paper's best)",
+        "SBERT + CNN-BiLSTM, PCGrad + SimCSE (QQP/STS)",
+    ),
+    "the lab's recipe (candidate)": ("(d) recipe candidate: mean pooling + ensembled pair heads", None),
+}
 
 
 # The exercises' short runs: a student's AdamW / PCGrad trains the real model beside the reference.

@@ -17,7 +17,7 @@ import pandas as pd
 
 from . import analysis, experiments
 from .data import REPO_ROOT
-from .paper import paper_rows
+from .paper import PAPER_TABLE2, paper_rows
 
 DOCS = REPO_ROOT / "docs"
 
@@ -254,3 +254,48 @@ def _error_section(profile: str, best: str, figures: Path) -> list[str]:
         for kind, rows in analysis.worst_errors(worst, task, 3).items():
             lines += [f"**{task.upper()}, {kind}** (best run)", "", _md(rows, 2, index=False), ""]
     return lines
+
+
+README_START, README_END = "<!-- headline:start -->", "<!-- headline:end -->"
+
+
+def headline_table(profile: str = "cpu") -> pd.DataFrame:
+    """The README's headline: baseline, the paper's best model and the lab's recipe at full budget
+    (mean ± std over finished seeds), the paper's Table 2 overall beside."""
+    runs = experiments.finished_results(profile)
+    rows = experiments.full_budget_rows()
+    full = analysis.full_budget_table(runs, rows)
+    out = []
+    for label, (row, paper) in experiments.HEADLINE_ROWS.items():
+        r = full.loc[row] if row in full.index else None
+        seeds = int(r["seeds"]) if r is not None else 0
+        entry = {"model": label, "seeds": seeds, "runs": ", ".join(f"`{n}`" for n in rows.get(row, []))}
+        if seeds:
+            spread = f" ± {r['overall std']:.3f}" if seeds > 1 else ""
+            entry.update(
+                {
+                    "SST": f"{r['SST']:.3f}",
+                    "QQP": f"{r['QQP']:.3f}",
+                    "STS r": f"{r['STS']:.3f}",
+                    "overall": f"**{r['overall']:.3f}**{spread}",
+                    "minutes": f"{r['minutes']:.0f}",
+                }
+            )
+        else:
+            entry.update({"SST": "", "QQP": "", "STS r": "", "overall": "not trained yet", "minutes": ""})
+        entry["paper (BERT-base, GPU)"] = f"{PAPER_TABLE2[paper][3]:.3f}" if paper else "—"
+        out.append(entry)
+    return pd.DataFrame(out)
+
+
+def update_readme(profile: str = "cpu", readme: str | os.PathLike = REPO_ROOT / "README.md") -> bool:
+    """Rewrite the README's headline block (between its markers) from the committed runs; True if it changed."""
+    path = Path(readme)
+    text = path.read_text()
+    if README_START not in text or README_END not in text:
+        raise ValueError(f"{path}: no {README_START} ... {README_END} block to rewrite")
+    table = headline_table(profile)
+    block = "\n".join([README_START, "", table.to_markdown(index=False, disable_numparse=True), "", README_END])
+    new = text[: text.index(README_START)] + block + text[text.index(README_END) + len(README_END) :]
+    path.write_text(new)
+    return new != text

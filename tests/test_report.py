@@ -50,3 +50,24 @@ def test_results_page_has_the_sections_of_its_runs(tmp_path, monkeypatch):
     assert "## Sentence encoders" not in page  # no enc- runs, no section
     for name in ("cpu_ablation", "cpu_alignment_uniformity_sbert"):
         assert (tmp_path / "docs" / "figures" / f"{name}.png").is_file() and f"figures/{name}.png" in page
+
+
+def test_the_readme_headline_is_rewritten_from_the_full_budget_runs(tmp_path, monkeypatch):
+    import pytest
+
+    monkeypatch.setenv("MTL_LAB_RESULTS", str(tmp_path / "runs"))
+    tasks = ["sst", "qqp", "sts"]
+    _write(tmp_path / "runs", "baseline", tasks, 0.74)
+    _write(tmp_path / "runs", "full-cls-s1", tasks, 0.75, timing_note="shared the cores")
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# lab\n\n{report.README_START}\nold table\n{report.README_END}\n\n## next\n")
+    assert report.update_readme("cpu", readme)
+    text = readme.read_text()
+    assert "old table" not in text and text.endswith("## next\n")
+    row = next(line for line in text.splitlines() if line.startswith("| the [CLS] baseline"))
+    assert "**0.745** ± 0.007" in row and "| 2 " in row and "| 5 " in row  # mean ± std; minutes of the quiet run only
+    assert "not trained yet" in text and "0.785" in text  # rows still to train; the paper's Table 2 beside
+    assert not report.update_readme("cpu", readme)  # unchanged the second time
+    (tmp_path / "other.md").write_text("no markers")
+    with pytest.raises(ValueError, match="no <!-- headline:start -->"):
+        report.update_readme("cpu", tmp_path / "other.md")
