@@ -813,5 +813,28 @@ def full_budget_table(
     return pd.DataFrame(out).set_index("row")
 
 
+def plot_full_budget(results: dict[str, dict], rows: dict[str, list[str]], ax=None):
+    """Each full-budget row's seeds as dots (dev overall) and their mean as a bar; the baseline's seed range shaded."""
+    if ax is None:
+        _, ax = plt.subplots(figsize=(7.5, 0.7 + 0.6 * len(rows)))
+    labels = list(rows)
+    base = [results[n]["best"]["overall"] for n in rows[labels[0]] if n in results]
+    if base:
+        ax.axvspan(min(base), max(base), color="tab:blue", alpha=0.12, label="baseline's seed range")
+    for y, label in enumerate(labels):
+        scores = [results[n]["best"]["overall"] for n in rows[label] if n in results]
+        if scores:
+            ax.barh(y, np.mean(scores), color="lightgray", height=0.6)
+            ax.plot(scores, [y] * len(scores), "o", color="black", ms=5)
+        else:
+            ax.text(0.705, y, "not trained yet", va="center", fontsize=8, color="gray")
+    ax.set_yticks(range(len(labels)), labels, fontsize=8)
+    ax.set_ylim(len(labels) - 0.5, -0.5)  # first row on top, every row whole
+    ax.set_xlim(0.70, 0.78)
+    ax.set_xlabel("dev overall (dots: seeds, bar: mean)")
+    ax.legend(loc="lower right", fontsize=8)
+    return ax.figure
+
+
 def _metric_row(best: dict) -> dict:
     return {"SST": best["sst_acc"], "QQP": best["qqp_acc"], "STS": best["sts_pearson"], "overall": best["overall"]}

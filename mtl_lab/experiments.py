@@ -422,6 +422,20 @@ def is_full_budget(results: dict) -> bool:
     return budget(results).startswith("full")
 
 
+def best_published_with_predictions(profile: str = "cpu", exclude: tuple[str, ...] = ()) -> str | None:
+    """The published full-budget multi-task run with the highest dev overall whose dev prediction files are
+    committed (``results/<profile>/<run>/predictions/``), leaving out ``exclude``; None if there is none."""
+    runs = {
+        n: r
+        for n, r in finished_results(profile).items()
+        if n not in exclude
+        and is_full_budget(r)
+        and len(r["config"]["train"]["tasks"]) == 3
+        and (published_dir(profile, n) / "predictions" / "sst-dev-output.csv").is_file()
+    }
+    return max(runs, key=lambda n: runs[n]["best"]["overall"]) if runs else None
+
+
 def best_run(results: dict[str, dict]) -> str:
     """The multi-task run with the highest dev overall score; full-budget runs first when there are any."""
     multi = {n: r for n, r in results.items() if len(r["config"]["train"]["tasks"]) == 3}

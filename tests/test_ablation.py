@@ -85,3 +85,8 @@ def test_full_budget_table_pairs_seeds_against_the_baseline():
     assert table.loc["(c)", "paired diff vs baseline"] == pytest.approx(sum(c_minus_a) / 2)
     assert table.loc["(c)", "minutes"] == pytest.approx(61) and table.loc["(c)", "CPU"] == "AMD EPYC"
     assert math.isnan(table.loc["(a)", "paired diff vs baseline"])
+    results["a-s1"]["timing_note"] = "shared the cores"  # a contended wall time is left out of the minutes
+    assert analysis.full_budget_table(results, rows).loc["(a)", "minutes"] == pytest.approx(30)
+    fig = analysis.plot_full_budget(results, rows)
+    assert len(fig.axes[0].patches) >= 2  # a bar per trained row (plus the baseline's band)
+    assert "not trained yet" in [t.get_text() for t in fig.axes[0].texts]

@@ -27,3 +27,26 @@ def test_the_mean_pooling_recipe_candidate():
         experiments.experiment("full-mean-qqp_sts", "cpu")
     with pytest.raises(ValueError, match=r"full-budget runs are full-<cls\|sbert\|mean>"):
         experiments.experiment("full-bert", "cpu")
+
+
+def test_notebook_06_compares_the_best_full_budget_run_with_committed_predictions(tmp_path, monkeypatch):
+    import json
+
+    monkeypatch.setenv("MTL_LAB_RESULTS", str(tmp_path))
+
+    def publish(name, overall, train_fraction=None, predictions=True):
+        folder = tmp_path / "cpu" / name
+        (folder / "predictions").mkdir(parents=True)
+        if predictions:
+            (folder / "predictions" / "sst-dev-output.csv").write_text("id,Predicted_Sentiment\n")
+        train = {"tasks": ["sst", "qqp", "sts"], "train_fraction": train_fraction, "train_limit": None, "epochs": 3}
+        (folder / "results.json").write_text(
+            json.dumps({"finished": True, "best": {"overall": overall}, "config": {"train": train}})
+        )
+
+    publish("baseline", 0.742)
+    publish("full-cls-s2", 0.744)
+    publish("full-mean", 0.760, predictions=False)  # no committed predictions: not analysable
+    publish("ft-sbert-nli", 0.99, train_fraction=0.15)  # a study-budget run never counts
+    assert experiments.best_published_with_predictions("cpu", exclude=("baseline",)) == "full-cls-s2"
+    assert experiments.best_published_with_predictions("cpu", exclude=("baseline", "full-cls-s2")) is None
