@@ -155,6 +155,20 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_recipe(args: argparse.Namespace) -> int:
+    from .experiments import RECIPE, recipe_predictions
+
+    names = args.members or RECIPE["members"]
+    print(f"the lab's recipe: {RECIPE['label']}; members {', '.join(names)} ({args.profile} profile)")
+    out = recipe_predictions(args.out, args.profile, names, backbone=args.backbone, splits=tuple(args.splits))
+    for name, m in out["members"].items():
+        print(f"member {name}: dev " + ", ".join(f"{k} {v:.4f}" for k, v in m.items()))
+    label = "ensemble dev" if len(names) > 1 else "dev"
+    print(f"{label}: " + ", ".join(f"{k} {v:.4f}" for k, v in out["metrics"].items()))
+    print(f"leaderboard files in {args.out} ({out['minutes']:.1f} min, training of missing members included)")
+    return 0
+
+
 def _cmd_predict(args: argparse.Namespace) -> int:
     from .evaluate import predict_files
 
@@ -305,6 +319,16 @@ def main(argv: list[str] | None = None) -> int:
         "--device", help="auto (default), cpu, cuda, ... (--profile gpu refuses to start without CUDA unless given)"
     )
     p.set_defaults(func=_cmd_run)
+
+    p = sub.add_parser(
+        "recipe", help="the lab's best recipe from nothing to leaderboard files: train missing members, then predict"
+    )
+    p.add_argument("--profile", choices=["smoke", "cpu", "gpu"], default="cpu")
+    p.add_argument("--out", required=True, help="folder for {sst,para,sts}-{dev,test}-output.csv")
+    p.add_argument("--members", nargs="+", help="run names to average instead of the recipe's (experiments.RECIPE)")
+    p.add_argument("--splits", nargs="+", default=["dev", "test"], choices=["dev", "test"])
+    p.add_argument("--model", dest="backbone", help="backbone id or folder (default: packaged MiniLM)")
+    p.set_defaults(func=_cmd_recipe)
 
     p = sub.add_parser("predict", help="dev metrics and leaderboard prediction files from a checkpoint")
     p.add_argument(

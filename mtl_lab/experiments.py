@@ -10,8 +10,10 @@ notebooks' cpu sections, the results page and the README read them, and nothing 
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
+import time
 from pathlib import Path
 
 from .data import results_root, runs_root
@@ -332,6 +334,37 @@ def run_experiment(
         train(model_cfg, train_cfg, run_dir(profile, parent), progress=progress)
     model_cfg, train_cfg = experiment(name, profile, backbone, **overrides)
     return train(model_cfg, train_cfg, run_dir(profile, name), progress=progress, resume=resume)
+
+
+# The lab's recipe (row (d) of the full-budget study): its member runs; several members are averaged
+# (``predict --checkpoint A B C``). A candidate until its three seeds are in: see the results page.
+RECIPE = {
+    "label": "mean pooling + ensembled pair heads (full budget)",
+    "members": ["full-mean"],
+}
+
+
+def recipe_predictions(
+    out: str | os.PathLike,
+    profile: str = "cpu",
+    members: list[str] | None = None,
+    backbone: str | None = None,
+    progress: bool = True,
+    splits: tuple[str, ...] = ("dev", "test"),
+    **overrides,
+) -> dict:
+    """From nothing to leaderboard files: train the recipe's missing members, then write their (averaged)
+    prediction files into ``out``. Returns {members: {name: dev metrics}, metrics: dev metrics, minutes}."""
+    from .evaluate import predict_files
+
+    start = time.perf_counter()
+    names = list(members or RECIPE["members"])
+    for name in names:  # a finished run is reused, an interrupted one resumes
+        run_experiment(name, profile, backbone, progress=progress, **overrides)
+    own: dict = {}
+    metrics = predict_files([run_dir(profile, n) for n in names], out, splits=splits, members=own)
+    by_name = {n: own.get(str(run_dir(profile, n)), metrics) for n in names}
+    return {"members": by_name, "metrics": metrics, "minutes": (time.perf_counter() - start) / 60}
 
 
 def finished_results(profile: str, names: list[str] | None = None, source: str = "published") -> dict[str, dict]:

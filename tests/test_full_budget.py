@@ -50,3 +50,28 @@ def test_notebook_06_compares_the_best_full_budget_run_with_committed_prediction
     publish("ft-sbert-nli", 0.99, train_fraction=0.15)  # a study-budget run never counts
     assert experiments.best_published_with_predictions("cpu", exclude=("baseline",)) == "full-cls-s2"
     assert experiments.best_published_with_predictions("cpu", exclude=("baseline", "full-cls-s2")) is None
+
+
+def test_the_recipe_command_trains_missing_members_then_writes_averaged_files(tmp_path, monkeypatch, tiny_backbone):
+    from mtl_lab.__main__ import main
+
+    monkeypatch.setenv("MTL_LAB_RUNS", str(tmp_path / "runs"))
+    small = dict(train_limit=16, dev_limit=16, epochs=1, batch_size=8, max_length=16)
+    out = experiments.recipe_predictions(
+        tmp_path / "pred", "smoke", ["full-mean", "full-mean-s1"], tiny_backbone, False, ("dev",), **small
+    )
+    for name in ("full-mean", "full-mean-s1"):  # both members were trained from nothing
+        assert (experiments.run_dir("smoke", name) / "best.pt").is_file()
+        assert set(out["members"][name]) >= {"sst_acc", "qqp_acc", "sts_pearson", "overall"}
+    assert out["members"]["full-mean"] != out["members"]["full-mean-s1"]
+    assert sorted(p.name for p in (tmp_path / "pred").glob("*.csv")) == [
+        "para-dev-output.csv",
+        "sst-dev-output.csv",
+        "sts-dev-output.csv",
+    ]
+    # the CLI: one member, the smoke profile's own settings, trained from nothing in a fresh runs folder
+    monkeypatch.setenv("MTL_LAB_RUNS", str(tmp_path / "cli-runs"))
+    args = ["recipe", "--profile", "smoke", "--out", str(tmp_path / "cli"), "--splits", "dev"]
+    assert main([*args, "--members", "full-mean", "--model", tiny_backbone]) == 0
+    assert (tmp_path / "cli" / "sst-dev-output.csv").is_file()
+    assert (tmp_path / "cli-runs" / "smoke" / "full-mean" / "best.pt").is_file()
