@@ -53,8 +53,8 @@ def resolve_device(name: str = "auto") -> torch.device:
 NATIVE_BF16_FLAGS = ("avx512_bf16", "amx_bf16", "bf16")
 
 
-def cpu_flags(cpuinfo: str | None = None) -> set[str] | None:
-    """The CPU's feature flags from /proc/cpuinfo (or the given text); None where they cannot be read."""
+def cpuinfo_field(names: tuple[str, ...], cpuinfo: str | None = None) -> str | None:
+    """The first /proc/cpuinfo field (or one of the given text) named one of ``names``; None where unreadable."""
     if cpuinfo is None:
         try:
             cpuinfo = Path("/proc/cpuinfo").read_text()
@@ -62,9 +62,15 @@ def cpu_flags(cpuinfo: str | None = None) -> set[str] | None:
             return None
     for line in cpuinfo.splitlines():
         key, _, value = line.partition(":")
-        if key.strip() in ("flags", "Features"):
-            return set(value.split())
+        if key.strip() in names:
+            return value.strip()
     return None
+
+
+def cpu_flags(cpuinfo: str | None = None) -> set[str] | None:
+    """The CPU's feature flags from /proc/cpuinfo (or the given text); None where they cannot be read."""
+    flags = cpuinfo_field(("flags", "Features"), cpuinfo)
+    return set(flags.split()) if flags is not None else None
 
 
 def time_bf16_ratio(size: int = 512, repeats: int = 3) -> float:

@@ -317,13 +317,9 @@ def lr_multiplier(step: int, total: int, warmup: float) -> float:
 
 def cpu_name() -> str:
     """The CPU's model name (from /proc/cpuinfo, else the platform), recorded with every run's timings."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+    from .evaluate import cpuinfo_field
+
+    return cpuinfo_field(("model name",)) or platform.processor() or platform.machine()
 
 
 def block_means(values: list[float], points: int = 25) -> list[float]:

@@ -67,3 +67,11 @@ def tiny_backbone(tmp_path_factory, tokenizer):
 def frozen_runs(tmp_path_factory):
     """A runs folder shared by the tests that need the frozen playground model (its heads are fitted once)."""
     return tmp_path_factory.mktemp("frozen-runs")
+
+
+def tiny_config(**kw):
+    """A training config of a few steps on a few examples (tests of the loop's machinery, not of learning)."""
+    from mtl_lab.train import profile_config
+
+    base = dict(train_limit=16, dev_limit=16, epochs=1, batch_size=8, max_length=16, checkpoint_every=0)
+    return profile_config("smoke", **{**base, **kw})

@@ -6,6 +6,7 @@ import shutil
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import tiny_config
 
 from mtl_lab import experiments
 from mtl_lab.__main__ import main
@@ -14,10 +15,7 @@ from mtl_lab.evaluate import predict_files
 from mtl_lab.model import ModelConfig
 from mtl_lab.train import TrainingError, profile_config, require_device, train
 
-
-def tiny(**kw):
-    base = dict(train_limit=16, dev_limit=16, epochs=1, batch_size=8, max_length=16, checkpoint_every=0)
-    return profile_config("smoke", **{**base, **kw})
+tiny = tiny_config
 
 
 # -- published results vs the user's own runs ------------------------------------------------------

@@ -6,11 +6,12 @@ import shutil
 
 import pytest
 import torch
+from conftest import tiny_config
 
 from mtl_lab.checkpoint import UnsafeCheckpointError, convert, safe_load
 from mtl_lab.data import DataError, resolve_data_dir
 from mtl_lab.model import ModelConfig, load_model
-from mtl_lab.train import StaleDataError, profile_config, train
+from mtl_lab.train import StaleDataError, train
 
 
 class WritesAFile:
@@ -23,9 +24,7 @@ class WritesAFile:
         return (pathlib.Path.write_text, (pathlib.Path(self.target), "pwned"))
 
 
-def tiny(**kw):
-    base = dict(train_limit=16, dev_limit=16, epochs=1, batch_size=8, max_length=16, checkpoint_every=0)
-    return profile_config("smoke", **{**base, **kw})
+tiny = tiny_config
 
 
 def test_a_checkpoint_that_runs_code_is_refused_and_the_code_does_not_run(tmp_path):
