@@ -10,7 +10,10 @@ sampling), same optimizer; the three step kinds alternate so machine-load drift 
   backward with retain_graph, copy every parameter's grad into a flat vector; project with a
   Python loop over task pairs on the flat vectors; copy the result back parameter by parameter.
 
-Usage: python benchmarks/bench_pcgrad.py [--steps 20] [--batch 4]
+The losses run in the precision the cpu profile picks on this machine (``precision="auto"``: bf16
+autocast only where the CPU has native bf16, else fp32), or ``--precision``.
+
+Usage: python benchmarks/bench_pcgrad.py [--steps 20] [--batch 4] [--precision auto|fp32|bf16]
 """
 
 import argparse
@@ -23,16 +26,20 @@ import torch
 
 from mtl_lab.backbone import load_tokenizer
 from mtl_lab.data import TASK_NAMES, collate, encode, load_split
+from mtl_lab.evaluate import autocast_context, precision_choice
 from mtl_lab.model import ModelConfig, MultitaskModel
 from mtl_lab.optim import AdamW
 from mtl_lab.optim.pcgrad import TaskGradients, project_conflicting
+from mtl_lab.train import cpu_name
+
+PRECISION = "fp32"  # set in main() from the machine's choice
 
 
 def losses_of(model, batches):
-    """The three task losses (bf16 autocast, as the cpu profile trains)."""
+    """The three task losses (in the cpu profile's precision on this machine)."""
     out = []
     for task, batch in batches.items():
-        with torch.autocast("cpu", dtype=torch.bfloat16):
+        with autocast_context(torch.device("cpu"), PRECISION):
             output = model(batch)
         out.append(model.loss(task, output, batch["labels"]) / len(batches))
     return out
@@ -87,7 +94,10 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--batch", type=int, default=4)
+    parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"])
     args = parser.parse_args()
+    global PRECISION
+    PRECISION, why = precision_choice(args.precision, torch.device("cpu"))
     tok = load_tokenizer()
     batches = {}
     for task in TASK_NAMES:
@@ -107,6 +117,7 @@ def main() -> None:
                 times[name].append(time.perf_counter() - t0)
     base = statistics.median(times["plain"])
     print(f"3 tasks x {args.batch} examples a step, {torch.get_num_threads()} threads, median of {args.steps} steps")
+    print(f"CPU: {cpu_name()}; precision {PRECISION} ({why})")
     print("| step | median ms | / plain |\n| --- | --- | --- |")
     for name, ts in times.items():
         m = statistics.median(ts)

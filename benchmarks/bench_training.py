@@ -3,12 +3,15 @@
 All three train the same model (the [CLS] baseline, SST head) on the same SST training subset
 with the same batch size for one epoch:
 
-- ``mtl_lab``: mtl_lab.train.train -- length-bucketed dynamic padding, bf16 autocast, hand-written AdamW;
-- ``hf-trainer``: transformers.Trainer, bf16, dynamic padding per batch (DataCollatorWithPadding),
+- ``mtl_lab``: mtl_lab.train.train -- length-bucketed dynamic padding, hand-written AdamW;
+- ``hf-trainer``: transformers.Trainer, dynamic padding per batch (DataCollatorWithPadding),
   default random batches; and once more with its length-grouped sampler;
 - ``pad128-fp32``: the CS224N starter's style -- every batch padded to 128 tokens, fp32, random order.
 
-Usage: python benchmarks/bench_training.py [--examples 1024] [--batch-size 32]
+The lab's loop and the Trainer run in the precision the cpu profile picks on this machine
+(``precision="auto"``: bf16 autocast only where the CPU has native bf16, else fp32), or ``--precision``.
+
+Usage: python benchmarks/bench_training.py [--examples 1024] [--batch-size 32] [--precision auto|fp32|bf16]
 """
 
 import argparse
@@ -21,13 +24,21 @@ from torch import nn
 
 from mtl_lab.backbone import load_tokenizer
 from mtl_lab.data import encode, load_split, subsample
+from mtl_lab.evaluate import precision_choice
 from mtl_lab.model import ModelConfig, MultitaskModel
-from mtl_lab.train import profile_config, train
+from mtl_lab.train import cpu_name, profile_config, train
 
 
-def ours(n: int, batch_size: int) -> float:
+def ours(n: int, batch_size: int, precision: str) -> float:
     cfg = profile_config(
-        "cpu", tasks=("sst",), epochs=1, train_limit=n, dev_limit=64, batch_size=batch_size, checkpoint_every=0
+        "cpu",
+        tasks=("sst",),
+        epochs=1,
+        train_limit=n,
+        dev_limit=64,
+        batch_size=batch_size,
+        checkpoint_every=0,
+        precision=precision,
     )
     with tempfile.TemporaryDirectory() as tmp:
         res = train(ModelConfig(), cfg, tmp, progress=False)
@@ -47,7 +58,7 @@ class TrainerAdapter(nn.Module):
         return {"loss": self.inner.loss("sst", out, labels), "logits": out}
 
 
-def hf_trainer(n: int, batch_size: int, group_by_length: bool) -> float:
+def hf_trainer(n: int, batch_size: int, group_by_length: bool, precision: str) -> float:
     from datasets import Dataset
     from transformers import DataCollatorWithPadding, Trainer, TrainingArguments
 
@@ -65,7 +76,7 @@ def hf_trainer(n: int, batch_size: int, group_by_length: bool) -> float:
             learning_rate=5e-5,
             weight_decay=0.01,
             warmup_steps=0.1,  # a float below 1 is a fraction of the steps (transformers 5)
-            bf16=True,
+            bf16=precision == "bf16",
             use_cpu=True,
             report_to=[],
             save_strategy="no",
@@ -112,16 +123,20 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--examples", type=int, default=1024)
     parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"])
     args = parser.parse_args()
     n, b = args.examples, args.batch_size
+    precision, why = precision_choice(args.precision, torch.device("cpu"))
+    ours_name = f"mtl_lab loop (bucketed, {precision})"
     results = {
-        "mtl_lab loop (bucketed, bf16)": ours(n, b),
-        "HF Trainer (bf16)": hf_trainer(n, b, group_by_length=False),
-        "HF Trainer (bf16, length-grouped)": hf_trainer(n, b, group_by_length=True),
+        ours_name: ours(n, b, precision),
+        f"HF Trainer ({precision})": hf_trainer(n, b, False, precision),
+        f"HF Trainer ({precision}, length-grouped)": hf_trainer(n, b, True, precision),
         "pad-to-128 fp32 loop (CS224N starter style)": pad128_fp32(n, b),
     }
-    base = results["mtl_lab loop (bucketed, bf16)"]
+    base = results[ours_name]
     print(f"SST, {n} training examples, batch {b}, one epoch, {torch.get_num_threads()} threads")
+    print(f"CPU: {cpu_name()}; precision {precision} ({why})")
     print("| loop | examples/s | mtl_lab / this |\n| --- | --- | --- |")
     for name, eps in results.items():
         print(f"| {name} | {eps:.1f} | {base / eps:.2f}x |")
