@@ -118,12 +118,111 @@ def pad128_fp32(n: int, batch_size: int) -> float:
     return len(order) / (time.perf_counter() - t0)
 
 
+def matmul_ceiling(precision: str, size: int = 2048, repeats: int = 5) -> float:
+    """GFLOP/s of a size x size matmul in the given precision on this CPU (best of ``repeats``)."""
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float32
+    a, b = torch.randn(size, size, dtype=dtype), torch.randn(size, size, dtype=dtype)
+    a @ b  # warm-up
+    best = min(_timed(lambda: a @ b) for _ in range(repeats))
+    return 2 * size**3 / best / 1e9
+
+
+def _timed(fn) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+def step_breakdown(model_name: str, precision: str, steps: int = 20, batch_size: int = 32) -> dict:
+    """Where one cpu-profile multi-task step spends its time: collation, backbone forward, the rest of the
+    forward (sentence encoder, heads, loss), backward, clipping + optimizer, Python/other; plus tokens/s."""
+    from mtl_lab.data import collate
+    from mtl_lab.evaluate import autocast_context
+    from mtl_lab.experiments import MODELS
+    from mtl_lab.optim import AdamW
+    from mtl_lab.train import epoch_plan, load_task_data
+
+    cfg = profile_config("cpu", precision=precision, batch_size=batch_size)
+    tok = load_tokenizer()
+    train_sets, _ = load_task_data(cfg, tok)
+    torch.manual_seed(0)
+    model = MultitaskModel(ModelConfig(**MODELS[model_name])).train()
+    opt = AdamW(model.parameter_groups(cfg.lr, cfg.weight_decay), lr=cfg.lr)
+    plan = epoch_plan(train_sets, cfg.tasks, cfg.sampler, batch_size, 0, 0, cfg.epochs)[: steps + 2]
+    marks: list[float] = []
+    model.backbone.register_forward_pre_hook(lambda *_: marks.append(time.perf_counter()))
+    model.backbone.register_forward_hook(lambda *_: marks.append(time.perf_counter()))
+    parts = dict.fromkeys(["collation", "backbone forward", "encoder + heads + loss", "backward", "optimizer"], 0.0)
+    total, tokens = 0.0, 0
+    device = torch.device("cpu")
+    for i, step in enumerate(plan):
+        ((task, idx),) = step
+        t0 = time.perf_counter()
+        batch = collate(train_sets[task], idx, model.views(task))
+        t1 = time.perf_counter()
+        marks.clear()
+        with autocast_context(device, precision):
+            loss = model.loss(task, model(batch), batch["labels"])
+        t2 = time.perf_counter()
+        loss.backward()
+        t3 = time.perf_counter()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        t4 = time.perf_counter()
+        if i < 2:  # warm-up: optimizer state, allocator
+            continue
+        backbone = sum(marks[k + 1] - marks[k] for k in range(0, len(marks) - 1, 2))
+        parts["collation"] += t1 - t0
+        parts["backbone forward"] += backbone
+        parts["encoder + heads + loss"] += (t2 - t1) - backbone
+        parts["backward"] += t3 - t2
+        parts["optimizer"] += t4 - t3
+        total += t4 - t0
+        tokens += _tokens(batch)
+    return {
+        "parts": {k: v / total for k, v in parts.items()},
+        "ms_per_step": 1e3 * total / steps,
+        "tokens_per_s": tokens / total,
+        "examples_per_s": steps * batch_size / total,
+    }
+
+
+def _tokens(batch: dict) -> int:
+    """Real (unpadded) tokens the backbone reads for a batch: the joined view and each sentence of a pair."""
+    return int(sum(batch[k].sum() for k in ("attention_mask", "a_mask", "b_mask") if k in batch))
+
+
+def print_breakdown(precision: str, steps: int) -> None:
+    """The step breakdown of both models and the share of this CPU's matmul ceiling their tokens/s reach."""
+    gflops = matmul_ceiling(precision)
+    layers = MultitaskModel(ModelConfig()).backbone.encoder  # the transformer layers: the matmul weights
+    train_flop_per_token = 6 * sum(p.numel() for p in layers.parameters())  # forward 2 + backward 4 FLOP per weight
+    ceiling = gflops * 1e9 / train_flop_per_token
+    print(f"\nstep breakdown, cpu profile (batch 32, max length 128), {precision}, {steps} steps each;")
+    print(
+        f"{precision} matmul ceiling {gflops:.0f} GFLOP/s / {train_flop_per_token / 1e6:.0f} MFLOP per training "
+        f"token -> about {ceiling:,.0f} tokens/s at most"
+    )
+    rows = {m: step_breakdown(m, precision, steps) for m in ("cls", "sbert")}
+    names = list(next(iter(rows.values()))["parts"])
+    print("| model | ms / step | examples/s | tokens/s | share of ceiling | " + " | ".join(names) + " |")
+    print("| --- " * (5 + len(names)) + "|")
+    for m, r in rows.items():
+        shares = " | ".join(f"{100 * r['parts'][n]:.0f} %" for n in names)
+        print(
+            f"| {m} | {r['ms_per_step']:.0f} | {r['examples_per_s']:.1f} | {r['tokens_per_s']:.0f} | "
+            f"{100 * r['tokens_per_s'] / ceiling:.0f} % | {shares} |"
+        )
+
+
 def main() -> None:
     """Run the three loops one after another and print examples/s and ratios."""
     parser = argparse.ArgumentParser()
     parser.add_argument("--examples", type=int, default=1024)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"])
+    parser.add_argument("--breakdown-steps", type=int, default=20, help="steps timed per model in the breakdown")
     args = parser.parse_args()
     n, b = args.examples, args.batch_size
     precision, why = precision_choice(args.precision, torch.device("cpu"))
@@ -141,6 +240,7 @@ def main() -> None:
     for name, eps in results.items():
         print(f"| {name} | {eps:.1f} | {base / eps:.2f}x |")
     print("target: mtl_lab / HF Trainer >= 1.0x")
+    print_breakdown(precision, args.breakdown_steps)
 
 
 if __name__ == "__main__":
