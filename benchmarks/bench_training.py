@@ -193,6 +193,22 @@ def _tokens(batch: dict) -> int:
     return int(sum(batch[k].sum() for k in ("attention_mask", "a_mask", "b_mask") if k in batch))
 
 
+def eval_speed(model_name: str, precision: str, limit: int = 512) -> float:
+    """Examples/s of dev evaluation (what runs after every epoch and in ``predict``): ``limit`` examples a task."""
+    from mtl_lab.evaluate import evaluate
+    from mtl_lab.experiments import MODELS
+    from mtl_lab.train import load_task_data
+
+    cfg = profile_config("cpu", precision=precision, dev_limit=limit)
+    _, dev = load_task_data(cfg, load_tokenizer())
+    torch.manual_seed(0)
+    model = MultitaskModel(ModelConfig(**MODELS[model_name]))
+    evaluate(model, dev, cfg.eval_batch_size, precision)  # warm-up: allocator, autocast caches
+    t0 = time.perf_counter()
+    evaluate(model, dev, cfg.eval_batch_size, precision)
+    return sum(len(e) for e in dev.values()) / (time.perf_counter() - t0)
+
+
 def print_breakdown(precision: str, steps: int) -> None:
     """The step breakdown of both models and the share of this CPU's matmul ceiling their tokens/s reach."""
     gflops = matmul_ceiling(precision)
@@ -204,15 +220,17 @@ def print_breakdown(precision: str, steps: int) -> None:
         f"{precision} matmul ceiling {gflops:.0f} GFLOP/s / {train_flop_per_token / 1e6:.0f} MFLOP per training "
         f"token -> about {ceiling:,.0f} tokens/s at most"
     )
-    rows = {m: step_breakdown(m, precision, steps) for m in ("cls", "sbert")}
+    rows = {m: {**step_breakdown(m, precision, steps), "eval": eval_speed(m, precision)} for m in ("cls", "sbert")}
     names = list(next(iter(rows.values()))["parts"])
-    print("| model | ms / step | examples/s | tokens/s | share of ceiling | " + " | ".join(names) + " |")
-    print("| --- " * (5 + len(names)) + "|")
+    print(
+        "| model | ms / step | examples/s | tokens/s | share of ceiling | " + " | ".join(names) + " | eval examples/s |"
+    )
+    print("| --- " * (6 + len(names)) + "|")
     for m, r in rows.items():
         shares = " | ".join(f"{100 * r['parts'][n]:.0f} %" for n in names)
         print(
             f"| {m} | {r['ms_per_step']:.0f} | {r['examples_per_s']:.1f} | {r['tokens_per_s']:.0f} | "
-            f"{100 * r['tokens_per_s'] / ceiling:.0f} % | {shares} |"
+            f"{100 * r['tokens_per_s'] / ceiling:.0f} % | {shares} | {r['eval']:.0f} |"
         )
 
 
