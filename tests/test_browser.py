@@ -93,8 +93,8 @@ def _trust(lab, path: Path) -> None:
     subprocess.run([sys.executable, "-c", code, str(path)], env=lab["env"], check=True)
 
 
-def _open(lab, name: str):
-    """A browser page with JupyterLab showing notebook ``name`` (of the lab's folder), all cells rendered."""
+def _page(lab, name: str):
+    """A browser page with JupyterLab showing notebook ``name`` (of the lab's folder) in its only tab."""
     page = lab["browser"].new_page(viewport={"width": 1400, "height": 1000})
     url = f"{lab['url']}/lab/workspaces/{Path(name).stem}/tree/{name}?token={TOKEN}&reset"  # one tab, no restored ones
     for _ in range(120):  # the server may still be starting
@@ -104,13 +104,19 @@ def _open(lab, name: str):
         except playwright.Error:
             time.sleep(0.5)
     page.wait_for_selector(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Cell", timeout=60_000)
+    return page
+
+
+def _open(lab, name: str):
+    """A committed notebook opened without running anything, all its saved outputs rendered."""
+    page = _page(lab, name)
     page.wait_for_function("document.querySelectorAll('.jp-OutputArea-output').length > 5", timeout=60_000)
     page.wait_for_timeout(3000)  # widget views are restored asynchronously from the notebook's metadata
     return page
 
 
 def _widget_outputs(page) -> list[str]:
-    """The text of every output that holds a widget's MIME bundle view or shows a widget repr."""
+    """The visible text of every output area (where a widget shown as text would appear)."""
     return page.locator(".jp-OutputArea-output").all_inner_texts()
 
 
@@ -236,14 +242,6 @@ def test_typing_into_the_playground_changes_its_answer(lab):
 
 def _open_live(lab, name: str):
     """Open a notebook with no outputs yet and run all its cells in a kernel."""
-    page = lab["browser"].new_page(viewport={"width": 1400, "height": 1000})
-    url = f"{lab['url']}/lab/workspaces/{Path(name).stem}/tree/{name}?token={TOKEN}&reset"  # one tab, no restored ones
-    for _ in range(120):
-        try:
-            page.goto(url)
-            break
-        except playwright.Error:
-            time.sleep(0.5)
-    page.wait_for_selector(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Cell", timeout=60_000)
+    page = _page(lab, name)
     _run_all(page)
     return page
