@@ -193,12 +193,13 @@ FULL_BUDGET_MODELS = {**MODELS, "mean": {"encoder": "mean", "pair_head": "ensemb
 
 
 def full_budget_experiment(name: str, profile: str, model_kw: dict, **overrides) -> tuple[ModelConfig, TrainConfig]:
-    """``full-<model>[-<strategy>][-pcgrad][-s<k>]``: a multi-task run on the profile's whole budget.
+    """``full-<model>[-<strategy>][-pcgrad][-wemb][-s<k>]``: a multi-task run on the profile's whole budget.
 
     ``full-cls`` is the [CLS] baseline's configuration; ``full-sbert`` the SBERT + CNN-BiLSTM model with
     the ensembled pair heads; a pre-training strategy (``PRETRAIN_STRATEGIES``) starts it from
     ``pre-<model>-<strategy>``; ``pcgrad`` trains with PCGrad and the paper's sampling (3 task
-    batches a step, tasks drawn uniformly with replacement).
+    batches a step, tasks drawn uniformly with replacement); ``wemb`` trains the word embeddings too
+    (frozen by default since the CPU speed-up: the first full-budget runs were made that way).
     """
     parts = name.split("-")[1:]
     kw: dict = {}
@@ -207,10 +208,13 @@ def full_budget_experiment(name: str, profile: str, model_kw: dict, **overrides)
     if not parts or parts[0] not in FULL_BUDGET_MODELS:
         raise ValueError(
             f"unknown experiment {name!r}: full-budget runs are "
-            f"full-<{'|'.join(FULL_BUDGET_MODELS)}>[-<strategy>][-pcgrad][-s<k>]"
+            f"full-<{'|'.join(FULL_BUDGET_MODELS)}>[-<strategy>][-pcgrad][-wemb][-s<k>]"
         )
     model, rest = parts[0], parts[1:]
     init = None
+    if rest and rest[-1] == "wemb":  # the word embeddings trained too (the lab's default before issue 17)
+        rest.pop()
+        kw["freeze_word_embeddings"] = False
     if rest and rest[-1] == "pcgrad":
         rest.pop()
         kw.update(aggregation="pcgrad", sampler="uniform", task_draws=3, **FULL_BUDGET_PCGRAD[profile])
@@ -228,7 +232,10 @@ def full_budget_experiment(name: str, profile: str, model_kw: dict, **overrides)
 
 
 def full_budget_rows() -> dict[str, list[str]]:
-    """Issue 13's study: row label -> its runs (seeds 0, 1, 2; the published ``baseline`` is seed 0 of row (a))."""
+    """Issue 13's study: row label -> its runs (seeds 0, 1, 2; the published ``baseline`` is seed 0 of row (a)).
+
+    The primed rows are the same configurations with the word embeddings trained: the lab's training
+    before the CPU speed-up, kept to show what freezing them changed."""
     return {
         "(a) [CLS] baseline": ["baseline", "full-cls-s1", "full-cls-s2"],
         "(b) SBERT + CNN-BiLSTM, plain start": ["full-sbert", "full-sbert-s1", "full-sbert-s2"],
@@ -236,6 +243,10 @@ def full_budget_rows() -> dict[str, list[str]]:
             f"full-sbert-qqp_sts-pcgrad{s}" for s in ("", "-s1", "-s2")
         ],
         "(d) recipe candidate: mean pooling + ensembled pair heads": ["full-mean", "full-mean-s1", "full-mean-s2"],
+        # the first full-budget runs, made before the CPU speed-up froze the word embeddings (issue 17)
+        "(a') (a), word embeddings trained too": ["full-cls-wemb", "full-cls-wemb-s1", "full-cls-wemb-s2"],
+        "(b') (b), word embeddings trained too": ["full-sbert-wemb"],
+        "(d') (d), word embeddings trained too": ["full-mean-wemb"],
     }
 
 
@@ -396,6 +407,8 @@ def publish(profile: str, names: list[str], predictions: bool = True) -> list[Pa
         res = load_results(src)
         if not res or not res.get("finished"):
             raise ValueError(f"{src}: no finished run to publish (train it first: python -m mtl_lab run {name})")
+        if (dst / "predictions").is_dir():  # files of the run being replaced must not stay beside the new one
+            shutil.rmtree(dst / "predictions")
         dst.mkdir(parents=True, exist_ok=True)
         shutil.copy2(src / "results.json", dst / "results.json")
         written.append(dst / "results.json")

@@ -115,6 +115,10 @@ class MultitaskModel(nn.Module):
             return ("joint",)
         return {"cross": ("joint",), "bi": ("pair",), "ensemble": ("joint", "pair")}[self.config.pair_head]
 
+    def freeze_word_embeddings(self) -> None:
+        """Stop training the word-embedding matrix (positions, token types and everything else still train)."""
+        self.backbone.get_input_embeddings().weight.requires_grad_(False)
+
     def shared_parameters(self) -> list[nn.Parameter]:
         """Parameters every task uses: the backbone and the sentence encoder."""
         return [p for p in (*self.backbone.parameters(), *self.encoder.parameters()) if p.requires_grad]

@@ -101,6 +101,10 @@ class TrainConfig:
     monitor_every: int = 0
     pretrain: str | None = None
     temperature: float = 0.05
+    # The word-embedding matrix is half of MiniLM's weights, yet a batch reads a few hundred of its
+    # 30,522 rows: trained, it costs a dense gradient and a dense AdamW update of 11.7M values a
+    # step (about a third of a CPU step) for rows that barely move. Frozen by default.
+    freeze_word_embeddings: bool = True
 
     def __post_init__(self):
         if self.pretrain is not None:  # contrastive pre-training: the one pseudo-task "simcse"
@@ -346,13 +350,20 @@ def _to_device(batch: dict, device: torch.device) -> dict:
     return {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
 
 
+# Fields whose default changed what training does when they were added: a run stored before them
+# trained with the value given here, not with today's default.
+ADDED_FIELDS = {"train": {"freeze_word_embeddings": False}}
+
+
 def config_diff(stored: dict, config: dict) -> list[str]:
     """Fields where a stored run config differs from ``config`` (empty when they match).
 
-    Fields added to the dataclasses since the run was stored count as their defaults, so new
-    options do not invalidate finished runs.
+    Fields added to the dataclasses since the run was stored count as their defaults (or, for
+    ``ADDED_FIELDS``, as what training did before them), so new options do not invalidate finished runs.
     """
     defaults = {"model": ModelConfig().to_dict(), "train": TrainConfig().to_dict()}
+    for section, legacy in ADDED_FIELDS.items():
+        defaults[section].update(legacy)
     norm = lambda d: json.loads(json.dumps(d))  # noqa: E731 -- tuples and lists compare equal
     diff = []
     for section, fields_ in defaults.items():
@@ -553,6 +564,17 @@ def optimizer_step(
 # ----------------------------------------------------------------------------- the loop
 
 
+def prepare_for_training(model: MultitaskModel, cfg: TrainConfig, device: torch.device) -> MultitaskModel:
+    """Freeze the word embeddings (``cfg.freeze_word_embeddings``) and, on a CPU, use the plain ("eager")
+    attention: the same maths as PyTorch's fused SDPA kernels, which train 1.1-1.3x slower on CPU
+    (``benchmarks/bench_training.py`` measures both)."""
+    if cfg.freeze_word_embeddings:
+        model.freeze_word_embeddings()
+    if device.type == "cpu":
+        model.backbone.set_attn_implementation("eager")
+    return model
+
+
 def train(
     model_cfg: ModelConfig,
     cfg: TrainConfig,
@@ -597,7 +619,7 @@ def train(
     seed_everything(cfg.seed)
     tokenizer = load_tokenizer(model_cfg.backbone)
     train_sets, dev_sets = load_task_data(cfg, tokenizer, data_dir)
-    model = MultitaskModel(model_cfg).to(device)
+    model = prepare_for_training(MultitaskModel(model_cfg).to(device), cfg, device)
     optimizer = (optimizer_cls or AdamW)(
         model.parameter_groups(cfg.lr, cfg.weight_decay, cfg.layer_decay), lr=cfg.lr, weight_decay=cfg.weight_decay
     )

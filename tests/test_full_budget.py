@@ -13,6 +13,30 @@ def test_full_cls_is_the_baseline_with_another_seed():
     assert train.train_fraction is None and train.train_limit is None  # every training example
 
 
+def test_wemb_names_the_runs_made_before_the_word_embeddings_were_frozen():
+    _, frozen = experiments.experiment("full-cls-s1", "cpu")
+    model, train = experiments.experiment("full-sbert-wemb-s1", "cpu")
+    assert frozen.freeze_word_embeddings and not train.freeze_word_embeddings
+    assert (model.encoder, train.seed) == ("sbert_cnn_bilstm", 1)
+    _, pcgrad = experiments.experiment("full-sbert-qqp_sts-pcgrad-wemb", "cpu")
+    assert pcgrad.aggregation == "pcgrad" and not pcgrad.freeze_word_embeddings
+
+
+def test_publishing_a_run_again_drops_the_replaced_runs_predictions(tmp_path, monkeypatch):
+    monkeypatch.setenv("MTL_LAB_RUNS", str(tmp_path / "runs"))
+    monkeypatch.setenv("MTL_LAB_RESULTS", str(tmp_path / "results"))
+    src = tmp_path / "runs" / "cpu" / "baseline"
+    (src / "predictions").mkdir(parents=True)
+    (src / "results.json").write_text('{"finished": true, "best": {"overall": 0.7}}')
+    (src / "predictions" / "sst-dev-output.csv").write_text("id,Predicted_Sentiment\n")
+    experiments.publish("cpu", ["baseline"])
+    assert (tmp_path / "results" / "cpu" / "baseline" / "predictions" / "sst-dev-output.csv").is_file()
+    (src / "results.json").write_text('{"finished": true, "best": {"overall": 0.8}}')  # retrained
+    experiments.publish("cpu", ["baseline"], predictions=False)
+    dst = tmp_path / "results" / "cpu" / "baseline"
+    assert "0.8" in (dst / "results.json").read_text() and not (dst / "predictions").exists()
+
+
 def test_the_papers_best_row_pretrains_and_uses_pcgrad():
     model, train = experiments.experiment("full-sbert-qqp_sts-pcgrad-s2", "cpu")
     assert model.encoder == "sbert_cnn_bilstm" and model.pair_head == "ensemble"

@@ -9,8 +9,16 @@ import torch
 
 from mtl_lab.analysis import load_quietly
 from mtl_lab.data import subsample
-from mtl_lab.model import ModelConfig, load_model
-from mtl_lab.train import TrainingError, epoch_plan, lr_multiplier, profile_config, task_probabilities, train
+from mtl_lab.model import ModelConfig, MultitaskModel, load_model
+from mtl_lab.train import (
+    TrainingError,
+    config_diff,
+    epoch_plan,
+    lr_multiplier,
+    profile_config,
+    task_probabilities,
+    train,
+)
 
 
 class FakeTask:
@@ -102,6 +110,34 @@ def test_finished_run_is_reused_and_other_config_refused(tmp_path):
     assert again == json.loads(json.dumps(first))
     with pytest.raises(TrainingError, match="different configuration"):
         train(ModelConfig(), tiny(epochs=1, lr=1e-3), tmp_path, progress=False)
+
+
+def test_word_embeddings_are_frozen_by_default_and_everything_else_trains(tmp_path):
+    torch.manual_seed(0)
+    before = MultitaskModel(ModelConfig(tasks=("sst",))).state_dict()
+    train(ModelConfig(), tiny(epochs=1, tasks=("sst",)), tmp_path / "frozen", progress=False)
+    after = load_model(tmp_path / "frozen").state_dict()
+    word, position = "backbone.embeddings.word_embeddings.weight", "backbone.embeddings.position_embeddings.weight"
+    assert torch.equal(before[word], after[word])
+    assert not torch.equal(before[position], after[position])
+    assert not torch.equal(
+        before["backbone.encoder.layer.0.attention.self.query.weight"],
+        after["backbone.encoder.layer.0.attention.self.query.weight"],
+    )
+    train(
+        ModelConfig(), tiny(epochs=1, tasks=("sst",), freeze_word_embeddings=False), tmp_path / "wemb", progress=False
+    )
+    assert not torch.equal(before[word], load_model(tmp_path / "wemb").state_dict()[word])
+
+
+def test_a_run_stored_before_the_freezing_option_counts_as_trained_word_embeddings():
+    stored = {"model": ModelConfig().to_dict(), "train": tiny().to_dict()}
+    del stored["train"]["freeze_word_embeddings"]  # a results.json written before the option existed
+    old_way = {"model": ModelConfig().to_dict(), "train": tiny(freeze_word_embeddings=False).to_dict()}
+    assert config_diff(stored, old_way) == []
+    assert config_diff(stored, {**old_way, "train": tiny().to_dict()}) == [
+        "train.freeze_word_embeddings: False -> True"
+    ]
 
 
 def test_fixed_seed_gives_the_same_metrics(tmp_path):
