@@ -156,16 +156,21 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_recipe(args: argparse.Namespace) -> int:
-    from .experiments import RECIPE, recipe_predictions
+    from .experiments import RECIPE, recipe_members, recipe_name, recipe_predictions, run_dir
 
-    names = args.members or RECIPE["members"]
-    print(f"the lab's recipe: {RECIPE['label']}; members {', '.join(names)} ({args.profile} profile)")
-    out = recipe_predictions(args.out, args.profile, names, backbone=args.backbone, splits=tuple(args.splits))
+    names = args.members or recipe_members(args.seed)
+    what = "your members" if args.members else f"the lab's recipe, {RECIPE['label']}"
+    print(f"{what}: {', '.join(names)} ({args.profile} profile)")
+    out = recipe_predictions(
+        args.out, args.profile, args.members, backbone=args.backbone, splits=tuple(args.splits), seed=args.seed
+    )
     for name, m in out["members"].items():
         print(f"member {name}: dev " + ", ".join(f"{k} {v:.4f}" for k, v in m.items()))
     label = "ensemble dev" if len(names) > 1 else "dev"
     print(f"{label}: " + ", ".join(f"{k} {v:.4f}" for k, v in out["metrics"].items()))
     print(f"leaderboard files in {args.out} ({out['minutes']:.1f} min, training of missing members included)")
+    if not args.members and "dev" in args.splits:
+        print(f"recorded as {run_dir(args.profile, recipe_name(args.seed))} (publish it like a trained run)")
     return 0
 
 
@@ -326,6 +331,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--profile", choices=["smoke", "cpu", "gpu"], default="cpu")
     p.add_argument("--out", required=True, help="folder for {sst,para,sts}-{dev,test}-output.csv")
     p.add_argument("--members", nargs="+", help="run names to average instead of the recipe's (experiments.RECIPE)")
+    p.add_argument("--seed", type=int, default=0, choices=[0, 1, 2], help="which seed's runs the recipe averages")
     p.add_argument("--splits", nargs="+", default=["dev", "test"], choices=["dev", "test"])
     p.add_argument("--model", dest="backbone", help="backbone id or folder (default: packaged MiniLM)")
     p.set_defaults(func=_cmd_recipe)

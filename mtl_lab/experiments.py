@@ -10,6 +10,7 @@ notebooks' cpu sections, the results page and the README read them, and nothing 
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -242,7 +243,8 @@ def full_budget_rows() -> dict[str, list[str]]:
         "(c) (b) + SimCSE (QQP/STS) + PCGrad (the paper's best)": [
             f"full-sbert-qqp_sts-pcgrad{s}" for s in ("", "-s1", "-s2")
         ],
-        "(d) recipe candidate: mean pooling + ensembled pair heads": ["full-mean", "full-mean-s1", "full-mean-s2"],
+        "(d) mean pooling + ensembled pair heads": ["full-mean", "full-mean-s1", "full-mean-s2"],
+        "(e) the lab's recipe: (a) + (b) + (d) of one seed, averaged": ["recipe", "recipe-s1", "recipe-s2"],
         # the first full-budget runs, made before the CPU speed-up froze the word embeddings (issue 17)
         "(a') (a), word embeddings trained too": ["full-cls-wemb", "full-cls-wemb-s1", "full-cls-wemb-s2"],
         "(b') (b), word embeddings trained too": ["full-sbert-wemb"],
@@ -257,7 +259,7 @@ HEADLINE_ROWS = {
         "(c) (b) + SimCSE (QQP/STS) + PCGrad (the paper's best)",
         "SBERT + CNN-BiLSTM, PCGrad + SimCSE (QQP/STS)",
     ),
-    "the lab's recipe (candidate)": ("(d) recipe candidate: mean pooling + ensembled pair heads", None),
+    "the lab's recipe": ("(e) the lab's recipe: (a) + (b) + (d) of one seed, averaged", None),
 }
 
 
@@ -347,12 +349,28 @@ def run_experiment(
     return train(model_cfg, train_cfg, run_dir(profile, name), progress=progress, resume=resume)
 
 
-# The lab's recipe (row (d) of the full-budget study): its member runs; several members are averaged
-# (``predict --checkpoint A B C``). A candidate until its three seeds are in: see the results page.
+# The lab's recipe: the average of differently built models trained with the same seed -- the k-th runs of
+# the rows below -- so each seed of the recipe is an independent ensemble. ``predict --checkpoint A B C``
+# averages them (SST and Quora probabilities, STS scores); ``recipe --seed k`` trains what is missing.
 RECIPE = {
-    "label": "mean pooling + ensembled pair heads (full budget)",
-    "members": ["full-mean"],
+    "label": "[CLS] + SBERT + CNN-BiLSTM + mean pooling, averaged (full budget, one seed each)",
+    "rows": [
+        "(a) [CLS] baseline",
+        "(b) SBERT + CNN-BiLSTM, plain start",
+        "(d) mean pooling + ensembled pair heads",
+    ],
 }
+
+
+def recipe_name(seed: int = 0) -> str:
+    """Folder name of the recipe's ``seed``-th ensemble: ``recipe``, ``recipe-s1``, ..."""
+    return "recipe" if seed == 0 else f"recipe-s{seed}"
+
+
+def recipe_members(seed: int = 0) -> list[str]:
+    """The runs averaged by the recipe's ``seed``-th ensemble: the ``seed``-th run of each of its rows."""
+    rows = full_budget_rows()
+    return [rows[row][seed] for row in RECIPE["rows"]]
 
 
 def recipe_predictions(
@@ -362,20 +380,50 @@ def recipe_predictions(
     backbone: str | None = None,
     progress: bool = True,
     splits: tuple[str, ...] = ("dev", "test"),
+    seed: int = 0,
     **overrides,
 ) -> dict:
-    """From nothing to leaderboard files: train the recipe's missing members, then write their (averaged)
-    prediction files into ``out``. Returns {members: {name: dev metrics}, metrics: dev metrics, minutes}."""
+    """From nothing to leaderboard files: train the recipe's missing members, then write their averaged
+    prediction files into ``out``. Returns {members: {name: dev metrics}, metrics: dev metrics, minutes}.
+
+    With the recipe's own members (``members`` None), the ensemble is also recorded as a run,
+    ``runs/<profile>/recipe[-s<k>]/`` (results.json: the ensemble's dev metrics as ``best``, its members'
+    own metrics, their training minutes summed; predictions/), which ``publish`` commits like a trained run.
+    """
     from .evaluate import predict_files
 
     start = time.perf_counter()
-    names = list(members or RECIPE["members"])
+    names = list(members or recipe_members(seed))
+    trained = {}
     for name in names:  # a finished run is reused, an interrupted one resumes
-        run_experiment(name, profile, backbone, progress=progress, **overrides)
+        trained[name] = run_experiment(name, profile, backbone, progress=progress, **overrides)
     own: dict = {}
     metrics = predict_files([run_dir(profile, n) for n in names], out, splits=splits, members=own)
     by_name = {n: own.get(str(run_dir(profile, n)), metrics) for n in names}
+    if members is None and "dev" in splits:
+        record_recipe(profile, seed, trained, by_name, metrics, out)
     return {"members": by_name, "metrics": metrics, "minutes": (time.perf_counter() - start) / 60}
+
+
+def record_recipe(profile: str, seed: int, trained: dict, member_metrics: dict, metrics: dict, predictions) -> Path:
+    """Write the recipe's ``seed``-th ensemble as a run folder (results.json + a copy of its prediction files)."""
+    folder = run_dir(profile, recipe_name(seed))
+    notes = [f"{n}: {r['timing_note']}" for n, r in trained.items() if r.get("timing_note")]
+    record = {
+        "config": {"recipe": RECIPE["label"], "members": list(trained)},
+        "members": {n: {"best": member_metrics[n], "wall_time_s": r["wall_time_s"]} for n, r in trained.items()},
+        "best": dict(metrics),
+        "wall_time_s": sum(r["wall_time_s"] for r in trained.values()),  # the members' training, one after another
+        "environment": {"cpu": ", ".join(sorted({r.get("environment", {}).get("cpu", "?") for r in trained.values()}))},
+        "precision": ", ".join(sorted({str(r.get("precision")) for r in trained.values()})),
+        **({"timing_note": "; ".join(notes)} if notes else {}),
+        "finished": True,
+    }
+    if (folder / "predictions").is_dir():
+        shutil.rmtree(folder / "predictions")
+    shutil.copytree(predictions, folder / "predictions")
+    (folder / "results.json").write_text(json.dumps(record, indent=2))
+    return folder
 
 
 def finished_results(profile: str, names: list[str] | None = None, source: str = "published") -> dict[str, dict]:

@@ -1,4 +1,4 @@
-"""Issue 13's full-budget experiment names: the paper's rows and the lab's recipe candidates, on the whole budget."""
+"""Issue 13's full-budget experiment names, the rows of its study and the lab's recipe (an ensemble of those rows)."""
 
 import pytest
 
@@ -99,3 +99,25 @@ def test_the_recipe_command_trains_missing_members_then_writes_averaged_files(tm
     assert main([*args, "--members", "full-mean", "--model", tiny_backbone]) == 0
     assert (tmp_path / "cli" / "sst-dev-output.csv").is_file()
     assert (tmp_path / "cli-runs" / "smoke" / "full-mean" / "best.pt").is_file()
+
+
+def test_the_recipe_records_each_seed_as_an_ensemble_run_of_its_rows(tmp_path, monkeypatch, tiny_backbone):
+    from mtl_lab.analysis import full_budget_table
+
+    monkeypatch.setenv("MTL_LAB_RUNS", str(tmp_path / "runs"))
+    monkeypatch.setenv("MTL_LAB_RESULTS", str(tmp_path / "results"))
+    assert experiments.recipe_members(0) == ["baseline", "full-sbert", "full-mean"]
+    assert experiments.recipe_members(2) == ["full-cls-s2", "full-sbert-s2", "full-mean-s2"]
+    small = dict(train_limit=16, dev_limit=16, epochs=1, batch_size=8, max_length=16)
+    out = experiments.recipe_predictions(tmp_path / "pred", "smoke", None, tiny_backbone, False, ("dev",), **small)
+    record = experiments.load_results(experiments.run_dir("smoke", "recipe"))
+    assert record["best"] == out["metrics"] and record["config"]["members"] == experiments.recipe_members(0)
+    member_runs = [experiments.load_results(experiments.run_dir("smoke", n)) for n in experiments.recipe_members(0)]
+    assert record["wall_time_s"] == sum(r["wall_time_s"] for r in member_runs)
+    assert {n: m["best"] for n, m in record["members"].items()} == out["members"]
+    experiments.publish("smoke", ["recipe", *experiments.recipe_members(0)])
+    assert len(list((tmp_path / "results" / "smoke" / "recipe" / "predictions").glob("*.csv"))) == 3
+    table = full_budget_table(experiments.finished_results("smoke"), experiments.full_budget_rows())
+    row = table.loc[experiments.HEADLINE_ROWS["the lab's recipe"][0]]
+    assert row["seeds"] == 1 and row["overall"] == out["metrics"]["overall"]
+    assert row["minutes"] == record["wall_time_s"] / 60
