@@ -1,6 +1,6 @@
 """PCGrad step time vs a plain multi-task step, and vs a naive flatten-and-copy PCGrad.
 
-Same model (the [CLS] baseline), same three task batches (4 examples each, the paper's PCGrad
+Same model (the [CLS] baseline, set up as the training loop sets it up), same three task batches (4 examples each, the paper's PCGrad
 sampling), same optimizer; the three step kinds alternate so machine-load drift hits all alike:
 
 - ``plain``: sum of the three task losses (mean reduction), one backward, AdamW step;
@@ -30,7 +30,7 @@ from mtl_lab.evaluate import autocast_context, precision_choice
 from mtl_lab.model import ModelConfig, MultitaskModel
 from mtl_lab.optim import AdamW
 from mtl_lab.optim.pcgrad import TaskGradients, project_conflicting
-from mtl_lab.train import cpu_name
+from mtl_lab.train import cpu_name, prepare_for_training, profile_config
 
 PRECISION = "fp32"  # set in main() from the machine's choice
 
@@ -104,7 +104,11 @@ def main() -> None:
         enc = encode(load_split(task, "train", warn=False).head(64), task, tok, 128)
         batches[task] = collate(enc, np.arange(args.batch), ("joint",))
     torch.manual_seed(0)
-    models = {name: MultitaskModel(ModelConfig()) for name in ("plain", "pcgrad (mtl_lab)", "pcgrad (naive)")}
+    cfg, cpu = profile_config("cpu"), torch.device("cpu")  # the lab's training set-up: frozen word embeddings, ...
+    models = {
+        name: prepare_for_training(MultitaskModel(ModelConfig()), cfg, cpu)
+        for name in ("plain", "pcgrad (mtl_lab)", "pcgrad (naive)")
+    }
     steps = {"plain": plain_step, "pcgrad (mtl_lab)": pcgrad_step, "pcgrad (naive)": naive_pcgrad_step}
     opts = {n: AdamW(m.parameters(), lr=1e-5) for n, m in models.items()}
     tgs = {n: TaskGradients(m.shared_parameters()) for n, m in models.items()}

@@ -44,6 +44,11 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lr", type=float)
     p.add_argument("--max-length", type=int)
     p.add_argument("--layer-decay", type=float, help="layer-wise LR decay factor (1.0 = off)")
+    p.add_argument(
+        "--train-word-embeddings",
+        action="store_true",
+        help="train the word-embedding matrix too (frozen by default: ~1.4x faster on CPU, same accuracy)",
+    )
     p.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"])
     p.add_argument("--train-limit", type=int, help="train examples per task (seeded subset)")
     p.add_argument("--train-fraction", type=float, help="fraction of each task's train split (seeded subset)")
@@ -123,6 +128,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         monitor_every=args.monitor_every,
         pretrain=args.pretrain,
         temperature=args.temperature,
+        freeze_word_embeddings=False if args.train_word_embeddings else None,
     )
     out = Path(args.out or f"runs/{args.profile}/{default_run_name(args, model_kw)}")
     res = train(model_cfg, cfg, out, data_dir=args.data, resume=not args.no_resume)

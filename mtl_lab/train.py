@@ -174,6 +174,9 @@ PROFILES: dict[str, dict] = {
         dev_limit=200,
         precision="fp32",
         checkpoint_every=0,
+        # at this size freezing them saves nothing (measured: 33.5 s vs 34.5 s a run), and training them
+        # keeps the committed notebook outputs
+        freeze_word_embeddings=False,
     ),
     # all local data; bf16 autocast where the CPU has native bf16, else fp32 (precision "auto")
     "cpu": dict(epochs=3, batch_size=32, lr=5e-5, max_length=128, precision="auto"),

@@ -11,6 +11,7 @@ from mtl_lab.analysis import load_quietly
 from mtl_lab.data import subsample
 from mtl_lab.model import ModelConfig, MultitaskModel, load_model
 from mtl_lab.train import (
+    TrainConfig,
     TrainingError,
     config_diff,
     epoch_plan,
@@ -113,9 +114,12 @@ def test_finished_run_is_reused_and_other_config_refused(tmp_path):
 
 
 def test_word_embeddings_are_frozen_by_default_and_everything_else_trains(tmp_path):
+    assert TrainConfig().freeze_word_embeddings and profile_config("cpu").freeze_word_embeddings
     torch.manual_seed(0)
     before = MultitaskModel(ModelConfig(tasks=("sst",))).state_dict()
-    train(ModelConfig(), tiny(epochs=1, tasks=("sst",)), tmp_path / "frozen", progress=False)
+    train(
+        ModelConfig(), tiny(epochs=1, tasks=("sst",), freeze_word_embeddings=True), tmp_path / "frozen", progress=False
+    )
     after = load_model(tmp_path / "frozen").state_dict()
     word, position = "backbone.embeddings.word_embeddings.weight", "backbone.embeddings.position_embeddings.weight"
     assert torch.equal(before[word], after[word])
@@ -135,7 +139,7 @@ def test_a_run_stored_before_the_freezing_option_counts_as_trained_word_embeddin
     del stored["train"]["freeze_word_embeddings"]  # a results.json written before the option existed
     old_way = {"model": ModelConfig().to_dict(), "train": tiny(freeze_word_embeddings=False).to_dict()}
     assert config_diff(stored, old_way) == []
-    assert config_diff(stored, {**old_way, "train": tiny().to_dict()}) == [
+    assert config_diff(stored, {**old_way, "train": tiny(freeze_word_embeddings=True).to_dict()}) == [
         "train.freeze_word_embeddings: False -> True"
     ]
 
