@@ -238,14 +238,17 @@ def _info_nce_raw(anchors, positives, temperature=0.05, hard_negatives=None, neg
 # ----------------------------------------------------------------------------- (iv) PCGrad
 
 
-def _pcgrad_projected_against_projected(grads: torch.Tensor, order: list[list[int]], reduction: str) -> torch.Tensor:
-    """PCGrad done wrong: g_i projected off the OTHER tasks' already-projected gradients (in task order)."""
+def _pcgrad_variant(
+    grads: torch.Tensor, order: list[list[int]], reduction: str, *, against_projected=False, always=False
+) -> torch.Tensor:
+    """PCGrad with a known mistake switched on (for the hints): ``against_projected`` projects g_i off the
+    other tasks' already-projected gradients; ``always`` projects even when there is no conflict."""
     projected = [g.clone() for g in grads]
     for i in range(len(grads)):
         for j in order[i]:
-            gj = projected[j]
+            gj = projected[j] if against_projected else grads[j]
             dot = projected[i] @ gj
-            if dot < 0 and gj @ gj > 0:
+            if (always or dot < 0) and gj @ gj > 0:
                 projected[i] = projected[i] - dot / (gj @ gj) * gj
     out = torch.stack(projected).sum(0)
     return out / len(grads) if reduction == "mean" else out
@@ -281,7 +284,7 @@ def check_project_conflicting(fn: Callable) -> None:
         other = "sum" if reduction == "mean" else "mean"
         mistakes = {
             "projection against an already-projected gradient: project g_i off the ORIGINAL g_j": [
-                _pcgrad_projected_against_projected(grads, o, reduction) for o in orders
+                _pcgrad_variant(grads, o, reduction, against_projected=True) for o in orders
             ],
             f"the {other} of the projected gradients instead of the {reduction}": [
                 project_conflicting_reference(grads, o, other) for o in orders
@@ -290,7 +293,7 @@ def check_project_conflicting(fn: Callable) -> None:
                 grads.mean(0) if reduction == "mean" else grads.sum(0)
             ],
             "projected even without a conflict: only a negative dot product is a conflict": [
-                _project_always(grads, o, reduction) for o in orders
+                _pcgrad_variant(grads, o, reduction, always=True) for o in orders
             ],
         }
         hint = next(
@@ -302,16 +305,3 @@ def check_project_conflicting(fn: Callable) -> None:
             + (f". Hint: {hint}" if hint else "")
         )
     _passed("check_project_conflicting", len(cases))
-
-
-def _project_always(grads: torch.Tensor, order: list[list[int]], reduction: str) -> torch.Tensor:
-    projected = []
-    for i in range(len(grads)):
-        gi = grads[i].clone()
-        for j in order[i]:
-            gj = grads[j]
-            if gj @ gj > 0:
-                gi = gi - (gi @ gj) / (gj @ gj) * gj
-        projected.append(gi)
-    out = torch.stack(projected).sum(0)
-    return out / len(grads) if reduction == "mean" else out

@@ -124,13 +124,13 @@ def test_pcgrad_checker_passes_the_reference_in_any_order_and_names_mistakes():
 
     def against_projected(grads, reduction="mean", generator=None):
         k = len(grads)
-        return checks._pcgrad_projected_against_projected(
-            grads, [[j for j in range(k) if j != i] for i in range(k)], reduction
-        )
+        order = [[j for j in range(k) if j != i] for i in range(k)]
+        return checks._pcgrad_variant(grads, order, reduction, against_projected=True)
 
     def always(grads, reduction="mean", generator=None):
         k = len(grads)
-        return checks._project_always(grads, [[j for j in range(k) if j != i] for i in range(k)], reduction)
+        order = [[j for j in range(k) if j != i] for i in range(k)]
+        return checks._pcgrad_variant(grads, order, reduction, always=True)
 
     def plain(grads, reduction="mean", generator=None):
         return grads.mean(0) if reduction == "mean" else grads.sum(0)
