@@ -14,6 +14,7 @@ encoding (for cross-encoders, truncated longest-first as Hugging Face does).
 from __future__ import annotations
 
 import csv
+import functools
 import hashlib
 import os
 import warnings
@@ -108,12 +109,19 @@ def results_root() -> Path:
 
 
 def file_fingerprint(path: Path) -> dict:
-    """Size and a content hash (sha256, first 16 hex digits) of one data file."""
+    """Size and a content hash (sha256, first 16 hex digits) of one data file (hashed once while it is unchanged)."""
+    st = Path(path).stat()
+    return dict(_hashed(str(Path(path).resolve()), st.st_size, st.st_mtime_ns))
+
+
+@functools.lru_cache(maxsize=256)
+def _hashed(path: str, size: int, mtime_ns: int) -> tuple:
+    """The fingerprint of a file as of (size, mtime): the cache key makes an edited file hash again."""
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
-    return {"size": path.stat().st_size, "sha256": digest.hexdigest()[:16]}
+    return (("size", size), ("sha256", digest.hexdigest()[:16]))
 
 
 def data_fingerprint(files: Sequence[str], data_dir: str | os.PathLike | None = None) -> dict[str, dict]:

@@ -1,5 +1,6 @@
 """Data loading: real files, each kind of malformed row, missing files and columns, batching."""
 
+import os
 import warnings
 
 import numpy as np
@@ -171,3 +172,21 @@ def test_downloaded_identical_texts_get_unique_ids():
     assert data.to_cs224n_frame("sts", pairs)["id"].is_unique
     with pytest.raises(data.DataError, match="repeat the id"):
         data.to_cs224n_frame("sts", [{**pairs[0], "id": 7}, {**pairs[0], "id": 7}])
+
+
+def test_a_data_file_is_hashed_once_while_unchanged_and_again_after_an_edit(tmp_path, monkeypatch):
+    import hashlib
+
+    from mtl_lab import data
+
+    path = tmp_path / "sts-dev.csv"
+    path.write_text("a\tb\n")
+    calls = []
+    real = hashlib.sha256
+    monkeypatch.setattr(data.hashlib, "sha256", lambda *a: calls.append(1) or real(*a))
+    first = data.file_fingerprint(path)
+    assert data.file_fingerprint(path) == first and len(calls) == 1  # the second look reads nothing
+    st = path.stat()
+    path.write_text("a\tc\n")  # same size, other content
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000))
+    assert data.file_fingerprint(path)["sha256"] != first["sha256"] and len(calls) == 2
