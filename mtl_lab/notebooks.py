@@ -169,7 +169,9 @@ def run_notebooks(
     if device != "auto":
         os.environ["MTL_LAB_DEVICE"] = device
     rows = []
-    for book in notebook_paths(only):
+    books = notebook_paths(only)
+    for i, book in enumerate(books, 1):
+        print(f"[{i}/{len(books)}] {book.name}", flush=True)
         target = book if inplace else run_root / book.name
         folder = run_root / book.stem
         t0 = time.perf_counter()
@@ -183,6 +185,8 @@ def run_notebooks(
                 cwd=str(NOTEBOOK_DIR),
                 progress_bar=True,  # cells done of total, per notebook
                 kernel_name="python3",
+                # the kernel's warning that its local TCP transport is unencrypted, once per notebook, is noise
+                extra_arguments=["--IPKernelApp.log_level=ERROR"],
             )
         except Exception as exc:  # papermill raises PapermillExecutionError with the cell's error
             status = "FAILED"
