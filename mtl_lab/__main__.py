@@ -298,8 +298,11 @@ def _cmd_figures(args: argparse.Namespace) -> int:
 
 
 def _cmd_notebooks(args: argparse.Namespace) -> int:
-    from .notebooks import run_notebooks, trust
+    from .notebooks import refresh_published, run_notebooks, trust
 
+    if args.action == "refresh":
+        refresh_published(args.only)
+        return 0
     if args.action == "trust":
         for path in trust():
             print(f"trusted: {path}")
@@ -397,7 +400,11 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser(
         "notebooks", help="run the notebook series with papermill / trust the committed notebooks (saved widgets)"
     )
-    p.add_argument("action", choices=["run", "trust"])
+    p.add_argument(
+        "action",
+        choices=["run", "trust", "refresh"],
+        help="refresh: re-run only the cells showing published results (after publish), nothing retrained",
+    )
     p.add_argument("--profile", choices=["smoke", "cpu", "gpu"], default="smoke")
     p.add_argument("--only", nargs="+", help="notebook numbers or names, e.g. 00 01")
     p.add_argument("--out", help="run folder (default runs/notebooks/<profile>)")

@@ -405,12 +405,24 @@ def recipe_predictions(
     return {"members": by_name, "metrics": metrics, "minutes": (time.perf_counter() - start) / 60}
 
 
+def shared_budget(trained: dict) -> dict:
+    """The training budget every member shares (tasks, epochs, subsets); a member that differs is refused."""
+    keys = ("tasks", "epochs", "train_fraction", "train_limit", "dev_limit")
+    budgets = {n: {k: r["config"]["train"].get(k) for k in keys} for n, r in trained.items()}
+    first = next(iter(budgets.values()))
+    odd = [n for n, b in budgets.items() if json.dumps(b) != json.dumps(first)]
+    if odd:
+        raise ValueError(f"the recipe's members must share one budget; {odd} differ from {next(iter(budgets))}")
+    return first
+
+
 def record_recipe(profile: str, seed: int, trained: dict, member_metrics: dict, metrics: dict, predictions) -> Path:
     """Write the recipe's ``seed``-th ensemble as a run folder (results.json + a copy of its prediction files)."""
     folder = run_dir(profile, recipe_name(seed))
     notes = [f"{n}: {r['timing_note']}" for n, r in trained.items() if r.get("timing_note")]
     record = {
-        "config": {"recipe": RECIPE["label"], "members": list(trained)},
+        # the members' shared budget (tasks, epochs, subsets) as the train config: the recipe is a full-budget row
+        "config": {"recipe": RECIPE["label"], "members": list(trained), "train": shared_budget(trained)},
         "members": {n: {"best": member_metrics[n], "wall_time_s": r["wall_time_s"]} for n, r in trained.items()},
         "best": dict(metrics),
         "wall_time_s": sum(r["wall_time_s"] for r in trained.values()),  # the members' training, one after another
@@ -523,6 +535,7 @@ def best_published_with_predictions(profile: str = "cpu", exclude: tuple[str, ..
         n: r
         for n, r in finished_results(profile).items()
         if n not in exclude
+        and "wemb" not in n.split("-")  # the runs made before the word embeddings were frozen
         and is_full_budget(r)
         and len(r["config"]["train"]["tasks"]) == 3
         and (published_dir(profile, n) / "predictions" / "sst-dev-output.csv").is_file()

@@ -10,6 +10,7 @@ signs the committed notebooks as trusted, so JupyterLab shows their saved widget
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import random
@@ -126,6 +127,90 @@ def trust(paths: list[Path] | None = None) -> list[Path]:
         if not notary.check_signature(nb):
             notary.sign(nb)
     return paths
+
+
+# The cells of each committed notebook that show PUBLISHED results (results/cpu/): (setup cells, those
+# cells, prelude). ``notebooks refresh`` re-runs them after ``publish`` (their nbval-checked outputs
+# would otherwise compare against the previous results); tests/test_notebook_form.py checks the indices.
+PUBLISHED_SECTIONS = {
+    "01_bert_baselines": ([1, 2], [26, 27, 28], ""),
+    "02_sbert_cnn_bilstm": (
+        [1, 2],
+        [19, 20, 21],
+        'paper_rows = {"[CLS] baseline": "BERT [CLS] multi-task, initial", '
+        '"SBERT + CNN-BiLSTM": "SBERT + CNN-BiLSTM, initial"}',
+    ),
+    "05_ablations": ([1, 2], [12, 13, 14, 16, 19], ""),
+    "06_error_analysis": (  # its set-up cell reads your smoke runs: only what the cpu section needs
+        [1],
+        [20, 21, 22, 23],
+        "from mtl_lab import analysis, experiments, notebooks\n"
+        "from mtl_lab.backbone import load_tokenizer\n"
+        'lab = notebooks.setup("06_error_analysis", PROFILE, SEED, OUT_DIR)\n'
+        "tokenizer = load_tokenizer(MODEL)",
+    ),
+}
+
+
+def refresh_published(only: list[str] | None = None) -> dict[str, list[int]]:
+    """Re-run the published-results cells of the committed notebooks (your own runs kept out of them)."""
+    import tempfile
+
+    changed = {}
+    with tempfile.TemporaryDirectory() as empty:  # no runs of your own in the committed outputs
+        old = os.environ.get("MTL_LAB_RUNS")
+        os.environ["MTL_LAB_RUNS"] = empty
+        try:
+            for book in notebook_paths(only):
+                if book.stem in PUBLISHED_SECTIONS:
+                    setup, cells, prelude = PUBLISHED_SECTIONS[book.stem]
+                    changed[book.name] = rerun_cells(book, cells, setup, prelude)
+                    print(f"{book.name}: cells {cells} re-run, {len(changed[book.name])} changed", flush=True)
+        finally:
+            if old is None:
+                os.environ.pop("MTL_LAB_RUNS")
+            else:
+                os.environ["MTL_LAB_RUNS"] = old
+    return changed
+
+
+def rerun_cells(path: str | os.PathLike, cells: list[int], setup: list[int], prelude: str = "") -> list[int]:
+    """Execute some cells of a committed notebook again and store their new outputs, the rest untouched.
+
+    For the sections that show PUBLISHED results (``results/``): after ``publish`` they are stale,
+    and re-running the whole smoke notebook would retrain everything above them. ``setup`` cells
+    (parameters, imports) run first with their outputs kept; ``prelude`` is code run before
+    ``cells`` (e.g. a definition a skipped training cell would have made). Indices count every
+    cell of the notebook. Returns the cells whose outputs changed.
+    """
+    import nbformat
+    from nbclient import NotebookClient
+
+    path = Path(path)
+    nb = nbformat.read(str(path), as_version=4)
+    before = {i: json.dumps(nb.cells[i].outputs) for i in cells}
+    client = NotebookClient(
+        nb,
+        kernel_name="python3",
+        resources={"metadata": {"path": str(path.parent)}},
+        extra_arguments=["--IPKernelApp.log_level=ERROR"],
+    )
+    with client.setup_kernel():
+        for i in setup:
+            kept = copy.deepcopy(nb.cells[i])
+            client.execute_cell(nb.cells[i], i)
+            nb.cells[i] = kept
+        if prelude:  # a cell of its own, appended for the moment and removed again
+            nb.cells.append(nbformat.v4.new_code_cell(prelude))
+            client.execute_cell(nb.cells[-1], len(nb.cells) - 1)
+            nb.cells.pop()
+        for i in cells:
+            count = nb.cells[i].execution_count
+            client.execute_cell(nb.cells[i], i)
+            nb.cells[i].execution_count = count
+    path.write_text(jupyterlab_form(nbformat.writes(nb)))
+    trust([path])
+    return [i for i in cells if json.dumps(nb.cells[i].outputs) != before[i]]
 
 
 def notebook_paths(only: list[str] | None = None) -> list[Path]:

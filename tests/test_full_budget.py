@@ -114,6 +114,8 @@ def test_the_recipe_records_each_seed_as_an_ensemble_run_of_its_rows(tmp_path, m
     assert record["best"] == out["metrics"] and record["config"]["members"] == experiments.recipe_members(0)
     member_runs = [experiments.load_results(experiments.run_dir("smoke", n)) for n in experiments.recipe_members(0)]
     assert record["wall_time_s"] == sum(r["wall_time_s"] for r in member_runs)
+    assert experiments.is_full_budget(record) == experiments.is_full_budget(member_runs[0])
+    assert record["config"]["train"]["tasks"] == member_runs[0]["config"]["train"]["tasks"]
     assert {n: m["best"] for n, m in record["members"].items()} == out["members"]
     experiments.publish("smoke", ["recipe", *experiments.recipe_members(0)])
     assert len(list((tmp_path / "results" / "smoke" / "recipe" / "predictions").glob("*.csv"))) == 3

@@ -51,3 +51,39 @@ def test_widgets_carry_a_picture_of_their_view():
     before = bundle["image/png"]
     box.children[0].children[0].value = 45  # the picture follows the slider
     assert box._repr_mimebundle_()["image/png"] != before
+
+
+def test_rerun_cells_refreshes_only_the_given_cells(tmp_path):
+    import nbformat
+
+    from mtl_lab.notebooks import rerun_cells
+
+    nb = nbformat.v4.new_notebook()
+    setup = nbformat.v4.new_code_cell("x = 1\nprint('setup ran')")
+    setup.outputs = [nbformat.v4.new_output("stream", name="stdout", text="kept as committed\n")]
+    stale = nbformat.v4.new_code_cell("print(x + y)")
+    stale.outputs = [nbformat.v4.new_output("stream", name="stdout", text="99\n")]
+    nb.cells = [setup, nbformat.v4.new_code_cell("raise RuntimeError('a training cell: never run')"), stale]
+    path = tmp_path / "book.ipynb"
+    path.write_text(nbformat.writes(nb))
+    assert rerun_cells(path, [2], setup=[0], prelude="y = 2") == [2]
+    again = nbformat.read(str(path), as_version=4)
+    assert again.cells[0].outputs[0]["text"] == "kept as committed\n"
+    assert again.cells[2].outputs[0]["text"] == "3\n" and len(again.cells) == 3
+
+
+@pytest.mark.parametrize("stem", sorted(__import__("mtl_lab.notebooks").notebooks.PUBLISHED_SECTIONS))
+def test_the_published_sections_name_the_cells_that_read_results(stem):
+    import json
+    import re
+
+    from mtl_lab.notebooks import PUBLISHED_SECTIONS
+
+    cells = json.loads((NOTEBOOK_DIR / f"{stem}.ipynb").read_text())["cells"]
+    setup, shown, _ = PUBLISHED_SECTIONS[stem]
+    source = {i: "".join(cells[i]["source"]) for i in setup + shown}
+    assert all(cells[i]["cell_type"] == "code" for i in source)
+    assert "PROFILE = " in source[setup[0]]  # the parameters cell comes first
+    assert all('"cpu"' in source[i] or "cpu" in source[i] for i in shown)
+    trains = re.compile(r"(?<![\w.])run\(|run_experiment\(|exercise_run\(|sweep\(")
+    assert not any(trains.search(source[i]) for i in shown)  # nothing here trains
