@@ -431,9 +431,7 @@ def record_recipe(profile: str, seed: int, trained: dict, member_metrics: dict, 
         **({"timing_note": "; ".join(notes)} if notes else {}),
         "finished": True,
     }
-    if (folder / "predictions").is_dir():
-        shutil.rmtree(folder / "predictions")
-    shutil.copytree(predictions, folder / "predictions")
+    replace_predictions(Path(predictions), folder)
     (folder / "results.json").write_text(json.dumps(record, indent=2))
     return folder
 
@@ -459,6 +457,15 @@ def has_weights(profile: str, name: str) -> bool:
     return (run_dir(profile, name) / "best.pt").is_file()
 
 
+def replace_predictions(files: Path | None, folder: Path) -> None:
+    """``folder/predictions`` becomes a copy of ``files`` (or goes, with None or no such folder): files of
+    the run being replaced never stay beside the new one."""
+    if (folder / "predictions").is_dir():
+        shutil.rmtree(folder / "predictions")
+    if files is not None and files.is_dir():
+        shutil.copytree(files, folder / "predictions")
+
+
 def publish(profile: str, names: list[str], predictions: bool = True) -> list[Path]:
     """Copy finished runs' results.json (and their predictions/ folder) from ``runs/`` to ``results/``."""
     written = []
@@ -467,13 +474,11 @@ def publish(profile: str, names: list[str], predictions: bool = True) -> list[Pa
         res = load_results(src)
         if not res or not res.get("finished"):
             raise ValueError(f"{src}: no finished run to publish (train it first: python -m mtl_lab run {name})")
-        if (dst / "predictions").is_dir():  # files of the run being replaced must not stay beside the new one
-            shutil.rmtree(dst / "predictions")
         dst.mkdir(parents=True, exist_ok=True)
         shutil.copy2(src / "results.json", dst / "results.json")
         written.append(dst / "results.json")
-        if predictions and (src / "predictions").is_dir():
-            shutil.copytree(src / "predictions", dst / "predictions", dirs_exist_ok=True)
+        replace_predictions(src / "predictions" if predictions else None, dst)
+        if (dst / "predictions").is_dir():
             written.append(dst / "predictions")
     return written
 

@@ -129,6 +129,9 @@ def trust(paths: list[Path] | None = None) -> list[Path]:
     return paths
 
 
+# the kernel's warning that its local TCP transport is unencrypted, once per notebook, is noise
+KERNEL_ARGS = ["--IPKernelApp.log_level=ERROR"]
+
 # The cells of each committed notebook that show PUBLISHED results (results/cpu/): (setup cells, those
 # cells, prelude). ``notebooks refresh`` re-runs them after ``publish`` (their nbval-checked outputs
 # would otherwise compare against the previous results); tests/test_notebook_form.py checks the indices.
@@ -155,22 +158,15 @@ PUBLISHED_SECTIONS = {
 def refresh_published(only: list[str] | None = None) -> dict[str, list[int]]:
     """Re-run the published-results cells of the committed notebooks (your own runs kept out of them)."""
     import tempfile
+    from unittest import mock
 
     changed = {}
-    with tempfile.TemporaryDirectory() as empty:  # no runs of your own in the committed outputs
-        old = os.environ.get("MTL_LAB_RUNS")
-        os.environ["MTL_LAB_RUNS"] = empty
-        try:
-            for book in notebook_paths(only):
-                if book.stem in PUBLISHED_SECTIONS:
-                    setup, cells, prelude = PUBLISHED_SECTIONS[book.stem]
-                    changed[book.name] = rerun_cells(book, cells, setup, prelude)
-                    print(f"{book.name}: cells {cells} re-run, {len(changed[book.name])} changed", flush=True)
-        finally:
-            if old is None:
-                os.environ.pop("MTL_LAB_RUNS")
-            else:
-                os.environ["MTL_LAB_RUNS"] = old
+    with tempfile.TemporaryDirectory() as empty, mock.patch.dict(os.environ, {"MTL_LAB_RUNS": empty}):
+        for book in notebook_paths(only):  # no runs of your own in the committed outputs
+            if book.stem in PUBLISHED_SECTIONS:
+                setup, cells, prelude = PUBLISHED_SECTIONS[book.stem]
+                changed[book.name] = rerun_cells(book, cells, setup, prelude)
+                print(f"{book.name}: cells {cells} re-run, {len(changed[book.name])} changed", flush=True)
     return changed
 
 
@@ -193,7 +189,7 @@ def rerun_cells(path: str | os.PathLike, cells: list[int], setup: list[int], pre
         nb,
         kernel_name="python3",
         resources={"metadata": {"path": str(path.parent)}},
-        extra_arguments=["--IPKernelApp.log_level=ERROR"],
+        extra_arguments=KERNEL_ARGS,
     )
     with client.setup_kernel():
         for i in setup:
@@ -270,8 +266,7 @@ def run_notebooks(
                 cwd=str(NOTEBOOK_DIR),
                 progress_bar=True,  # cells done of total, per notebook
                 kernel_name="python3",
-                # the kernel's warning that its local TCP transport is unencrypted, once per notebook, is noise
-                extra_arguments=["--IPKernelApp.log_level=ERROR"],
+                extra_arguments=KERNEL_ARGS,
             )
         except Exception as exc:  # papermill raises PapermillExecutionError with the cell's error
             status = "FAILED"
