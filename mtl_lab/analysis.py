@@ -601,15 +601,18 @@ SST_CLASSES = ["negative", "somewhat neg.", "neutral", "somewhat pos.", "positiv
 QQP_CLASSES = ["not paraphrase", "paraphrase"]
 
 
-def dev_predictions(pred_dir: str | os.PathLike, data_dir=None) -> dict[str, pd.DataFrame]:
-    """A run's dev prediction files (as ``predict`` writes them) joined with the dev data: texts, ``gold``, ``pred``."""
+def dev_predictions(pred_dir: str | os.PathLike, data_dir=None, limit: int | None = None) -> dict[str, pd.DataFrame]:
+    """A run's dev prediction files (as ``predict`` writes them) joined with the dev data: texts, ``gold``, ``pred``.
+
+    ``limit``: the files cover only that many dev examples a task (the subset a profile's ``dev_limit`` scores).
+    """
     out = {}
     for task, spec in data.TASKS.items():
         path = Path(pred_dir) / f"{spec.pred_file}-dev-output.csv"
         if not path.is_file():
             raise FileNotFoundError(f"{path}: no dev predictions (run `python -m mtl_lab predict ... --splits dev`)")
         preds = pd.read_csv(path).rename(columns={spec.pred_col: "pred"})
-        dev = load_quietly(task, "dev", data_dir).rename(columns={"label": "gold"})
+        dev = data.subsample(load_quietly(task, "dev", data_dir), limit, 0).rename(columns={"label": "gold"})
         dev["id"] = dev["id"].str.replace(" ", "")
         merged = dev.merge(preds, on="id", how="inner", validate="one_to_one")
         if len(merged) != len(dev):
@@ -618,14 +621,19 @@ def dev_predictions(pred_dir: str | os.PathLike, data_dir=None) -> dict[str, pd.
     return out
 
 
-def run_dev_predictions(run_folder: str | os.PathLike, data_dir=None) -> dict[str, pd.DataFrame]:
-    """dev_predictions of a run folder's ``predictions/``, first written from its ``best.pt`` if missing."""
+def run_dev_predictions(
+    run_folder: str | os.PathLike, data_dir=None, limit: int | None = None
+) -> dict[str, pd.DataFrame]:
+    """dev_predictions of a run folder's ``predictions/``, first written from its ``best.pt`` if missing.
+
+    With ``limit`` (e.g. the smoke profile's 100), only that many dev examples a task, in ``predictions-dev<limit>/``.
+    """
     from .evaluate import predict_files
 
-    folder = Path(run_folder) / "predictions"
+    folder = Path(run_folder) / ("predictions" if limit is None else f"predictions-dev{limit}")
     if not (folder / f"{data.TASKS['sst'].pred_file}-dev-output.csv").is_file():
-        predict_files(Path(run_folder) / "best.pt", folder, data_dir=data_dir, splits=("dev",))
-    return dev_predictions(folder, data_dir)
+        predict_files(Path(run_folder) / "best.pt", folder, data_dir=data_dir, splits=("dev",), limit=limit)
+    return dev_predictions(folder, data_dir, limit)
 
 
 def plot_confusion_matrices(runs: dict[str, dict[str, pd.DataFrame]], task: str) -> plt.Figure:

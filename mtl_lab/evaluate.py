@@ -11,7 +11,7 @@ import torch
 from scipy.stats import pearsonr, spearmanr
 from sklearn.metrics import accuracy_score
 
-from .data import TASKS, DataError, EncodedTask, bucket_batches, collate, encode, load_split
+from .data import TASKS, DataError, EncodedTask, bucket_batches, collate, encode, load_split, subsample
 
 METRIC_NAMES = {"sst": "sst_acc", "qqp": "qqp_acc", "sts": "sts_pearson"}
 
@@ -230,12 +230,14 @@ def predict_files(
     device: str = "auto",
     batch_size: int = 128,
     members: dict | None = None,
+    limit: int | None = None,
 ) -> dict[str, float]:
     """Write leaderboard prediction files of a checkpoint -- or of an ensemble of several, averaging their
     probabilities / scores -- for every task they know; return dev metrics.
 
     With several checkpoints, ``members`` (a dict, if given) receives each member's own dev metrics
-    by checkpoint path, so an ensemble's score can be shown beside its members'.
+    by checkpoint path, so an ensemble's score can be shown beside its members'. ``limit``: predict only
+    that many examples a task (the seeded subset a profile's ``dev_limit`` picks), not leaderboard files.
     """
     from .backbone import load_tokenizer
     from .model import load_model
@@ -255,7 +257,10 @@ def predict_files(
     own: dict[str, dict[str, float]] = {str(p): {} for p in paths}
     for split in splits:
         for task in tasks:
-            df = load_split(task, split, data_dir, keep_malformed=True)  # every id gets a prediction
+            # every id gets a prediction; a subset (``limit``) is drawn from the well-formed rows, as training's dev is
+            df = subsample(
+                load_split(task, split, data_dir, keep_malformed=limit is None, warn=limit is None), limit, 0
+            )
             if df.empty:
                 raise DataError(f"{df.attrs['path']}: no rows to predict (the file holds only a header)")
             outputs = []

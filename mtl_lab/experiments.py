@@ -15,6 +15,7 @@ import os
 import re
 import shutil
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from .data import results_root, runs_root
@@ -40,9 +41,12 @@ from .train import (
 STUDY_OVERRIDES = {
     "smoke": {
         "samplers": {},
-        "sequential": {},
+        "sequential": {"epochs": 1},
         "encoders": {"epochs": 1, "train_limit": 96, "dev_limit": 100},
         "aggregation": {"sampler": "uniform", "task_draws": 3, "batch_size": 8, "epochs": 1, "monitor_every": 6},
+        # nothing shows a fine-tuning run's gradient conflicts: smoke skips measuring them (the cpu and gpu
+        # profiles keep the configuration their published runs were trained with)
+        "finetune": {"monitor_every": 0},
         "pretrain": {"epochs": 1, "train_limit": 64, "dev_limit": 100},
     },
     "cpu": {
@@ -169,7 +173,8 @@ def experiment(name: str, profile: str, backbone: str | None = None, **overrides
             raise ValueError(f"unknown pre-training {parts[2]!r} in {name!r}: expected one of {PRETRAIN_STRATEGIES}")
         init = None
         if parts[0] == "ft":
-            kw = {**study["aggregation"], "aggregation": parts[3] if len(parts) == 4 else "sum", **overrides}
+            aggregation = parts[3] if len(parts) == 4 else "sum"
+            kw = {**study["aggregation"], **study.get("finetune", {}), "aggregation": aggregation, **overrides}
             init = f"{profile}/pre-{parts[1]}-{parts[2]}"  # relative to the runs folder
         elif len(parts) == 3:
             mode = parts[2].removeprefix("nli_")
@@ -346,7 +351,45 @@ def run_experiment(
         model_cfg, train_cfg = experiment(parent, profile, backbone)
         train(model_cfg, train_cfg, run_dir(profile, parent), progress=progress)
     model_cfg, train_cfg = experiment(name, profile, backbone, **overrides)
-    return train(model_cfg, train_cfg, run_dir(profile, name), progress=progress, resume=resume)
+    out = run_dir(profile, name)
+    twin = identical_run(profile, name, model_cfg, train_cfg) if resume and not out.exists() else None
+    if twin is not None:  # e.g. smoke's sampler-proportional is the baseline: shared, not trained twice
+        share_run(twin, out)
+        print(f"{name}: the same configuration as {twin.name} ({twin}): its finished run is reused", flush=True)
+    return train(model_cfg, train_cfg, out, progress=progress, resume=resume)
+
+
+def identical_run(profile: str, name: str, model_cfg: ModelConfig, train_cfg: TrainConfig) -> Path | None:
+    """Another finished run of the profile with exactly this model and training configuration, if any.
+
+    Exercise runs never count (a student's optimizer trains under the reference's configuration).
+    """
+    wanted = json.dumps(
+        {"model": replace(model_cfg, tasks=train_cfg.tasks).to_dict(), "train": train_cfg.to_dict()}, sort_keys=True
+    )
+    for results in sorted((runs_root() / profile).glob("*/results.json")):
+        folder = results.parent
+        if folder.name == name or folder.name.startswith("exercise-") or not (folder / "best.pt").is_file():
+            continue
+        stored = load_results(folder)
+        if stored and stored.get("finished"):
+            config = {k: stored["config"].get(k) for k in ("model", "train")}
+            if json.dumps(config, sort_keys=True) == wanted:
+                return folder
+    return None
+
+
+def share_run(source: Path, out: Path) -> None:
+    """Make ``out`` a finished copy of the run in ``source`` (results.json copied, best.pt hard-linked where possible)."""
+    tmp = out.with_name(out.name + ".sharing")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        os.link(source / "best.pt", tmp / "best.pt")
+    except OSError:  # another file system, or links not allowed
+        shutil.copy2(source / "best.pt", tmp / "best.pt")
+    shutil.copy2(source / "results.json", tmp / "results.json")
+    tmp.rename(out)
 
 
 # The lab's recipe: the average of differently built models trained with the same seed -- the k-th runs of

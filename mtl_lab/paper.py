@@ -28,6 +28,9 @@ def paper_frame() -> pd.DataFrame:
 
 PAPER_MODELS = {"cls": "BERT [CLS] multi-task", "sbert": "SBERT + CNN-BiLSTM"}
 
+# notebook 02's multi-task comparison: its row label -> the paper's Table 2 row
+ENCODER_ROWS = {"[CLS] baseline": "BERT [CLS] multi-task, initial", "SBERT + CNN-BiLSTM": "SBERT + CNN-BiLSTM, initial"}
+
 
 def paper_rows(model: str, strategies: list[str]) -> dict[str, str]:
     """strategy -> the paper's Table 2 row for a model (``cls``/``sbert``), for the strategies it reports."""

@@ -218,3 +218,42 @@ def test_an_ensemble_refuses_members_of_different_tasks(tmp_path, checkpoint, ti
     train(ModelConfig(backbone=tiny_backbone, tasks=("sst",)), tiny(tasks=("sst",)), sst_only, progress=False)
     with pytest.raises(ValueError, match="must share tasks and backbone"):
         predict_files([checkpoint, sst_only], tmp_path / "out", splits=("dev",))
+
+
+def test_a_run_with_the_same_configuration_under_another_name_is_shared_not_retrained(
+    tmp_path, monkeypatch, tiny_backbone
+):
+    monkeypatch.setenv("MTL_LAB_RUNS", str(tmp_path))
+    small = dict(train_limit=16, dev_limit=16, epochs=1, max_length=16)
+    base = experiments.run_experiment("baseline", "smoke", backbone=tiny_backbone, progress=False, **small)
+    calls = []
+    real_train = experiments.train
+    monkeypatch.setattr(experiments, "train", lambda *a, **k: calls.append(a[2]) or real_train(*a, **k))
+    # in the smoke profile the proportional sampler IS the baseline's configuration
+    shared = experiments.run_experiment(
+        "sampler-proportional", "smoke", backbone=tiny_backbone, progress=False, **small
+    )
+    assert shared["best"] == base["best"] and shared["config"] == json.loads(json.dumps(base["config"]))
+    folder = experiments.run_dir("smoke", "sampler-proportional")
+    assert (folder / "best.pt").read_bytes() == (experiments.run_dir("smoke", "baseline") / "best.pt").read_bytes()
+    assert not list(tmp_path.glob("smoke/*.sharing"))
+    # a different configuration trains: the identical one came back from train() without training
+    other = experiments.run_experiment("sampler-sqrt", "smoke", backbone=tiny_backbone, progress=False, **small)
+    assert other["config"]["train"]["sampler"] == "sqrt"
+    assert experiments.identical_run("smoke", "x", *experiments.experiment("sampler-annealed", "smoke")) is None
+    assert len(calls) == 2 and "wall_time_s" in other
+
+
+def test_limited_dev_predictions_cover_the_subset_training_scores(tmp_path, checkpoint, tokenizer):
+    from mtl_lab import analysis
+    from mtl_lab.train import load_encoded
+
+    run = tmp_path / "run"
+    run.mkdir()
+    shutil.copy(checkpoint / "best.pt", run / "best.pt")
+    preds = analysis.run_dev_predictions(run, limit=20)
+    assert (run / "predictions-dev20" / "sst-dev-output.csv").is_file() and not (run / "predictions").exists()
+    assert {t: len(df) for t, df in preds.items()} == {"sst": 20, "qqp": 20, "sts": 20}
+    scored = load_encoded("qqp", "dev", tokenizer, 16, 20, 0)  # what training with dev_limit 20 evaluates
+    assert set(preds["qqp"]["id"]) == {i.replace(" ", "") for i in scored.ids}
+    assert preds["qqp"]["gold"].notna().all()
