@@ -278,7 +278,8 @@ def headline_table(profile: str = "cpu") -> pd.DataFrame:
                     "QQP": f"{r['QQP']:.3f}",
                     "STS r": f"{r['STS']:.3f}",
                     "overall": f"**{r['overall']:.3f}**{spread}",
-                    "minutes": f"{r['minutes']:.0f}",
+                    # NaN: every run of the row was paused or shared the cores (its timing_note gives a quiet estimate)
+                    "minutes": f"{r['minutes']:.0f}" if pd.notna(r["minutes"]) else "see notes",
                 }
             )
         else:
