@@ -42,7 +42,7 @@ STUDY_OVERRIDES = {
     "smoke": {
         "samplers": {},
         "sequential": {"epochs": 1},
-        "encoders": {"epochs": 1, "train_limit": 96, "dev_limit": 100},
+        "encoders": {"epochs": 1, "train_limit": 96, "dev_limit": 100, "batch_size": 16},
         "aggregation": {"sampler": "uniform", "task_draws": 3, "batch_size": 8, "epochs": 1, "monitor_every": 6},
         # nothing shows a fine-tuning run's gradient conflicts: smoke skips measuring them (the cpu and gpu
         # profiles keep the configuration their published runs were trained with)

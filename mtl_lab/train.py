@@ -167,13 +167,14 @@ PROFILES: dict[str, dict] = {
     # seconds per run on 2 CPU cores; what nbval runs in CI
     "smoke": dict(
         epochs=2,
-        batch_size=16,
+        batch_size=8,
         lr=2e-4,
         max_length=32,
         train_limit=96,
         dev_limit=100,
         precision="fp32",
         checkpoint_every=0,
+        # batch 8: with 96 examples a task, 16 left too few steps to learn STS at all (r -0.08; the tests check > 0.2)
         # at this size freezing them saves nothing (measured: 33.5 s vs 34.5 s a run), and training them
         # keeps the committed notebook outputs
         freeze_word_embeddings=False,
