@@ -15,7 +15,6 @@ import os
 import re
 import shutil
 import time
-from dataclasses import replace
 from pathlib import Path
 
 from .data import results_root, runs_root
@@ -26,6 +25,7 @@ from .train import (
     load_results,
     profile_config,
     require_device,
+    run_config,
     stale_data,
     train,
 )
@@ -364,9 +364,7 @@ def identical_run(profile: str, name: str, model_cfg: ModelConfig, train_cfg: Tr
 
     Exercise runs never count (a student's optimizer trains under the reference's configuration).
     """
-    wanted = json.dumps(
-        {"model": replace(model_cfg, tasks=train_cfg.tasks).to_dict(), "train": train_cfg.to_dict()}, sort_keys=True
-    )
+    wanted = json.dumps(run_config(model_cfg, train_cfg), sort_keys=True)
     for results in sorted((runs_root() / profile).glob("*/results.json")):
         folder = results.parent
         if folder.name == name or folder.name.startswith("exercise-") or not (folder / "best.pt").is_file():

@@ -579,6 +579,11 @@ def prepare_for_training(model: MultitaskModel, cfg: TrainConfig, device: torch.
     return model
 
 
+def run_config(model_cfg: ModelConfig, cfg: TrainConfig) -> dict:
+    """The model and training configuration a run stores (results.json, checkpoints): the model trains cfg's tasks."""
+    return {"model": replace(model_cfg, tasks=cfg.tasks).to_dict(), "train": cfg.to_dict()}
+
+
 def train(
     model_cfg: ModelConfig,
     cfg: TrainConfig,
@@ -602,7 +607,7 @@ def train(
     out.mkdir(parents=True, exist_ok=True)
     ckpt_path, best_path, results_path = out / "checkpoint.pt", out / "best.pt", out / "results.json"
     model_cfg = replace(model_cfg, tasks=cfg.tasks)
-    config = {"model": model_cfg.to_dict(), "train": cfg.to_dict(), "data": data_fingerprint(data_files(cfg), data_dir)}
+    config = {**run_config(model_cfg, cfg), "data": data_fingerprint(data_files(cfg), data_dir)}
 
     previous = load_results(out) if resume else None
     if previous is not None:
