@@ -360,7 +360,7 @@ def plot_toy_trajectories(paths: dict[str, torch.Tensor]) -> plt.Figure:
     from .optim.toy import toy_losses
 
     xs, ys = np.linspace(-10, 10, 161), np.linspace(-10, 10, 161)
-    grid = np.array([[float(toy_losses(torch.tensor([x, y])).sum()) for x in xs] for y in ys])
+    grid = toy_losses(torch.tensor(np.stack(np.meshgrid(xs, ys), axis=-1))).sum(-1).numpy()  # rows: y, columns: x
     fig, ax = plt.subplots(figsize=(5.2, 5.2))
     cs = ax.contourf(xs, ys, grid, levels=30, cmap="viridis")
     fig.colorbar(cs, ax=ax, label="L1 + L2")

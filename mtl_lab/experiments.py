@@ -22,6 +22,7 @@ from .model import ModelConfig, MultitaskModel, load_model
 from .train import (
     StaleDataError,
     TrainConfig,
+    config_diff,
     load_results,
     profile_config,
     require_device,
@@ -360,20 +361,18 @@ def run_experiment(
 
 
 def identical_run(profile: str, name: str, model_cfg: ModelConfig, train_cfg: TrainConfig) -> Path | None:
-    """Another finished run of the profile with exactly this model and training configuration, if any.
-
-    Exercise runs never count (a student's optimizer trains under the reference's configuration).
+    """Another finished run of the profile with this model and training configuration, if any: the same
+    comparison resuming makes (``train.config_diff``). Exercise runs never count (a student's optimizer
+    trains under the reference's configuration).
     """
-    wanted = json.dumps(run_config(model_cfg, train_cfg), sort_keys=True)
+    wanted = run_config(model_cfg, train_cfg)
     for results in sorted((runs_root() / profile).glob("*/results.json")):
         folder = results.parent
         if folder.name == name or folder.name.startswith("exercise-") or not (folder / "best.pt").is_file():
             continue
         stored = load_results(folder)
-        if stored and stored.get("finished"):
-            config = {k: stored["config"].get(k) for k in ("model", "train")}
-            if json.dumps(config, sort_keys=True) == wanted:
-                return folder
+        if stored and stored.get("finished") and not config_diff(stored["config"], wanted):  # what resuming checks
+            return folder
     return None
 
 

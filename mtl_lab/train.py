@@ -55,7 +55,7 @@ from .data import (
     task_file,
 )
 from .data import bucket_batches as _bucket_batches
-from .evaluate import autocast_context, evaluate, precision_choice, resolve_device
+from .evaluate import autocast_context, eval_batch_size, evaluate, precision_choice, resolve_device
 from .model import ModelConfig, MultitaskModel
 from .optim import AdamW
 from .optim.pcgrad import AGGREGATORS, TaskGradients, cosine_matrix
@@ -79,7 +79,9 @@ class TrainConfig:
     tasks: tuple[str, ...] = field(default_factory=lambda: TASK_NAMES)
     epochs: int = 3
     batch_size: int = 32
-    eval_batch_size: int = 128
+    # None: the device's default (evaluate.eval_batch_size: 32 on a CPU, 128 on a GPU). How fast dev
+    # scoring runs, not what is trained: two runs differing only here are the same run (RUN_TIME_FIELDS).
+    eval_batch_size: int | None = None
     lr: float = 5e-5
     weight_decay: float = 0.01
     warmup: float = 0.1
@@ -357,13 +359,16 @@ def _to_device(batch: dict, device: torch.device) -> dict:
 # Fields whose default changed what training does when they were added: a run stored before them
 # trained with the value given here, not with today's default.
 ADDED_FIELDS = {"train": {"freeze_word_embeddings": False}}
+# Fields that set how fast a run is scored, not what it trains: a stored run differing only here is the same run.
+RUN_TIME_FIELDS = {"train": ("eval_batch_size",)}
 
 
 def config_diff(stored: dict, config: dict) -> list[str]:
     """Fields where a stored run config differs from ``config`` (empty when they match).
 
     Fields added to the dataclasses since the run was stored count as their defaults (or, for
-    ``ADDED_FIELDS``, as what training did before them), so new options do not invalidate finished runs.
+    ``ADDED_FIELDS``, as what training did before them), so new options do not invalidate finished runs;
+    ``RUN_TIME_FIELDS`` are not compared.
     """
     defaults = {"model": ModelConfig().to_dict(), "train": TrainConfig().to_dict()}
     for section, legacy in ADDED_FIELDS.items():
@@ -375,7 +380,7 @@ def config_diff(stored: dict, config: dict) -> list[str]:
         diff += [
             f"{section}.{k}: {old.get(k)!r} -> {new.get(k)!r}"
             for k in sorted(set(old) | set(new))
-            if old.get(k) != new.get(k)
+            if old.get(k) != new.get(k) and k not in RUN_TIME_FIELDS.get(section, ())
         ]
     return diff
 
@@ -663,8 +668,9 @@ def train(
         if progress:
             tqdm.write(f"resuming {out} at stage {state['stage']} epoch {state['epoch']} step {state['step']}")
 
+    eval_batch = cfg.eval_batch_size or eval_batch_size(device)
     if cfg.pretrain is not None and "initial" not in state:  # the geometry before pre-training
-        state["initial"] = embedding_metrics(model, dev_sets["sts"], cfg.eval_batch_size, precision)
+        state["initial"] = embedding_metrics(model, dev_sets["sts"], eval_batch, precision)
 
     def save_checkpoint() -> None:
         rng = {"torch": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state() if device.type == "cuda" else None}
@@ -774,9 +780,9 @@ def train(
             bar.close()
             train_seconds = time.perf_counter() - t0
             if cfg.pretrain is not None:
-                metrics = embedding_metrics(model, dev_sets["sts"], cfg.eval_batch_size, precision)
+                metrics = embedding_metrics(model, dev_sets["sts"], eval_batch, precision)
             else:
-                metrics = evaluate(model, dev_sets, cfg.eval_batch_size, precision)
+                metrics = evaluate(model, dev_sets, eval_batch, precision)
             record = {
                 "epoch": global_epoch + 1,
                 "stage": "/".join(stage),

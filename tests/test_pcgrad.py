@@ -117,10 +117,9 @@ def test_imtl_g_projects_equally_on_every_task(seed):
 
 
 def test_toy_objective_plain_descent_stalls_and_pcgrad_does_not():
-    from mtl_lab.optim.toy import optimize_toy, toy_losses
+    from mtl_lab.optim.toy import optimize_toys, toy_losses
 
-    plain = optimize_toy((-8.5, 7.5), "sum", steps=20000)
-    pcgrad = optimize_toy((-8.5, 7.5), "pcgrad", steps=20000)
+    plain, pcgrad = optimize_toys([((-8.5, 7.5), "sum"), ((-8.5, 7.5), "pcgrad")], steps=20000)
     plain_loss, pc_loss = float(toy_losses(plain[-1]).sum()), float(toy_losses(pcgrad[-1]).sum())
     # plain descent is stuck in the valley: the last half of its steps barely lower the loss
     assert float(toy_losses(plain[10000]).sum()) - plain_loss < 1.0
@@ -138,3 +137,13 @@ def test_2d_geometry_of_the_widget():
     np.testing.assert_allclose(v["g2'"], [0.0, np.sqrt(0.5)], atol=1e-6)
     np.testing.assert_allclose(v["pcgrad"], v["g1'"] + v["g2'"], atol=1e-6)
     assert v["pcgrad"] @ v["g1"] >= 0 and v["pcgrad"] @ v["g2"] >= 0
+
+
+def test_toy_points_optimised_together_move_as_if_alone():
+    from mtl_lab.optim.toy import optimize_toy, optimize_toys
+
+    runs = [((-8.5, 7.5), "sum"), ((-8.5, 7.5), "pcgrad"), ((9.0, 9.0), "imtl_g"), ((0.0, -3.0), "pcgrad")]
+    together = optimize_toys(runs, steps=300, seed=3)
+    for (start, agg), path in zip(runs, together):
+        assert path.shape == (301, 2)
+        torch.testing.assert_close(path, optimize_toy(start, agg, steps=300, seed=3), rtol=0, atol=0)

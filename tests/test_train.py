@@ -15,6 +15,7 @@ from mtl_lab.train import (
     TrainingError,
     config_diff,
     epoch_plan,
+    load_encoded,
     lr_multiplier,
     profile_config,
     task_probabilities,
@@ -181,3 +182,23 @@ def test_smoke_multitask_run_beats_the_majority_class(tmp_path, model_cfg, epoch
     assert res["examples_per_s"] > 0 and res["finished"]
     written = json.loads((tmp_path / "results.json").read_text())
     assert written["history"][-1]["dev"] == res["history"][-1]["dev"]
+
+
+def test_the_eval_batch_size_does_not_make_another_run():
+    stored = {"model": ModelConfig().to_dict(), "train": {**tiny().to_dict(), "eval_batch_size": 128}}
+    assert config_diff(stored, {"model": ModelConfig().to_dict(), "train": tiny().to_dict()}) == []
+    assert config_diff(stored, {"model": ModelConfig().to_dict(), "train": tiny(lr=1e-3).to_dict()}) != []
+
+
+def test_the_eval_batch_size_changes_how_fast_not_what_is_scored():
+    from mtl_lab.backbone import load_tokenizer
+    from mtl_lab.evaluate import eval_batch_size, evaluate
+
+    assert eval_batch_size(torch.device("cpu")) == 32
+    tokenizer = load_tokenizer()
+    dev = {t: load_encoded(t, "dev", tokenizer, 48, 40, 0) for t in ("sst", "qqp", "sts")}
+    torch.manual_seed(0)
+    model = MultitaskModel(ModelConfig())
+    small, big = evaluate(model, dev, 4, "fp32"), evaluate(model, dev, 128, "fp32")
+    assert small.keys() == big.keys() and len(small) >= 3
+    assert all(abs(small[k] - big[k]) < 1e-6 for k in small)

@@ -16,34 +16,49 @@ _LOWER = 5e-6
 
 
 def toy_losses(x: torch.Tensor) -> torch.Tensor:
-    """The two task losses [L1, L2] at a point x = (x1, x2)."""
-    x1, x2 = x[0], x[1]
+    """The two task losses [L1, L2] at a point x = (x1, x2); for points stacked as rows (N x 2), N x 2."""
+    x1, x2 = x[..., 0], x[..., 1]
     f1 = torch.clamp((0.5 * (-x1 - 7) - torch.tanh(-x2)).abs(), _LOWER).log() + 6
     f2 = torch.clamp((0.5 * (-x1 + 3) + torch.tanh(-x2) + 2).abs(), _LOWER).log() + 6
     c1 = torch.clamp(torch.tanh(x2 * 0.5), 0)
     c2 = torch.clamp(torch.tanh(-x2 * 0.5), 0)
     f1_sq = ((-x1 + 7).pow(2) + 0.1 * (-x2 - 8).pow(2)) / 10 - 20
     f2_sq = ((-x1 - 7).pow(2) + 0.1 * (-x2 - 8).pow(2)) / 10 - 20
-    return torch.stack([f1 * c1 + f1_sq * c2, f2 * c1 + f2_sq * c2])
+    return torch.stack([f1 * c1 + f1_sq * c2, f2 * c1 + f2_sq * c2], dim=-1)
 
 
-def optimize_toy(
-    start: tuple[float, float], aggregation: str = "sum", steps: int = 20000, lr: float = 1e-3, seed: int = 0
-):
-    """Adam on the toy with the task gradients combined by ``aggregation``; returns the trajectory (steps+1 x 2)."""
-    x = torch.tensor(start, dtype=torch.float32, requires_grad=True)
+def optimize_toys(
+    runs: list[tuple[tuple[float, float], str]], steps: int = 20000, lr: float = 1e-3, seed: int = 0
+) -> list[torch.Tensor]:
+    """Several toy optimisations at once, one per (start, aggregation): Adam on the toy with each point's two
+    task gradients combined by its aggregation; returns each trajectory (steps+1 x 2).
+
+    The points move independently (Adam is elementwise, each has its own random generator), exactly as
+    one ``optimize_toy`` call each, but share every autograd call: 3-4x faster than one at a time.
+    """
+    x = torch.tensor([start for start, _ in runs], dtype=torch.float32, requires_grad=True)
     opt = torch.optim.Adam([x], lr=lr)
-    gen = torch.Generator().manual_seed(seed)
+    gens = [torch.Generator().manual_seed(seed) for _ in runs]
+    one_hot = torch.eye(2)[:, None, :].expand(2, len(runs), 2)  # task k's loss of every point
     path = [x.detach().clone()]
     threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # two-element tensors: more threads only add overhead (measured 1.5x slower)
+    torch.set_num_threads(1)  # tiny tensors: more threads only add overhead (measured 1.5x slower)
     try:
         for _ in range(steps):
-            losses = toy_losses(x)
-            grads = torch.stack([torch.autograd.grad(losses[i], x, retain_graph=i == 0)[0] for i in range(2)])
-            x.grad = AGGREGATORS[aggregation](grads, "sum", gen)
+            # K x N x 2: task k's gradient at each point (point n's loss depends on point n only)
+            (grads,) = torch.autograd.grad(toy_losses(x), x, grad_outputs=one_hot, is_grads_batched=True)
+            x.grad = torch.stack(
+                [AGGREGATORS[agg](grads[:, n], "sum", gen) for n, ((_, agg), gen) in enumerate(zip(runs, gens))]
+            )
             opt.step()
             path.append(x.detach().clone())
     finally:
         torch.set_num_threads(threads)
-    return torch.stack(path)
+    return list(torch.stack(path).unbind(1))
+
+
+def optimize_toy(
+    start: tuple[float, float], aggregation: str = "sum", steps: int = 20000, lr: float = 1e-3, seed: int = 0
+) -> torch.Tensor:
+    """Adam on the toy with the task gradients combined by ``aggregation``; returns the trajectory (steps+1 x 2)."""
+    return optimize_toys([(start, aggregation)], steps, lr, seed)[0]
