@@ -461,7 +461,17 @@ def record_recipe(profile: str, seed: int, trained: dict, member_metrics: dict, 
     notes = [f"{n}: {r['timing_note']}" for n, r in trained.items() if r.get("timing_note")]
     record = {
         # the members' shared budget (tasks, epochs, subsets) as the train config: the recipe is a full-budget row
-        "config": {"recipe": RECIPE["label"], "members": list(trained), "train": shared_budget(trained)},
+        "config": {
+            "recipe": RECIPE["label"],
+            "members": list(trained),
+            "train": {
+                **shared_budget(trained),
+                # as a run stores it: a run stored before the option trained its word embeddings
+                "freeze_word_embeddings": all(
+                    r["config"]["train"].get("freeze_word_embeddings", False) for r in trained.values()
+                ),
+            },
+        },
         "members": {n: {"best": member_metrics[n], "wall_time_s": r["wall_time_s"]} for n, r in trained.items()},
         "best": dict(metrics),
         "wall_time_s": sum(r["wall_time_s"] for r in trained.values()),  # the members' training, one after another
@@ -574,12 +584,14 @@ def is_full_budget(results: dict) -> bool:
 
 def best_published_with_predictions(profile: str = "cpu", exclude: tuple[str, ...] = ()) -> str | None:
     """The published full-budget multi-task run with the highest dev overall whose dev prediction files are
-    committed (``results/<profile>/<run>/predictions/``), leaving out ``exclude``; None if there is none."""
+    committed (``results/<profile>/<run>/predictions/``), trained with frozen word embeddings as today's
+    runs are, leaving out ``exclude``; None if there is none."""
     runs = {
         n: r
         for n, r in finished_results(profile).items()
         if n not in exclude
-        and "wemb" not in n.split("-")  # the runs made before the word embeddings were frozen
+        # trained as today's runs are: with frozen word embeddings (runs stored before the option trained them)
+        and r["config"]["train"].get("freeze_word_embeddings", False)
         and is_full_budget(r)
         and len(r["config"]["train"]["tasks"]) == 3
         and (published_dir(profile, n) / "predictions" / "sst-dev-output.csv").is_file()

@@ -58,12 +58,14 @@ def test_notebook_06_compares_the_best_full_budget_run_with_committed_prediction
 
     monkeypatch.setenv("MTL_LAB_RESULTS", str(tmp_path))
 
-    def publish(name, overall, train_fraction=None, predictions=True):
+    def publish(name, overall, train_fraction=None, predictions=True, frozen=True):
         folder = tmp_path / "cpu" / name
         (folder / "predictions").mkdir(parents=True)
         if predictions:
             (folder / "predictions" / "sst-dev-output.csv").write_text("id,Predicted_Sentiment\n")
         train = {"tasks": ["sst", "qqp", "sts"], "train_fraction": train_fraction, "train_limit": None, "epochs": 3}
+        if frozen is not None:  # None: a run stored before the option existed (it trained them)
+            train["freeze_word_embeddings"] = frozen
         (folder / "results.json").write_text(
             json.dumps({"finished": True, "best": {"overall": overall}, "config": {"train": train}})
         )
@@ -72,6 +74,8 @@ def test_notebook_06_compares_the_best_full_budget_run_with_committed_prediction
     publish("full-cls-s2", 0.744)
     publish("full-mean", 0.760, predictions=False)  # no committed predictions: not analysable
     publish("ft-sbert-nli", 0.99, train_fraction=0.15)  # a study-budget run never counts
+    publish("full-cls-wemb", 0.95, frozen=False)  # trained word embeddings: not today's model
+    publish("old-full", 0.95, frozen=None)
     assert experiments.best_published_with_predictions("cpu", exclude=("baseline",)) == "full-cls-s2"
     assert experiments.best_published_with_predictions("cpu", exclude=("baseline", "full-cls-s2")) is None
 
@@ -119,6 +123,8 @@ def test_the_recipe_records_each_seed_as_an_ensemble_run_of_its_rows(tmp_path, m
     assert record["wall_time_s"] == sum(r["wall_time_s"] for r in member_runs)
     assert experiments.is_full_budget(record) == experiments.is_full_budget(member_runs[0])
     assert record["config"]["train"]["tasks"] == member_runs[0]["config"]["train"]["tasks"]
+    frozen = [r["config"]["train"]["freeze_word_embeddings"] for r in member_runs]  # smoke trains them: False
+    assert record["config"]["train"]["freeze_word_embeddings"] is all(frozen)
     assert {n: m["best"] for n, m in record["members"].items()} == out["members"]
     experiments.publish("smoke", ["recipe", *experiments.recipe_members(0)])
     assert len(list((tmp_path / "results" / "smoke" / "recipe" / "predictions").glob("*.csv"))) == 3
