@@ -419,9 +419,8 @@ def stale_data(results: dict, data_dir=None) -> list[str]:
     stored = results.get("config", {})
     if "data" not in stored:
         return []
-    cfg = TrainConfig(**{k: v for k, v in stored["train"].items() if k in TrainConfig.__dataclass_fields__})
     try:
-        current = data_fingerprint(data_files(cfg), data_dir)
+        current = data_fingerprint(list(stored["data"]), data_dir)  # the files it read, as they are today
     except DataError as exc:
         return [str(exc)]
     return fingerprint_changes(stored["data"], current)

@@ -11,7 +11,7 @@ from conftest import tiny_config
 from mtl_lab.checkpoint import UnsafeCheckpointError, convert, safe_load
 from mtl_lab.data import DataError, resolve_data_dir
 from mtl_lab.model import ModelConfig, load_model
-from mtl_lab.train import StaleDataError, train
+from mtl_lab.train import StaleDataError, stale_data, train
 
 
 class WritesAFile:
@@ -77,8 +77,11 @@ def test_a_finished_run_is_not_reused_after_its_data_changed(tmp_path, data_copy
     assert set(first["config"]["data"]) == {"ids-sst-train.csv", "ids-sst-dev.csv", "sts-train.csv", "sts-dev.csv"}
     again = train(model, cfg, tmp_path / "run", data_dir=data_copy, progress=False)
     assert again == json.loads(json.dumps(first))  # same data: the finished run is reused
+    assert stale_data(first, data_copy) == []
     with open(data_copy / "sts-dev.csv", "a") as f:  # a student fixes a row
         f.write("9999\tnewid\tA man plays.\tA man is playing.\t4.5\n")
+    (change,) = stale_data(first, data_copy)  # what sweep and best_model report for a finished run
+    assert change.startswith("sts-dev.csv changed (size ")
     with pytest.raises(StaleDataError, match=r"sts-dev\.csv changed.*--out.*--no-resume"):
         train(model, cfg, tmp_path / "run", data_dir=data_copy, progress=False)
     redone = train(model, cfg, tmp_path / "run", data_dir=data_copy, progress=False, resume=False)
