@@ -28,6 +28,7 @@ from .train import (
     require_device,
     run_config,
     stale_data,
+    stored_setting,
     train,
 )
 
@@ -466,9 +467,8 @@ def record_recipe(profile: str, seed: int, trained: dict, member_metrics: dict, 
             "members": list(trained),
             "train": {
                 **shared_budget(trained),
-                # as a run stores it: a run stored before the option trained its word embeddings
                 "freeze_word_embeddings": all(
-                    r["config"]["train"].get("freeze_word_embeddings", False) for r in trained.values()
+                    stored_setting(r["config"], "train", "freeze_word_embeddings") for r in trained.values()
                 ),
             },
         },
@@ -590,8 +590,7 @@ def best_published_with_predictions(profile: str = "cpu", exclude: tuple[str, ..
         n: r
         for n, r in finished_results(profile).items()
         if n not in exclude
-        # trained as today's runs are: with frozen word embeddings (runs stored before the option trained them)
-        and r["config"]["train"].get("freeze_word_embeddings", False)
+        and stored_setting(r["config"], "train", "freeze_word_embeddings")  # as today's runs train
         and is_full_budget(r)
         and len(r["config"]["train"]["tasks"]) == 3
         and (published_dir(profile, n) / "predictions" / "sst-dev-output.csv").is_file()

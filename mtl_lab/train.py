@@ -363,6 +363,18 @@ ADDED_FIELDS = {"train": {"freeze_word_embeddings": False}}
 RUN_TIME_FIELDS = {"train": ("eval_batch_size",)}
 
 
+def stored_setting(config: dict, section: str, key: str):
+    """A setting of a stored run config (results.json's ``config``): what the run trained with, also for a run
+    stored before the field existed (``ADDED_FIELDS``, else today's default)."""
+    return {**_stored_defaults(section), **config.get(section, {})}.get(key)
+
+
+def _stored_defaults(section: str) -> dict:
+    """What a stored run config's missing fields mean: today's defaults, except ``ADDED_FIELDS``."""
+    defaults = {"model": ModelConfig, "train": TrainConfig}[section]().to_dict()
+    return {**defaults, **ADDED_FIELDS.get(section, {})}
+
+
 def config_diff(stored: dict, config: dict) -> list[str]:
     """Fields where a stored run config differs from ``config`` (empty when they match).
 
@@ -370,9 +382,7 @@ def config_diff(stored: dict, config: dict) -> list[str]:
     ``ADDED_FIELDS``, as what training did before them), so new options do not invalidate finished runs;
     ``RUN_TIME_FIELDS`` are not compared.
     """
-    defaults = {"model": ModelConfig().to_dict(), "train": TrainConfig().to_dict()}
-    for section, legacy in ADDED_FIELDS.items():
-        defaults[section].update(legacy)
+    defaults = {section: _stored_defaults(section) for section in ("model", "train")}
     norm = lambda d: json.loads(json.dumps(d))  # noqa: E731 -- tuples and lists compare equal
     diff = []
     for section, fields_ in defaults.items():
