@@ -236,7 +236,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
 def _cmd_publish(args: argparse.Namespace) -> int:
     from .experiments import publish
 
-    for path in publish(args.profile, args.names, predictions=not args.no_predictions):
+    for path in publish(args.profile, args.names, predictions=not args.no_predictions, replace=args.replace):
         print(f"published {path}")
     return 0
 
@@ -371,6 +371,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("names", nargs="+", help="run names under runs/<profile>/")
     p.add_argument("--profile", choices=["smoke", "cpu", "gpu"], default="cpu")
     p.add_argument("--no-predictions", action="store_true", help="copy results.json only")
+    p.add_argument(
+        "--replace", action="store_true", help="overwrite a published run of another configuration under the same name"
+    )
     p.set_defaults(func=_cmd_publish)
 
     p = sub.add_parser(

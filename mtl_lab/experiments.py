@@ -22,6 +22,7 @@ from .model import ModelConfig, MultitaskModel, load_model
 from .train import (
     StaleDataError,
     TrainConfig,
+    atomic_write_json,
     config_diff,
     load_results,
     profile_config,
@@ -515,16 +516,47 @@ def replace_predictions(files: Path | None, folder: Path) -> None:
         shutil.copytree(files, folder / "predictions")
 
 
-def publish(profile: str, names: list[str], predictions: bool = True) -> list[Path]:
-    """Copy finished runs' results.json (and their predictions/ folder) from ``runs/`` to ``results/``."""
+def init_record(res: dict, src: Path) -> dict | None:
+    """What a run started from, for its published copy: the pre-training run's configuration, score, minutes and
+    CPU, read from ``runs/`` -- only when that run was written before this one started (else None: retrained since)."""
+    init = res.get("config", {}).get("model", {}).get("init")
+    init_results = runs_root() / str(init) / "results.json" if init else None
+    if not init_results or not init_results.is_file():
+        return None
+    started = (src / "results.json").stat().st_mtime - float(res.get("wall_time_s") or 0)
+    if init_results.stat().st_mtime > started:
+        return None
+    theirs = json.loads(init_results.read_text())
+    keep = ("config", "best", "wall_time_s", "environment", "precision")
+    return {"run": str(init), **{k: theirs[k] for k in keep if k in theirs}}
+
+
+def publish(profile: str, names: list[str], predictions: bool = True, replace: bool = False) -> list[Path]:
+    """Copy finished runs' results.json (and their predictions/) from ``runs/`` to ``results/``.
+
+    A published run of another configuration under the same name is not overwritten (unless ``replace``):
+    other published runs may have started from it. A run that started from a pre-training run carries that
+    run's record (``init_run``), so its published copy says which pre-training it used even if the name is reused.
+    """
     written = []
     for name in names:
         src, dst = run_dir(profile, name), published_dir(profile, name)
         res = load_results(src)
         if not res or not res.get("finished"):
             raise ValueError(f"{src}: no finished run to publish (train it first: python -m mtl_lab run {name})")
+        old = load_results(dst)
+        if old and not replace and "model" in old.get("config", {}) and "model" in res.get("config", {}):
+            diff = config_diff(old["config"], res["config"])
+            if diff:
+                raise ValueError(
+                    f"{dst} holds a published run of another configuration ({'; '.join(diff)}): runs that started "
+                    "from it would lose their record -- keep yours in runs/, or overwrite it with --replace"
+                )
         dst.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(src / "results.json", dst / "results.json")
+        init = init_record(res, src)
+        if init:
+            res = {**res, "init_run": init}
+        atomic_write_json(res, dst / "results.json")
         written.append(dst / "results.json")
         replace_predictions(src / "predictions" if predictions else None, dst)
         if (dst / "predictions").is_dir():

@@ -37,6 +37,45 @@ def test_publishing_a_run_again_drops_the_replaced_runs_predictions(tmp_path, mo
     assert "0.8" in (dst / "results.json").read_text() and not (dst / "predictions").exists()
 
 
+def test_publish_keeps_a_published_run_of_another_configuration_and_records_the_pretraining(tmp_path, monkeypatch):
+    import json
+    import os
+
+    monkeypatch.setenv("MTL_LAB_RUNS", str(tmp_path / "runs"))
+    monkeypatch.setenv("MTL_LAB_RESULTS", str(tmp_path / "results"))
+
+    def write(root, name, frozen, **extra):
+        model, train = experiments.experiment(name, "cpu", freeze_word_embeddings=frozen)
+        folder = tmp_path / root / "cpu" / name
+        folder.mkdir(parents=True, exist_ok=True)
+        record = {"config": {"model": model.to_dict(), "train": train.to_dict()}, "finished": True, **extra}
+        (folder / "results.json").write_text(json.dumps(record))
+        return folder
+
+    pre = write("results", "pre-sbert-qqp_sts", frozen=False, best={"overall": 0.78})  # what others started from
+    write("runs", "pre-sbert-qqp_sts", frozen=True, best={"overall": 0.79}, wall_time_s=90.0)
+    with pytest.raises(ValueError, match=r"another configuration \(train.freeze_word_embeddings: False -> True\)"):
+        experiments.publish("cpu", ["pre-sbert-qqp_sts"])
+    assert json.loads((pre / "results.json").read_text())["best"]["overall"] == 0.78  # untouched
+
+    run = write("runs", "full-sbert-qqp_sts-pcgrad-s1", frozen=True, best={"overall": 0.745}, wall_time_s=60.0)
+    now = (run / "results.json").stat().st_mtime
+    os.utime(tmp_path / "runs" / "cpu" / "pre-sbert-qqp_sts" / "results.json", (now - 120, now - 120))
+    experiments.publish("cpu", ["full-sbert-qqp_sts-pcgrad-s1"])
+    published = json.loads((tmp_path / "results" / "cpu" / "full-sbert-qqp_sts-pcgrad-s1" / "results.json").read_text())
+    init = published["init_run"]
+    assert init["run"] == "cpu/pre-sbert-qqp_sts" and init["best"]["overall"] == 0.79
+    assert init["config"]["train"]["freeze_word_embeddings"] is True and init["wall_time_s"] == 90.0
+
+    os.utime(tmp_path / "runs" / "cpu" / "pre-sbert-qqp_sts" / "results.json", (now, now))  # retrained since
+    experiments.publish("cpu", ["full-sbert-qqp_sts-pcgrad-s1"])
+    published = json.loads((tmp_path / "results" / "cpu" / "full-sbert-qqp_sts-pcgrad-s1" / "results.json").read_text())
+    assert "init_run" not in published  # no record rather than a wrong one
+
+    experiments.publish("cpu", ["pre-sbert-qqp_sts"], replace=True)
+    assert json.loads((pre / "results.json").read_text())["best"]["overall"] == 0.79
+
+
 def test_the_papers_best_row_pretrains_and_uses_pcgrad():
     model, train = experiments.experiment("full-sbert-qqp_sts-pcgrad-s2", "cpu")
     assert model.encoder == "sbert_cnn_bilstm" and model.pair_head == "ensemble"
