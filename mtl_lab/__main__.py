@@ -45,6 +45,9 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-length", type=int)
     p.add_argument("--layer-decay", type=float, help="layer-wise LR decay factor (1.0 = off)")
     p.add_argument(
+        "--rdrop", type=float, help="R-Drop: weight of the two dropout passes' disagreement (0 = off; ~2x a step)"
+    )
+    p.add_argument(
         "--train-word-embeddings",
         action="store_true",
         help="train the word-embedding matrix too (frozen by default: ~1.4x faster on CPU, same accuracy)",
@@ -68,6 +71,8 @@ def default_run_name(args: argparse.Namespace, model_kw: dict) -> str:
     if args.sequential:
         parts.append("seq")
     parts += [v for v in (args.sampler, args.aggregation) if v]
+    if args.rdrop:
+        parts.append(f"rdrop{args.rdrop:g}")
     return "-".join(str(v) for v in parts) or "baseline"
 
 
@@ -116,6 +121,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         lr=args.lr,
         max_length=args.max_length,
         layer_decay=args.layer_decay,
+        rdrop=args.rdrop,
         precision=args.precision,
         train_limit=args.train_limit,
         train_fraction=args.train_fraction,

@@ -199,15 +199,19 @@ FULL_BUDGET_PCGRAD = {"smoke": {"batch_size": 8}, "cpu": {"batch_size": 8}, "gpu
 # the cross and bi logits) -- notebook 02's single-task study favoured mean pooling for SST (+.015)
 # and the ensembled head for STS (+.056 over the cross-encoder alone).
 FULL_BUDGET_MODELS = {**MODELS, "mean": {"encoder": "mean", "pair_head": "ensemble"}}
+# R-Drop's consistency weight for the ``-rdrop`` runs: 1.0, the R-Drop paper's most common GLUE setting
+# (it used 0.1-1.0), chosen before any run here -- not tuned on this dev set.
+RDROP_ALPHA = 1.0
 
 
 def full_budget_experiment(name: str, profile: str, model_kw: dict, **overrides) -> tuple[ModelConfig, TrainConfig]:
-    """``full-<model>[-<strategy>][-pcgrad][-wemb][-s<k>]``: a multi-task run on the profile's whole budget.
+    """``full-<model>[-<strategy>][-pcgrad][-rdrop][-wemb][-s<k>]``: a multi-task run on the profile's whole budget.
 
     ``full-cls`` is the [CLS] baseline's configuration; ``full-sbert`` the SBERT + CNN-BiLSTM model with
     the ensembled pair heads; a pre-training strategy (``PRETRAIN_STRATEGIES``) starts it from
     ``pre-<model>-<strategy>``; ``pcgrad`` trains with PCGrad and the paper's sampling (3 task
-    batches a step, tasks drawn uniformly with replacement); ``wemb`` trains the word embeddings too
+    batches a step, tasks drawn uniformly with replacement); ``rdrop`` adds R-Drop (``mtl_lab.rdrop``, weight
+    ``RDROP_ALPHA``: a recipe candidate); ``wemb`` trains the word embeddings too
     (frozen by default since the CPU speed-up: the first full-budget runs were made that way).
     """
     parts = name.split("-")[1:]
@@ -217,13 +221,16 @@ def full_budget_experiment(name: str, profile: str, model_kw: dict, **overrides)
     if not parts or parts[0] not in FULL_BUDGET_MODELS:
         raise ValueError(
             f"unknown experiment {name!r}: full-budget runs are "
-            f"full-<{'|'.join(FULL_BUDGET_MODELS)}>[-<strategy>][-pcgrad][-wemb][-s<k>]"
+            f"full-<{'|'.join(FULL_BUDGET_MODELS)}>[-<strategy>][-pcgrad][-rdrop][-wemb][-s<k>]"
         )
     model, rest = parts[0], parts[1:]
     init = None
     if rest and rest[-1] == "wemb":  # the word embeddings trained too (the lab's default before issue 17)
         rest.pop()
         kw["freeze_word_embeddings"] = False
+    if rest and rest[-1] == "rdrop":
+        rest.pop()
+        kw["rdrop"] = RDROP_ALPHA
     if rest and rest[-1] == "pcgrad":
         rest.pop()
         kw.update(aggregation="pcgrad", sampler="uniform", task_draws=3, **FULL_BUDGET_PCGRAD[profile])

@@ -59,6 +59,7 @@ from .evaluate import autocast_context, eval_batch_size, evaluate, precision_cho
 from .model import ModelConfig, MultitaskModel
 from .optim import AdamW
 from .optim.pcgrad import AGGREGATORS, TaskGradients, cosine_matrix
+from .rdrop import rdrop_loss
 from .simcse import MODES, EncodedPairs, collate_pairs, contrastive_loss, embedding_metrics, encode_pairs, mine_pairs
 
 SAMPLERS = ("proportional", "round_robin", "sqrt", "annealed", "uniform")
@@ -107,6 +108,9 @@ class TrainConfig:
     # 30,522 rows: trained, it costs a dense gradient and a dense AdamW update of 11.7M values a
     # step (about a third of a CPU step) for rows that barely move. Frozen by default.
     freeze_word_embeddings: bool = True
+    # R-Drop (``mtl_lab.rdrop``): > 0 runs each labelled batch twice and adds this weight times the two
+    # passes' disagreement to the loss (a second forward and backward pass a step); 0 = off.
+    rdrop: float = 0.0
 
     def __post_init__(self):
         if self.pretrain is not None:  # contrastive pre-training: the one pseudo-task "simcse"
@@ -128,6 +132,12 @@ class TrainConfig:
             raise ValueError(f"reduction must be 'mean' or 'sum', got {self.reduction!r}")
         if self.task_draws < 1:
             raise ValueError(f"task_draws must be >= 1, got {self.task_draws}")
+        if self.rdrop < 0:
+            raise ValueError(f"rdrop weighs a consistency term and must be >= 0, got {self.rdrop}")
+        if self.rdrop and self.pretrain is not None:
+            raise ValueError(
+                "rdrop regularises the labelled tasks; contrastive pre-training already pairs dropout views"
+            )
         self._refuse_no_ops()
 
     def _refuse_no_ops(self) -> None:
@@ -442,8 +452,14 @@ def load_results(out_dir: str | os.PathLike) -> dict | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
-def supervised_loss(model, task: str, enc: EncodedTask, idx: np.ndarray, device: torch.device, **_) -> torch.Tensor:
-    """A labelled task's loss on rows ``idx``: the model's head for the task and the task's loss."""
+def supervised_loss(
+    model, task: str, enc: EncodedTask, idx: np.ndarray, device: torch.device, rdrop: float = 0.0, **_
+) -> torch.Tensor:
+    """A labelled task's loss on rows ``idx``: the model's head for the task and the task's loss
+    (with ``rdrop`` > 0, the R-Drop loss of the rows passed twice: ``mtl_lab.rdrop``)."""
+    if rdrop:
+        batch = _to_device(collate(enc, np.concatenate([idx, idx]), model.views(task)), device)
+        return rdrop_loss(model, task, batch, rdrop)
     batch = _to_device(collate(enc, idx, model.views(task)), device)
     return model.loss(task, model(batch), batch["labels"])
 
@@ -463,7 +479,13 @@ OBJECTIVES: dict[type, Callable[..., torch.Tensor]] = {
 
 
 def task_losses(
-    model, step: tuple, train_sets: dict, device: torch.device, precision: str, temperature: float = 0.05
+    model,
+    step: tuple,
+    train_sets: dict,
+    device: torch.device,
+    precision: str,
+    temperature: float = 0.05,
+    rdrop: float = 0.0,
 ) -> dict[str, torch.Tensor]:
     """Loss of each task in a step; the batches of one task are joined into one forward pass."""
     by_task: dict[str, list[np.ndarray]] = {}
@@ -474,7 +496,7 @@ def task_losses(
         enc = train_sets[task]
         objective = OBJECTIVES[type(enc)]
         with autocast_context(device, precision):
-            out[task] = objective(model, task, enc, np.concatenate(parts), device, temperature=temperature)
+            out[task] = objective(model, task, enc, np.concatenate(parts), device, temperature=temperature, rdrop=rdrop)
     return out
 
 
@@ -760,7 +782,7 @@ def train(
                 mult = lr_multiplier(epoch * len(plan) + step, total, cfg.warmup)
                 for group in optimizer.param_groups:
                     group["lr"] = group["base_lr"] * mult
-                step_losses = task_losses(model, plan[step], train_sets, device, precision, cfg.temperature)
+                step_losses = task_losses(model, plan[step], train_sets, device, precision, cfg.temperature, cfg.rdrop)
                 for task, loss in step_losses.items():
                     if not torch.isfinite(loss):
                         raise TrainingError(
