@@ -260,6 +260,8 @@ def full_budget_rows() -> dict[str, list[str]]:
         ],
         "(d) mean pooling + ensembled pair heads": ["full-mean", "full-mean-s1", "full-mean-s2"],
         "(e) the lab's recipe: mean pooling, one model (= row (d))": ["recipe", "recipe-s1", "recipe-s2"],
+        # a recipe candidate: R-Drop (``mtl_lab.rdrop``) on row (d), about twice its training time
+        "(f) (d) + R-Drop (recipe candidate)": ["full-mean-rdrop", "full-mean-rdrop-s1", "full-mean-rdrop-s2"],
         # the first full-budget runs, made before the CPU speed-up froze the word embeddings (issue 17)
         "(a') (a), word embeddings trained too": ["full-cls-wemb", "full-cls-wemb-s1", "full-cls-wemb-s2"],
         "(b') (b), word embeddings trained too": ["full-sbert-wemb"],
