@@ -6,6 +6,7 @@ DataFrame or a matplotlib Figure; nothing trains.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 from pathlib import Path
@@ -561,8 +562,12 @@ def seed_check(table: pd.DataFrame) -> pd.DataFrame:
 def style_ablation(table: pd.DataFrame):
     """The ablation table with the best value of each metric column in bold (a pandas Styler)."""
     metrics = ["SST", "QQP", "STS", "overall"]
+    # element ids from the table's content, not pandas' random uuid: the same table renders the same HTML (no
+    # churn in committed notebooks), two different tables on one page keep apart
+    uuid = hashlib.sha1(table.to_csv().encode()).hexdigest()[:8]
     return (
-        table.style.format(precision=3, na_rep="")
+        table.style.set_uuid(uuid)
+        .format(precision=3, na_rep="")
         .format({"minutes": "{:.1f}"})
         .highlight_max(subset=metrics, props="font-weight: bold; background-color: #d8f0d8")
     )

@@ -14,6 +14,7 @@ import copy
 import json
 import os
 import random
+import re
 import sys
 import time
 import warnings
@@ -165,6 +166,11 @@ def refresh_published(only: list[str] | None = None) -> dict[str, list[int]]:
     return changed
 
 
+def _output_text(cell) -> str:
+    """A cell's outputs as comparable text: object addresses (``<... at 0x7f...>``) differ on every run."""
+    return re.sub(r" at 0x[0-9a-f]+", " at 0x", json.dumps(cell.outputs, sort_keys=True))
+
+
 def rerun_cells(path: str | os.PathLike, cells: list[int], setup: list[int], prelude: str = "") -> list[int]:
     """Execute some cells of a committed notebook again and store their new outputs, the rest untouched.
 
@@ -179,7 +185,7 @@ def rerun_cells(path: str | os.PathLike, cells: list[int], setup: list[int], pre
 
     path = Path(path)
     nb = nbformat.read(str(path), as_version=4)
-    before = {i: json.dumps(nb.cells[i].outputs) for i in cells}
+    before = {i: _output_text(nb.cells[i]) for i in cells}
     client = NotebookClient(
         nb,
         kernel_name="python3",
@@ -199,9 +205,11 @@ def rerun_cells(path: str | os.PathLike, cells: list[int], setup: list[int], pre
             count = nb.cells[i].execution_count
             client.execute_cell(nb.cells[i], i)
             nb.cells[i].execution_count = count
-    path.write_text(jupyterlab_form(nbformat.writes(nb)))
-    trust([path])
-    return [i for i in cells if json.dumps(nb.cells[i].outputs) != before[i]]
+    changed = [i for i in cells if _output_text(nb.cells[i]) != before[i]]
+    if changed:  # else the file stays as it was (no new execution timestamps to commit)
+        path.write_text(jupyterlab_form(nbformat.writes(nb)))
+        trust([path])
+    return changed
 
 
 def notebook_paths(only: list[str] | None = None) -> list[Path]:

@@ -70,6 +70,9 @@ def test_rerun_cells_refreshes_only_the_given_cells(tmp_path):
     again = nbformat.read(str(path), as_version=4)
     assert again.cells[0].outputs[0]["text"] == "kept as committed\n"
     assert again.cells[2].outputs[0]["text"] == "3\n" and len(again.cells) == 3
+    written = path.read_text()
+    assert rerun_cells(path, [2], setup=[0], prelude="y = 2") == []  # nothing changed: the file is left as it was
+    assert path.read_text() == written
 
 
 @pytest.mark.parametrize("stem", sorted(__import__("mtl_lab.notebooks").notebooks.PUBLISHED_SECTIONS))
