@@ -465,7 +465,7 @@ def supervised_loss(
 
 
 def pair_contrastive_loss(
-    model, task: str, enc: EncodedPairs, idx: np.ndarray, device: torch.device, temperature: float = 0.05
+    model, task: str, enc: EncodedPairs, idx: np.ndarray, device: torch.device, temperature: float = 0.05, **_
 ) -> torch.Tensor:
     """Contrastive pairs' loss on rows ``idx``: info_nce over the sentence embeddings, in-batch negatives."""
     return contrastive_loss(model, _to_device(collate_pairs(enc, idx), device), temperature)
