@@ -457,10 +457,10 @@ def supervised_loss(
 ) -> torch.Tensor:
     """A labelled task's loss on rows ``idx``: the model's head for the task and the task's loss
     (with ``rdrop`` > 0, the R-Drop loss of the rows passed twice: ``mtl_lab.rdrop``)."""
+    rows = np.concatenate([idx, idx]) if rdrop else idx  # R-Drop passes every row twice
+    batch = _to_device(collate(enc, rows, model.views(task)), device)
     if rdrop:
-        batch = _to_device(collate(enc, np.concatenate([idx, idx]), model.views(task)), device)
         return rdrop_loss(model, task, batch, rdrop)
-    batch = _to_device(collate(enc, idx, model.views(task)), device)
     return model.loss(task, model(batch), batch["labels"])
 
 
