@@ -20,6 +20,7 @@ from pathlib import Path
 from .data import results_root, runs_root
 from .model import ModelConfig, MultitaskModel, load_model
 from .train import (
+    INIT_RECORD_FIELDS,
     StaleDataError,
     TrainConfig,
     atomic_write_json,
@@ -526,8 +527,12 @@ def replace_predictions(files: Path | None, folder: Path) -> None:
 
 
 def init_record(res: dict, src: Path) -> dict | None:
-    """What a run started from, for its published copy: the pre-training run's configuration, score, minutes and
-    CPU, read from ``runs/`` -- only when that run was written before this one started (else None: retrained since)."""
+    """What a run started from, for its published copy: the record the run made as it started (``init_run``:
+    the pre-training's ``best.pt`` hash, configuration, score, minutes, CPU). Runs older than that record get
+    the pre-training's results.json from ``runs/`` -- only when it was written before this run started (else
+    None: retrained since)."""
+    if res.get("init_run"):
+        return res["init_run"]
     init = res.get("config", {}).get("model", {}).get("init")
     init_results = runs_root() / str(init) / "results.json" if init else None
     if not init_results or not init_results.is_file():
@@ -536,8 +541,7 @@ def init_record(res: dict, src: Path) -> dict | None:
     if init_results.stat().st_mtime > started:
         return None
     theirs = json.loads(init_results.read_text())
-    keep = ("config", "best", "wall_time_s", "environment", "precision")
-    return {"run": str(init), **{k: theirs[k] for k in keep if k in theirs}}
+    return {"run": str(init), **{k: theirs[k] for k in INIT_RECORD_FIELDS if k in theirs}}
 
 
 def publish(profile: str, names: list[str], predictions: bool = True, replace: bool = False) -> list[Path]:

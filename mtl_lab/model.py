@@ -228,6 +228,12 @@ def read_checkpoint(path: str | os.PathLike, missing: str) -> tuple[Path, dict]:
     A relative path that does not exist from the working directory is looked up under the runs
     folder (``runs_root()``), so configs can name a run as ``cpu/pre-cls-nli`` on any machine.
     """
+    path = checkpoint_path(path, missing)
+    return path, safe_load(path)
+
+
+def checkpoint_path(path: str | os.PathLike, missing: str) -> Path:
+    """Where a ``best.pt`` given itself or by its run folder lies (see :func:`read_checkpoint`)."""
     path = Path(path)
     if not path.exists() and not path.is_absolute() and (runs_root() / path).exists():
         path = runs_root() / path
@@ -235,7 +241,7 @@ def read_checkpoint(path: str | os.PathLike, missing: str) -> tuple[Path, dict]:
         path = path / "best.pt"
     if not path.is_file():
         raise FileNotFoundError(f"{path}: {missing}")
-    return path, safe_load(path)
+    return path
 
 
 def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> MultitaskModel:

@@ -23,6 +23,7 @@ own warm-up/decay schedule) and evaluates every task after each epoch, which sho
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import json
 import math
@@ -56,7 +57,7 @@ from .data import (
 )
 from .data import bucket_batches as _bucket_batches
 from .evaluate import autocast_context, eval_batch_size, evaluate, precision_choice, resolve_device
-from .model import ModelConfig, MultitaskModel
+from .model import ModelConfig, MultitaskModel, checkpoint_path
 from .optim import AdamW
 from .optim.pcgrad import AGGREGATORS, TaskGradients, cosine_matrix
 from .rdrop import rdrop_loss
@@ -452,6 +453,25 @@ def load_results(out_dir: str | os.PathLike) -> dict | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
+INIT_RECORD_FIELDS = ("config", "best", "wall_time_s", "environment", "precision")
+
+
+def init_run_record(init: str | os.PathLike) -> dict:
+    """What a run starts from, recorded as it starts: the pre-training run's name, the sha256 of the ``best.pt``
+    it loads, and that run's configuration, score, minutes and CPU (its results.json)."""
+    path = checkpoint_path(init, "no pre-trained checkpoint (run the pre-training first)")
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    theirs = load_results(path.parent) or {}
+    return {
+        "run": str(init),
+        "best_pt_sha256": digest.hexdigest(),
+        **{k: theirs[k] for k in INIT_RECORD_FIELDS if k in theirs},
+    }
+
+
 def supervised_loss(
     model, task: str, enc: EncodedTask, idx: np.ndarray, device: torch.device, rdrop: float = 0.0, **_
 ) -> torch.Tensor:
@@ -699,6 +719,8 @@ def train(
         if progress:
             tqdm.write(f"resuming {out} at stage {state['stage']} epoch {state['epoch']} step {state['step']}")
 
+    if model_cfg.init and state["global_step"] == 0 and "init_run" not in state:  # not on resuming an older run
+        state["init_run"] = init_run_record(model_cfg.init)
     eval_batch = cfg.eval_batch_size or eval_batch_size(device)
     if cfg.pretrain is not None and "initial" not in state:  # the geometry before pre-training
         state["initial"] = embedding_metrics(model, dev_sets["sts"], eval_batch, precision)
@@ -742,6 +764,7 @@ def train(
             "history": history,
             "best": best,
             **({"initial": state["initial"]} if "initial" in state else {}),
+            **({"init_run": state["init_run"]} if "init_run" in state else {}),
             "gradient_conflicts": conflicts,
             "optimizer": f"{type(optimizer).__module__}.{type(optimizer).__qualname__}",
             **({"aggregator": f"{aggregator.__module__}.{aggregator.__qualname__}"} if aggregator else {}),

@@ -72,6 +72,12 @@ def test_publish_keeps_a_published_run_of_another_configuration_and_records_the_
     published = json.loads((tmp_path / "results" / "cpu" / "full-sbert-qqp_sts-pcgrad-s1" / "results.json").read_text())
     assert "init_run" not in published  # no record rather than a wrong one
 
+    own = {"run": "cpu/pre-sbert-qqp_sts", "best_pt_sha256": "ab12", "best": {"overall": 0.78}}
+    write("runs", "full-sbert-qqp_sts-pcgrad-s2", frozen=True, best={"overall": 0.746}, init_run=own)
+    experiments.publish("cpu", ["full-sbert-qqp_sts-pcgrad-s2"])  # recorded as it started: kept, whatever the times
+    published = json.loads((tmp_path / "results" / "cpu" / "full-sbert-qqp_sts-pcgrad-s2" / "results.json").read_text())
+    assert published["init_run"] == own
+
     experiments.publish("cpu", ["pre-sbert-qqp_sts"], replace=True)
     assert json.loads((pre / "results.json").read_text())["best"]["overall"] == 0.79
 

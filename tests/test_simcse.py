@@ -1,11 +1,13 @@
 """SimCSE: the InfoNCE loss against its formula, and the mining of positive pairs (train splits only)."""
 
+import hashlib
 import json
 import math
 
 import numpy as np
 import pytest
 import torch
+from conftest import tiny_config
 
 from mtl_lab import simcse
 from mtl_lab.data import load_sick, load_split
@@ -153,6 +155,13 @@ def test_pretraining_runs_through_the_loop_and_fine_tuning_starts_from_it(tmp_pa
     assert not torch.equal(plain.state_dict()[word], saved[word])
     with pytest.raises(ValueError, match="pre-trained with encoder='mean'"):
         MultitaskModel(ModelConfig(encoder="cls", init=str(tmp_path / "pre")))
+
+    # the fine-tuning run records, as it starts, which pre-training it loaded: the best.pt's hash and its record
+    ft = train(ModelConfig(encoder="mean", init=str(tmp_path / "pre")), tiny_config(), tmp_path / "ft", progress=False)
+    record = ft["init_run"]
+    assert record["best_pt_sha256"] == hashlib.sha256((tmp_path / "pre" / "best.pt").read_bytes()).hexdigest()
+    assert record["run"] == str(tmp_path / "pre") and record["best"] == best
+    assert record["config"]["train"]["pretrain"] == "nli" and record["wall_time_s"] == res["wall_time_s"]
 
 
 def test_named_pretraining_chain_trains_its_prerequisites_and_records_the_geometry_before(tmp_path, monkeypatch):
