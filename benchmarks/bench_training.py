@@ -133,20 +133,14 @@ def _timed(fn) -> float:
     return time.perf_counter() - t0
 
 
-def step_breakdown(
-    model_name: str, precision: str, steps: int = 20, batch_size: int = 32, attention: str | None = None, **train_kw
-) -> dict:
-    """Where one cpu-profile multi-task step spends its time: collation, backbone forward, the rest of the
-    forward (sentence encoder, heads, loss), backward, clipping + optimizer, Python/other; plus tokens/s."""
-    from mtl_lab.data import collate
-    from mtl_lab.evaluate import autocast_context
+def _step_setup(model_name: str, precision: str, steps: int, batch_size: int, attention: str | None, **train_kw):
+    """A cpu-profile multi-task model, its optimizer and the first ``steps + 2`` batches of its epoch plan."""
     from mtl_lab.experiments import MODELS
     from mtl_lab.optim import AdamW
     from mtl_lab.train import epoch_plan, load_task_data
 
     cfg = profile_config("cpu", precision=precision, batch_size=batch_size, **train_kw)
-    tok = load_tokenizer()
-    train_sets, _ = load_task_data(cfg, tok)
+    train_sets, _ = load_task_data(cfg, load_tokenizer())
     torch.manual_seed(0)
     model = MultitaskModel(ModelConfig(**MODELS[model_name])).train()
     prepare_for_training(model, cfg, torch.device("cpu"))
@@ -154,6 +148,18 @@ def step_breakdown(
         model.backbone.set_attn_implementation(attention)
     opt = AdamW(model.parameter_groups(cfg.lr, cfg.weight_decay), lr=cfg.lr)
     plan = epoch_plan(train_sets, cfg.tasks, cfg.sampler, batch_size, 0, 0, cfg.epochs)[: steps + 2]
+    return cfg, model, opt, plan, train_sets
+
+
+def step_breakdown(
+    model_name: str, precision: str, steps: int = 20, batch_size: int = 32, attention: str | None = None, **train_kw
+) -> dict:
+    """Where one cpu-profile multi-task step spends its time: collation, backbone forward, the rest of the
+    forward (sentence encoder, heads, loss), backward, clipping + optimizer, Python/other; plus tokens/s."""
+    from mtl_lab.data import collate
+    from mtl_lab.evaluate import autocast_context
+
+    cfg, model, opt, plan, train_sets = _step_setup(model_name, precision, steps, batch_size, attention, **train_kw)
     marks: list[float] = []
     model.backbone.register_forward_pre_hook(lambda *_: marks.append(time.perf_counter()))
     model.backbone.register_forward_hook(lambda *_: marks.append(time.perf_counter()))
@@ -191,6 +197,30 @@ def step_breakdown(
         "tokens_per_s": tokens / total,
         "examples_per_s": steps * batch_size / total,
     }
+
+
+def top_operations(model_name: str, precision: str, steps: int = 8, rows: int = 8) -> list[tuple[str, float, int]]:
+    """The PyTorch operations that take the most time in ``steps`` training steps of the lab's loop (torch.profiler,
+    self CPU time): (name, share of the profiled time, calls) -- what a further speed-up would have to shrink."""
+    from torch.profiler import ProfilerActivity, profile
+
+    from mtl_lab.train import optimizer_step, task_losses
+
+    cfg, model, opt, plan, train_sets = _step_setup(model_name, precision, steps, 32, None)
+    device = torch.device("cpu")
+
+    def step(batches) -> None:
+        losses = task_losses(model, batches, train_sets, device, precision)
+        optimizer_step(model, opt, list(losses.values()), cfg, None, None)
+
+    for batches in plan[:2]:  # warm-up
+        step(batches)
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        for batches in plan[2:]:
+            step(batches)
+    events = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
+    total = sum(e.self_cpu_time_total for e in events)
+    return [(e.key, e.self_cpu_time_total / total, e.count) for e in events[:rows]]
 
 
 def _tokens(batch: dict) -> int:
@@ -255,6 +285,15 @@ def print_breakdown(precision: str, steps: int) -> None:
     for m in ("cls", "sbert"):
         ratio = rows[m, "now"]["examples_per_s"] / rows[m, "before"]["examples_per_s"]
         print(f"{m}: now / before = {ratio:.2f}x examples/s (target >= 1.5x)")
+    for m in ("cls", "sbert"):
+        print(f"\n{m}: the operations that take the most time in 8 steps of the lab's loop (torch.profiler, self CPU):")
+        print("| operation | share | calls |\n| --- | --- | --- |")
+        for name, share, calls in top_operations(m, precision):
+            print(f"| {name} | {100 * share:.1f} % | {calls} |")
+    print(
+        "(aten::bernoulli_ draws dropout masks one number at a time on one core; in the SBERT step, aten::fill_ of [tokens, 512] is "
+        "the packed BiLSTM's backward zeroing its gate gradients step by step)"
+    )
     print(f"\ndev evaluation and predict, 512 dev examples a task, {precision}, best of 2 alternating tries:")
     print("| model | before: batches of 128 | now: the default batch | now / before |\n| --- | --- | --- | --- |")
     for m in ("cls", "sbert"):
