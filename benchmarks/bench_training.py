@@ -133,8 +133,12 @@ def _timed(fn) -> float:
     return time.perf_counter() - t0
 
 
-def _step_setup(model_name: str, precision: str, steps: int, batch_size: int, attention: str | None, **train_kw):
-    """A cpu-profile multi-task model, its optimizer and the first ``steps + 2`` batches of its epoch plan."""
+def _step_setup(
+    model_name: str, precision: str, steps: int, batch_size: int, attention: str | None, dropout=None, **train_kw
+):
+    """A cpu-profile multi-task model, its optimizer and the first ``steps + 2`` batches of its epoch plan
+    (``dropout="torch"``: PyTorch's dropout instead of the lab's; ``attention``: another attention kernel)."""
+    from mtl_lab.dropout import use_torch_dropout
     from mtl_lab.experiments import MODELS
     from mtl_lab.optim import AdamW
     from mtl_lab.train import epoch_plan, load_task_data
@@ -144,6 +148,8 @@ def _step_setup(model_name: str, precision: str, steps: int, batch_size: int, at
     torch.manual_seed(0)
     model = MultitaskModel(ModelConfig(**MODELS[model_name])).train()
     prepare_for_training(model, cfg, torch.device("cpu"))
+    if dropout == "torch":
+        use_torch_dropout(model)
     if attention:
         model.backbone.set_attn_implementation(attention)
     opt = AdamW(model.parameter_groups(cfg.lr, cfg.weight_decay), lr=cfg.lr)
@@ -152,14 +158,22 @@ def _step_setup(model_name: str, precision: str, steps: int, batch_size: int, at
 
 
 def step_breakdown(
-    model_name: str, precision: str, steps: int = 20, batch_size: int = 32, attention: str | None = None, **train_kw
+    model_name: str,
+    precision: str,
+    steps: int = 20,
+    batch_size: int = 32,
+    attention: str | None = None,
+    dropout: str | None = None,
+    **train_kw,
 ) -> dict:
     """Where one cpu-profile multi-task step spends its time: collation, backbone forward, the rest of the
     forward (sentence encoder, heads, loss), backward, clipping + optimizer, Python/other; plus tokens/s."""
     from mtl_lab.data import collate
     from mtl_lab.evaluate import autocast_context
 
-    cfg, model, opt, plan, train_sets = _step_setup(model_name, precision, steps, batch_size, attention, **train_kw)
+    cfg, model, opt, plan, train_sets = _step_setup(
+        model_name, precision, steps, batch_size, attention, dropout, **train_kw
+    )
     marks: list[float] = []
     model.backbone.register_forward_pre_hook(lambda *_: marks.append(time.perf_counter()))
     model.backbone.register_forward_hook(lambda *_: marks.append(time.perf_counter()))
@@ -211,7 +225,7 @@ def top_operations(model_name: str, precision: str, steps: int = 8, rows: int = 
 
     def step(batches) -> None:
         losses = task_losses(model, batches, train_sets, device, precision)
-        optimizer_step(model, opt, list(losses.values()), cfg, None, None)
+        optimizer_step(model, opt, list(losses.values()), cfg)
 
     for batches in plan[:2]:  # warm-up
         step(batches)
@@ -221,6 +235,31 @@ def top_operations(model_name: str, precision: str, steps: int = 8, rows: int = 
     events = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
     total = sum(e.self_cpu_time_total for e in events)
     return [(e.key, e.self_cpu_time_total / total, e.count) for e in events[:rows]]
+
+
+def dropout_ab(model_name: str, precision: str, steps: int = 20) -> dict:
+    """ms per training step with PyTorch's dropout and with the lab's: two copies of one model take the same
+    batches in turn, so a machine that slows down for a while slows both (returns both, and the median ratio)."""
+    from mtl_lab.dropout import use_torch_dropout
+    from mtl_lab.train import optimizer_step, task_losses
+
+    cfg, lab, lab_opt, plan, train_sets = _step_setup(model_name, precision, steps, 32, None)
+    _, ref, ref_opt, _, _ = _step_setup(model_name, precision, steps, 32, None)
+    use_torch_dropout(ref)
+    device = torch.device("cpu")
+
+    def step(model, opt, batches) -> float:
+        t0 = time.perf_counter()
+        optimizer_step(model, opt, list(task_losses(model, batches, train_sets, device, precision).values()), cfg)
+        return time.perf_counter() - t0
+
+    times = [(step(ref, ref_opt, b), step(lab, lab_opt, b)) for b in plan][2:]  # 2 warm-up steps
+    ratios = sorted(t / f for t, f in times)
+    return {
+        "torch": 1e3 * sum(t for t, _ in times) / steps,
+        "lab": 1e3 * sum(f for _, f in times) / steps,
+        "median": ratios[len(ratios) // 2],
+    }
 
 
 def _tokens(batch: dict) -> int:
@@ -246,8 +285,9 @@ def eval_speed(model_name: str, precision: str, batch_size: int | None = None, l
     return sum(len(e) for e in dev.values()) / (time.perf_counter() - t0)
 
 
-# The training step before issue 17's speed-up: word embeddings trained, PyTorch's SDPA attention kernels.
-BEFORE = {"freeze_word_embeddings": False, "attention": "sdpa"}
+# The training step before issue 17's speed-up: word embeddings trained, PyTorch's SDPA attention kernels and
+# PyTorch's dropout.
+BEFORE = {"freeze_word_embeddings": False, "attention": "sdpa", "dropout": "torch"}
 
 
 def print_breakdown(precision: str, steps: int) -> None:
@@ -280,7 +320,8 @@ def print_breakdown(precision: str, steps: int) -> None:
             f"{100 * r['tokens_per_s'] / ceiling:.0f} % | {shares} |"
         )
     print(
-        "before: word embeddings trained, SDPA attention; now: the lab's loop (frozen word embeddings, eager attention)"
+        "before: word embeddings trained, SDPA attention, PyTorch's dropout; now: the lab's loop (frozen word "
+        "embeddings, eager attention, mtl_lab.dropout's 16-bit masks)"
     )
     for m in ("cls", "sbert"):
         ratio = rows[m, "now"]["examples_per_s"] / rows[m, "before"]["examples_per_s"]
@@ -291,9 +332,16 @@ def print_breakdown(precision: str, steps: int) -> None:
         for name, share, calls in top_operations(m, precision):
             print(f"| {name} | {100 * share:.1f} % | {calls} |")
     print(
-        "(aten::bernoulli_ draws dropout masks one number at a time on one core; in the SBERT step, aten::fill_ of [tokens, 512] is "
-        "the packed BiLSTM's backward zeroing its gate gradients step by step)"
+        "(the lab's dropout masks are aten::random_ + aten::where; PyTorch's dropout would show aten::bernoulli_, one "
+        "number at a time on one core; in the SBERT step, aten::fill_ of [tokens, 512] is the packed BiLSTM's "
+        "backward zeroing its gate gradients step by step)"
     )
+    print(f"\ndropout, PyTorch's vs the lab's (mtl_lab.dropout), {precision}, the same steps alternating:")
+    print("| model | PyTorch's: ms / step | the lab's: ms / step | speed-up | median of paired steps |")
+    print("| --- | --- | --- | --- | --- |")
+    for m in ("cls", "sbert"):
+        r = dropout_ab(m, precision, steps)
+        print(f"| {m} | {r['torch']:.0f} | {r['lab']:.0f} | {r['torch'] / r['lab']:.2f}x | {r['median']:.2f}x |")
     print(f"\ndev evaluation and predict, 512 dev examples a task, {precision}, best of 2 alternating tries:")
     print("| model | before: batches of 128 | now: the default batch | now / before |\n| --- | --- | --- | --- |")
     for m in ("cls", "sbert"):

@@ -1,0 +1,110 @@
+"""mtl_lab.dropout: the same dropout as PyTorch's (keep rate, scale, gradient), its masks reproducible by seed."""
+
+import pytest
+import torch
+from conftest import tiny_config
+from torch import nn
+
+from mtl_lab import dropout as lab_dropout
+from mtl_lab.dropout import ATTENTION, Dropout, eager_attention, fast_dropout, keep_mask, use_fast_dropout
+
+
+@pytest.mark.parametrize("p", [0.1, 0.5, 0.25])
+def test_keeps_each_element_with_probability_one_minus_p_and_keeps_the_mean(p):
+    torch.manual_seed(0)
+    x = torch.ones(1_000_000)
+    y = fast_dropout(x, p)
+    kept = (y != 0).float().mean().item()
+    assert abs(kept - (1 - p)) < 5 * ((p * (1 - p)) / x.numel()) ** 0.5  # five standard errors
+    rate = round((1 - p) * 65536) / 65536
+    assert abs(rate - (1 - p)) <= 1 / 131072
+    assert torch.all((y == 0) | (y == 1 / rate))  # survivors scaled by the exact keep rate
+    assert abs(y.mean().item() - 1.0) < 0.01
+
+
+def test_the_sixteen_bit_pieces_are_uniform_and_independent_of_their_position():
+    torch.manual_seed(0)
+    keep, _ = keep_mask((400_000, 4), 0.5)  # column j: the j-th 16-bit piece of each 64-bit number
+    rates = keep.float().mean(0)
+    assert torch.all((rates - 0.5).abs() < 5 * (0.25 / 400_000) ** 0.5), rates
+
+
+def test_off_in_eval_and_at_p_zero_all_zero_at_p_one():
+    x = torch.randn(4, 8)
+    assert fast_dropout(x, 0.1, training=False) is x and fast_dropout(x, 0.0) is x
+    assert torch.equal(fast_dropout(x, 1.0), torch.zeros_like(x))
+    layer = Dropout(0.3).eval()
+    assert torch.equal(layer(x), x)
+
+
+def test_gradient_is_the_mask_times_the_scale():
+    torch.manual_seed(1)
+    x = torch.randn(64, 32, requires_grad=True)
+    y = fast_dropout(x, 0.2)
+    y.sum().backward()
+    rate = round(0.8 * 65536) / 65536
+    assert torch.equal(x.grad, (y != 0).float() / rate)
+
+
+def test_masks_follow_the_global_seed():
+    x = torch.ones(1000)
+    torch.manual_seed(3)
+    a = fast_dropout(x, 0.1)
+    torch.manual_seed(3)
+    b = fast_dropout(x, 0.1)
+    c = fast_dropout(x, 0.1)
+    assert torch.equal(a, b) and not torch.equal(b, c)
+
+
+def test_attention_equals_transformers_eager_attention_without_dropout():
+    from transformers.models.bert.modeling_bert import eager_attention_forward
+
+    torch.manual_seed(0)
+    q, k, v = (torch.randn(2, 12, 7, 32) for _ in range(3))
+    mask = torch.zeros(2, 1, 1, 7)
+    mask[1, ..., 5:] = torch.finfo(torch.float32).min
+    module = nn.Module().train()
+    ours, w_ours = eager_attention(module, q, k, v, mask, scaling=0.2, dropout=0.0)
+    theirs, w_theirs = eager_attention_forward(module, q, k, v, mask, scaling=0.2, dropout=0.0)
+    assert torch.equal(ours, theirs) and torch.equal(w_ours, w_theirs)
+    _, dropped = eager_attention(module, q, k, v, mask, scaling=0.2, dropout=0.5)
+    assert (dropped == 0).float().mean() > 0.3  # in training the attention map is dropped out
+
+
+def test_the_model_trains_with_it_everywhere_and_scores_exactly_as_before(monkeypatch):
+    import numpy as np
+
+    from mtl_lab.backbone import load_tokenizer
+    from mtl_lab.data import collate, encode, load_split
+    from mtl_lab.model import ModelConfig, MultitaskModel
+
+    torch.manual_seed(0)
+    model = MultitaskModel(ModelConfig(encoder="sbert_cnn_bilstm")).eval()
+    model.backbone.set_attn_implementation("eager")  # what training used before: the same maths, bit for bit
+    df = load_split("sst", "dev", warn=False).head(4)
+    batch = collate(encode(df, "sst", load_tokenizer(), 32), np.arange(4), model.views("sst"))
+    with torch.no_grad():
+        before = model(batch)
+        use_fast_dropout(model)
+        after = model(batch)
+    assert torch.equal(before, after)  # no dropout in evaluation: the same scores
+    assert not any(type(m) is nn.Dropout for m in model.modules())
+    assert model.backbone.config._attn_implementation == ATTENTION
+
+    calls = []
+    original = lab_dropout.fast_dropout
+    counted = lambda x, p, training=True: calls.append(x.dim()) or original(x, p, training)  # noqa: E731
+    monkeypatch.setattr(lab_dropout, "fast_dropout", counted)
+    model.train()
+    model(batch)
+    layers = model.backbone.config.num_hidden_layers
+    assert calls.count(4) == layers  # every attention map
+    assert len(calls) >= 1 + 3 * layers  # embeddings, attention maps, attention and feed-forward outputs
+
+
+def test_training_on_a_cpu_uses_it_and_records_it(tmp_path):
+    from mtl_lab.model import ModelConfig
+    from mtl_lab.train import train
+
+    res = train(ModelConfig(), tiny_config(), tmp_path, progress=False)
+    assert res["environment"]["dropout"] == "mtl_lab.dropout"
