@@ -794,9 +794,16 @@ def full_budget_table(
 ) -> pd.DataFrame:
     """The full-budget study: per row, the finished seeds' mean ± std of each metric, the per-seed paired
     difference of the overall score against the baseline row's run of the same seed, minutes (mean over the
-    runs timed on a quiet machine: a run with a ``timing_note`` is left out) and CPU."""
+    runs timed on a quiet machine: a run with a ``timing_note`` is left out), CPU and dropout masks.
+
+    A run's seed is its ``config.train.seed`` (else its place in the row): a row of other seeds than the
+    baseline's has no paired difference."""
     baseline_row = baseline_row or next(iter(rows))
-    base = [results.get(n) for n in rows[baseline_row]]
+
+    def seed(k: int, r: dict) -> int:
+        return r.get("config", {}).get("train", {}).get("seed", k)
+
+    base = {seed(k, results[n]): results[n] for k, n in enumerate(rows[baseline_row]) if n in results}
     out = []
     for label, names in rows.items():
         done = [(k, results[n]) for k, n in enumerate(names) if n in results]
@@ -810,8 +817,10 @@ def full_budget_table(
                 for _, r in done
             ]
         )
-        paired = [r["best"]["overall"] - base[k]["best"]["overall"] for k, r in done if base[k] is not None]
+        paired = [r["best"]["overall"] - base[seed(k, r)]["best"]["overall"] for k, r in done if seed(k, r) in base]
         cpus = sorted({r.get("environment", {}).get("cpu", "?") for _, r in done})
+        # runs before mtl_lab.dropout existed trained with PyTorch's (an ensemble record: its members')
+        drops = sorted({_dropout_of(r, results) for _, r in done})
         out.append(
             {
                 "row": label,
@@ -821,9 +830,18 @@ def full_budget_table(
                 "paired diff vs baseline": np.mean(paired) if paired and label != baseline_row else float("nan"),
                 "minutes": m["minutes"].mean(),
                 "CPU": ", ".join(c for c in cpus if c != "?") or "not recorded",
+                "dropout": ", ".join(drops),
             }
         )
     return pd.DataFrame(out).set_index("row")
+
+
+def _dropout_of(run: dict, results: dict[str, dict]) -> str:
+    """Which dropout masks a run trained with: ``torch`` (PyTorch's) or ``16-bit`` (``mtl_lab.dropout``)."""
+    members = run.get("config", {}).get("members")
+    if members:  # an ensemble record: what its members trained with (those in ``results``)
+        return ", ".join(sorted({_dropout_of(results[m], results) for m in members if m in results})) or "?"
+    return "16-bit" if run.get("environment", {}).get("dropout") == "mtl_lab.dropout" else "torch"
 
 
 def plot_full_budget(results: dict[str, dict], rows: dict[str, list[str]], ax=None):

@@ -263,6 +263,9 @@ def full_budget_rows() -> dict[str, list[str]]:
         "(e) the lab's recipe: mean pooling, one model (= row (d))": ["recipe", "recipe-s1", "recipe-s2"],
         # a recipe candidate: R-Drop (``mtl_lab.rdrop``) on row (d), about twice its training time
         "(f) (d) + R-Drop (recipe candidate)": ["full-mean-rdrop", "full-mean-rdrop-s1", "full-mean-rdrop-s2"],
+        # issue 17's accuracy check of mtl_lab.dropout: seeds 3 and 4 of row (a), trained with the 16-bit masks,
+        # against row (a)'s spread (its seeds 0-2 trained with PyTorch's dropout)
+        "(a*) (a), seeds 3-4, with the lab's dropout masks": ["full-cls-s3", "full-cls-s4"],
         # the first full-budget runs, made before the CPU speed-up froze the word embeddings (issue 17)
         "(a') (a), word embeddings trained too": ["full-cls-wemb", "full-cls-wemb-s1", "full-cls-wemb-s2"],
         "(b') (b), word embeddings trained too": ["full-sbert-wemb"],

@@ -87,6 +87,12 @@ def test_full_budget_table_pairs_seeds_against_the_baseline():
     assert math.isnan(table.loc["(a)", "paired diff vs baseline"])
     results["a-s1"]["timing_note"] = "shared the cores"  # a contended wall time is left out of the minutes
     assert analysis.full_budget_table(results, rows).loc["(a)", "minutes"] == pytest.approx(30)
+    assert table.loc["(c)", "dropout"] == "torch"
+    # a row of other seeds (trained with the lab's dropout) has no paired difference: no baseline of its seeds
+    later = {**res(0.48, 0.83, 0.86, 25), "config": {"train": {"seed": 3}}}
+    later["environment"]["dropout"] = "mtl_lab.dropout"
+    table = analysis.full_budget_table({**results, "a-s3": later}, {**rows, "(a*)": ["a-s3"]})
+    assert math.isnan(table.loc["(a*)", "paired diff vs baseline"]) and table.loc["(a*)", "dropout"] == "16-bit"
     fig = analysis.plot_full_budget(results, rows)
     assert len(fig.axes[0].patches) >= 2  # a bar per trained row (plus the baseline's band)
     assert "not trained yet" in [t.get_text() for t in fig.axes[0].texts]
