@@ -109,7 +109,8 @@ def results_root() -> Path:
 
 
 def file_fingerprint(path: Path) -> dict:
-    """Size and a content hash (sha256, first 16 hex digits) of one data file (hashed once while it is unchanged)."""
+    """Size and a content hash (sha256, first 16 hex digits) of a file: a data file, a checkpoint (hashed once
+    while it is unchanged)."""
     st = Path(path).stat()
     return dict(_hashed(str(Path(path).resolve()), st.st_size, st.st_mtime_ns))
 

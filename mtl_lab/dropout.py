@@ -103,3 +103,8 @@ def _swap_dropouts(model: nn.Module, old: type, new: type) -> None:
         for name, child in list(parent.named_children()):
             if type(child) is old:
                 setattr(parent, name, new(child.p, child.inplace).train(child.training))
+
+
+def dropout_kind(model: nn.Module) -> str:
+    """Which dropout a model trains with: ``mtl_lab.dropout`` (16-bit masks) or ``torch`` (``bernoulli_``)."""
+    return "mtl_lab.dropout" if any(isinstance(m, Dropout) for m in model.modules()) else "torch"

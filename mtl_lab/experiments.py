@@ -20,11 +20,11 @@ from pathlib import Path
 from .data import results_root, runs_root
 from .model import ModelConfig, MultitaskModel, load_model
 from .train import (
-    INIT_RECORD_FIELDS,
     StaleDataError,
     TrainConfig,
     atomic_write_json,
     config_diff,
+    init_summary,
     load_results,
     profile_config,
     require_device,
@@ -543,8 +543,7 @@ def init_record(res: dict, src: Path) -> dict | None:
     started = (src / "results.json").stat().st_mtime - float(res.get("wall_time_s") or 0)
     if init_results.stat().st_mtime > started:
         return None
-    theirs = json.loads(init_results.read_text())
-    return {"run": str(init), **{k: theirs[k] for k in INIT_RECORD_FIELDS if k in theirs}}
+    return init_summary(init, json.loads(init_results.read_text()))
 
 
 def publish(profile: str, names: list[str], predictions: bool = True, replace: bool = False) -> list[Path]:

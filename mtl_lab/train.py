@@ -23,7 +23,6 @@ own warm-up/decay schedule) and evaluates every task after each epoch, which sho
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import json
 import math
@@ -49,6 +48,7 @@ from .data import (
     collate,
     data_fingerprint,
     encode,
+    file_fingerprint,
     fingerprint_changes,
     load_split,
     resolve_data_dir,
@@ -56,7 +56,7 @@ from .data import (
     task_file,
 )
 from .data import bucket_batches as _bucket_batches
-from .dropout import Dropout, use_fast_dropout
+from .dropout import dropout_kind, use_fast_dropout
 from .evaluate import autocast_context, eval_batch_size, evaluate, precision_choice, resolve_device
 from .model import ModelConfig, MultitaskModel, checkpoint_path
 from .optim import AdamW
@@ -457,20 +457,16 @@ def load_results(out_dir: str | os.PathLike) -> dict | None:
 INIT_RECORD_FIELDS = ("config", "best", "wall_time_s", "environment", "precision")
 
 
+def init_summary(init: str | os.PathLike, theirs: dict) -> dict:
+    """A pre-training run as the runs that start from it record it: its name, configuration, score, minutes, CPU."""
+    return {"run": str(init), **{k: theirs[k] for k in INIT_RECORD_FIELDS if k in theirs}}
+
+
 def init_run_record(init: str | os.PathLike) -> dict:
-    """What a run starts from, recorded as it starts: the pre-training run's name, the sha256 of the ``best.pt``
-    it loads, and that run's configuration, score, minutes and CPU (its results.json)."""
+    """What a run starts from, recorded as it starts: :func:`init_summary` of the pre-training run and the
+    sha256 (first 16 hex digits) of the ``best.pt`` it loads."""
     path = checkpoint_path(init, "no pre-trained checkpoint (run the pre-training first)")
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    theirs = load_results(path.parent) or {}
-    return {
-        "run": str(init),
-        "best_pt_sha256": digest.hexdigest(),
-        **{k: theirs[k] for k in INIT_RECORD_FIELDS if k in theirs},
-    }
+    return {**init_summary(init, load_results(path.parent) or {}), "best_pt_sha256": file_fingerprint(path)["sha256"]}
 
 
 def supervised_loss(
@@ -635,11 +631,6 @@ def prepare_for_training(model: MultitaskModel, cfg: TrainConfig, device: torch.
     if device.type == "cpu":
         use_fast_dropout(model)  # its attention is the eager one with this dropout
     return model
-
-
-def dropout_kind(model: torch.nn.Module) -> str:
-    """Which dropout a model trains with: ``mtl_lab.dropout`` (16-bit masks) or ``torch`` (``bernoulli_``)."""
-    return "mtl_lab.dropout" if any(isinstance(m, Dropout) for m in model.modules()) else "torch"
 
 
 def run_config(model_cfg: ModelConfig, cfg: TrainConfig) -> dict:
