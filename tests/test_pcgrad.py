@@ -119,12 +119,15 @@ def test_imtl_g_projects_equally_on_every_task(seed):
 def test_toy_objective_plain_descent_stalls_and_pcgrad_does_not():
     from mtl_lab.optim.toy import optimize_toys, toy_losses
 
-    plain, pcgrad = optimize_toys([((-8.5, 7.5), "sum"), ((-8.5, 7.5), "pcgrad")], steps=20000)
-    plain_loss, pc_loss = float(toy_losses(plain[-1]).sum()), float(toy_losses(pcgrad[-1]).sum())
-    # plain descent is stuck in the valley: the last half of its steps barely lower the loss
-    assert float(toy_losses(plain[10000]).sum()) - plain_loss < 1.0
-    assert plain_loss > 6.0
-    assert pc_loss < plain_loss - 2.0
+    # One path in the valley is chaotic: a start moved by 1e-13, or another CPU's last bit of tanh, ends
+    # elsewhere. What holds is the average over a small cloud of starts (24 starts: plain 5.5-8.2, mean 7.0;
+    # PCGrad 1.4-4.7, mean 3.2 after 20,000 steps).
+    starts = [(-8.5 + 1e-4 * i, 7.5) for i in range(6)]
+    paths = optimize_toys([(s, agg) for s in starts for agg in ("sum", "pcgrad")], steps=20000)
+    final = [float(toy_losses(p[-1]).sum()) for p in paths]
+    plain, pcgrad = sum(final[0::2]) / len(starts), sum(final[1::2]) / len(starts)
+    assert plain > 6.0  # plain descent stays on the valley wall
+    assert pcgrad < plain - 2.0  # PCGrad keeps descending along the floor
 
 
 def test_2d_geometry_of_the_widget():
