@@ -20,6 +20,7 @@ from pathlib import Path
 from .data import results_root, runs_root
 from .model import ModelConfig, MultitaskModel, load_model
 from .train import (
+    PROFILES,
     StaleDataError,
     TrainConfig,
     atomic_write_json,
@@ -203,16 +204,21 @@ FULL_BUDGET_MODELS = {**MODELS, "mean": {"encoder": "mean", "pair_head": "ensemb
 # R-Drop's consistency weight for the ``-rdrop`` runs: 1.0, the R-Drop paper's most common GLUE setting
 # (it used 0.1-1.0), chosen before any run here -- not tuned on this dev set.
 RDROP_ALPHA = 1.0
+# Layer-wise lr decay for the ``-llrd`` runs (a recipe candidate): the heads and the sentence encoder at
+# twice the profile's lr, each backbone layer below at 0.85 x the one above (the embeddings at 0.64 x the
+# profile's lr), so the six layers' mean lr stays near the profile's (1.18 x). Chosen before any run
+# here from the usual fine-tuning ranges (top lr 1-2 x, decay 0.8-0.95) -- not tuned on this dev set.
+LLRD = {"lr_scale": 2.0, "layer_decay": 0.85}
 
 
 def full_budget_experiment(name: str, profile: str, model_kw: dict, **overrides) -> tuple[ModelConfig, TrainConfig]:
-    """``full-<model>[-<strategy>][-pcgrad][-rdrop][-wemb][-s<k>]``: a multi-task run on the profile's whole budget.
+    """``full-<model>[-<strategy>][-pcgrad][-llrd][-rdrop][-wemb][-s<k>]``: a multi-task run on the profile's whole budget.
 
     ``full-cls`` is the [CLS] baseline's configuration; ``full-sbert`` the SBERT + CNN-BiLSTM model with
     the ensembled pair heads; a pre-training strategy (``PRETRAIN_STRATEGIES``) starts it from
     ``pre-<model>-<strategy>``; ``pcgrad`` trains with PCGrad and the paper's sampling (3 task
     batches a step, tasks drawn uniformly with replacement); ``rdrop`` adds R-Drop (``mtl_lab.rdrop``, weight
-    ``RDROP_ALPHA``: a recipe candidate); ``wemb`` trains the word embeddings too
+    ``RDROP_ALPHA``: a recipe candidate); ``llrd`` layer-wise lr decay (``LLRD``: a recipe candidate); ``wemb`` trains the word embeddings too
     (frozen by default since the CPU speed-up: the first full-budget runs were made that way).
     """
     parts = name.split("-")[1:]
@@ -222,7 +228,7 @@ def full_budget_experiment(name: str, profile: str, model_kw: dict, **overrides)
     if not parts or parts[0] not in FULL_BUDGET_MODELS:
         raise ValueError(
             f"unknown experiment {name!r}: full-budget runs are "
-            f"full-<{'|'.join(FULL_BUDGET_MODELS)}>[-<strategy>][-pcgrad][-rdrop][-wemb][-s<k>]"
+            f"full-<{'|'.join(FULL_BUDGET_MODELS)}>[-<strategy>][-pcgrad][-llrd][-rdrop][-wemb][-s<k>]"
         )
     model, rest = parts[0], parts[1:]
     init = None
@@ -232,6 +238,9 @@ def full_budget_experiment(name: str, profile: str, model_kw: dict, **overrides)
     if rest and rest[-1] == "rdrop":
         rest.pop()
         kw["rdrop"] = RDROP_ALPHA
+    if rest and rest[-1] == "llrd":
+        rest.pop()
+        kw.update(lr=PROFILES[profile]["lr"] * LLRD["lr_scale"], layer_decay=LLRD["layer_decay"])
     if rest and rest[-1] == "pcgrad":
         rest.pop()
         kw.update(aggregation="pcgrad", sampler="uniform", task_draws=3, **FULL_BUDGET_PCGRAD[profile])
@@ -263,6 +272,12 @@ def full_budget_rows() -> dict[str, list[str]]:
         "(e) the lab's recipe: mean pooling, one model (= row (d))": ["recipe", "recipe-s1", "recipe-s2"],
         # a recipe candidate: R-Drop (``mtl_lab.rdrop``) on row (d), about twice its training time
         "(f) (d) + R-Drop (recipe candidate)": ["full-mean-rdrop", "full-mean-rdrop-s1", "full-mean-rdrop-s2"],
+        # a recipe candidate: layer-wise lr decay (``LLRD``) on row (d), the same training time
+        "(g) (d) + layer-wise lr decay (recipe candidate)": [
+            "full-mean-llrd",
+            "full-mean-llrd-s1",
+            "full-mean-llrd-s2",
+        ],
         # issue 17's accuracy check of mtl_lab.dropout: seeds 3 and 4 of row (a), trained with the 16-bit masks,
         # against row (a)'s spread (its seeds 0-2 trained with PyTorch's dropout)
         "(a*) (a), seeds 3-4, with the lab's dropout masks": ["full-cls-s3", "full-cls-s4"],

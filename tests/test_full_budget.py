@@ -89,6 +89,18 @@ def test_the_papers_best_row_pretrains_and_uses_pcgrad():
     assert (train.aggregation, train.sampler, train.task_draws, train.batch_size) == ("pcgrad", "uniform", 3, 8)
 
 
+def test_the_layer_wise_lr_decay_candidate_is_row_d_with_llrd():
+    model, train = experiments.experiment("full-mean-llrd-s2", "cpu")
+    plain_model, plain = experiments.experiment("full-mean-s2", "cpu")
+    assert model == plain_model and train.seed == 2
+    assert train.lr == pytest.approx(2 * plain.lr) and train.layer_decay == experiments.LLRD["layer_decay"] < 1
+    assert {**train.to_dict(), "lr": plain.lr, "layer_decay": 1.0} == plain.to_dict()
+    # the suffixes combine in the documented order; out of order the name is refused
+    assert experiments.experiment("full-mean-llrd-rdrop", "cpu")[1].rdrop == experiments.RDROP_ALPHA
+    with pytest.raises(ValueError, match="unknown pre-training 'rdrop'"):
+        experiments.experiment("full-sbert-rdrop-llrd", "cpu")
+
+
 def test_the_mean_pooling_recipe_candidate():
     model, train = experiments.experiment("full-mean-s1", "cpu")
     assert (model.encoder, model.pair_head, train.seed, train.epochs) == ("mean", "ensemble", 1, 3)
