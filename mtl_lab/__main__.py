@@ -48,6 +48,11 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
         "--rdrop", type=float, help="R-Drop: weight of the two dropout passes' disagreement (0 = off; ~2x a step)"
     )
     p.add_argument(
+        "--ema",
+        type=float,
+        help="weight averaging: the moving average's decay, e.g. 0.999 (0 = off); dev and best.pt use it",
+    )
+    p.add_argument(
         "--train-word-embeddings",
         action="store_true",
         help="train the word-embedding matrix too (frozen by default: ~1.4x faster on CPU, same accuracy)",
@@ -73,6 +78,8 @@ def default_run_name(args: argparse.Namespace, model_kw: dict) -> str:
     parts += [v for v in (args.sampler, args.aggregation) if v]
     if args.rdrop:
         parts.append(f"rdrop{args.rdrop:g}")
+    if args.ema:
+        parts.append(f"ema{args.ema:g}")
     return "-".join(str(v) for v in parts) or "baseline"
 
 
@@ -122,6 +129,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         max_length=args.max_length,
         layer_decay=args.layer_decay,
         rdrop=args.rdrop,
+        ema=args.ema,
         precision=args.precision,
         train_limit=args.train_limit,
         train_fraction=args.train_fraction,

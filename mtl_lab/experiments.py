@@ -209,16 +209,20 @@ RDROP_ALPHA = 1.0
 # profile's lr), so the six layers' mean lr stays near the profile's (1.18 x). Chosen before any run
 # here from the usual fine-tuning ranges (top lr 1-2 x, decay 0.8-0.95) -- not tuned on this dev set.
 LLRD = {"lr_scale": 2.0, "layer_decay": 0.85}
+# The weight average's decay for the ``-ema`` runs (``mtl_lab.ema``: a recipe candidate): 0.999 spans about the
+# last 1,000 of a cpu-profile run's ~2,900 steps. The usual setting, chosen before any run here -- not tuned on dev.
+EMA_DECAY = 0.999
 
 
 def full_budget_experiment(name: str, profile: str, model_kw: dict, **overrides) -> tuple[ModelConfig, TrainConfig]:
-    """``full-<model>[-<strategy>][-pcgrad][-llrd][-rdrop][-wemb][-s<k>]``: a multi-task run on the profile's whole budget.
+    """``full-<model>[-<strategy>][-pcgrad][-llrd][-ema][-rdrop][-wemb][-s<k>]``: a multi-task run on the profile's whole budget.
 
     ``full-cls`` is the [CLS] baseline's configuration; ``full-sbert`` the SBERT + CNN-BiLSTM model with
     the ensembled pair heads; a pre-training strategy (``PRETRAIN_STRATEGIES``) starts it from
     ``pre-<model>-<strategy>``; ``pcgrad`` trains with PCGrad and the paper's sampling (3 task
     batches a step, tasks drawn uniformly with replacement); ``rdrop`` adds R-Drop (``mtl_lab.rdrop``, weight
-    ``RDROP_ALPHA``: a recipe candidate); ``llrd`` layer-wise lr decay (``LLRD``: a recipe candidate); ``wemb`` trains the word embeddings too
+    ``RDROP_ALPHA``: a recipe candidate); ``llrd`` layer-wise lr decay (``LLRD``), ``ema`` a moving average of the weights (``EMA_DECAY``, ``mtl_lab.ema``):
+    recipe candidates; ``wemb`` trains the word embeddings too
     (frozen by default since the CPU speed-up: the first full-budget runs were made that way).
     """
     parts = name.split("-")[1:]
@@ -228,7 +232,7 @@ def full_budget_experiment(name: str, profile: str, model_kw: dict, **overrides)
     if not parts or parts[0] not in FULL_BUDGET_MODELS:
         raise ValueError(
             f"unknown experiment {name!r}: full-budget runs are "
-            f"full-<{'|'.join(FULL_BUDGET_MODELS)}>[-<strategy>][-pcgrad][-llrd][-rdrop][-wemb][-s<k>]"
+            f"full-<{'|'.join(FULL_BUDGET_MODELS)}>[-<strategy>][-pcgrad][-llrd][-ema][-rdrop][-wemb][-s<k>]"
         )
     model, rest = parts[0], parts[1:]
     init = None
@@ -238,6 +242,9 @@ def full_budget_experiment(name: str, profile: str, model_kw: dict, **overrides)
     if rest and rest[-1] == "rdrop":
         rest.pop()
         kw["rdrop"] = RDROP_ALPHA
+    if rest and rest[-1] == "ema":
+        rest.pop()
+        kw["ema"] = EMA_DECAY
     if rest and rest[-1] == "llrd":
         rest.pop()
         kw.update(lr=PROFILES[profile]["lr"] * LLRD["lr_scale"], layer_decay=LLRD["layer_decay"])

@@ -10,7 +10,8 @@ A run is ``train(ModelConfig, TrainConfig, out_dir)``. It
 3. trains with the hand-written AdamW, linear warm-up + linear decay, gradient clipping,
    optional layer-wise LR decay, and autocast (precision "auto": bf16 on a CPU with native bf16,
    else fp32; bf16/fp16 + GradScaler on CUDA),
-4. evaluates on dev after each epoch, keeps the best epoch by the overall score (``best.pt``),
+4. evaluates on dev after each epoch, keeps the best epoch by the overall score (``best.pt``;
+   with ``ema`` > 0 both use a moving average of the weights, ``mtl_lab.ema``),
 5. checkpoints atomically (``checkpoint.pt``) every ``checkpoint_every`` steps and at each epoch
    end; a run started again in the same folder resumes from there and ends where an
    uninterrupted run would have ended (the epoch plans are functions of seed and epoch, and the
@@ -31,6 +32,7 @@ import platform
 import random
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -57,6 +59,7 @@ from .data import (
 )
 from .data import bucket_batches as _bucket_batches
 from .dropout import dropout_kind, use_fast_dropout
+from .ema import WeightAverage
 from .evaluate import autocast_context, eval_batch_size, evaluate, precision_choice, resolve_device
 from .model import ModelConfig, MultitaskModel, checkpoint_path
 from .optim import AdamW
@@ -113,6 +116,9 @@ class TrainConfig:
     # R-Drop (``mtl_lab.rdrop``): > 0 runs each labelled batch twice and adds this weight times the two
     # passes' disagreement to the loss (a second forward and backward pass a step); 0 = off.
     rdrop: float = 0.0
+    # Weight averaging (``mtl_lab.ema``): > 0 keeps an exponential moving average of the weights with this
+    # decay (e.g. 0.999) and scores dev / saves best.pt with it; 0 = off.
+    ema: float = 0.0
 
     def __post_init__(self):
         if self.pretrain is not None:  # contrastive pre-training: the one pseudo-task "simcse"
@@ -136,6 +142,8 @@ class TrainConfig:
             raise ValueError(f"task_draws must be >= 1, got {self.task_draws}")
         if self.rdrop < 0:
             raise ValueError(f"rdrop weighs a consistency term and must be >= 0, got {self.rdrop}")
+        if self.ema and not 0.0 < self.ema < 1.0:
+            raise ValueError(f"ema is the weight average's decay: 0 (off) or strictly between 0 and 1, got {self.ema}")
         if self.rdrop and self.pretrain is not None:
             raise ValueError(
                 "rdrop regularises the labelled tasks; contrastive pre-training already pairs dropout views"
@@ -689,6 +697,7 @@ def train(
     for group in optimizer.param_groups:
         group["base_lr"] = group["lr"]
     scaler = torch.amp.GradScaler(device.type) if precision == "fp16" else None  # fp16 on any device (CPU: tests)
+    average = WeightAverage(model, cfg.ema) if cfg.ema else None
 
     stages = [(t,) for t in cfg.tasks] if cfg.sequential else [cfg.tasks]
     steps_per_epoch = {
@@ -709,6 +718,8 @@ def train(
         optimizer.load_state_dict(ckpt["optimizer"])
         if scaler is not None and ckpt.get("scaler"):
             scaler.load_state_dict(ckpt["scaler"])
+        if average is not None:
+            average.load_state_dict(ckpt["ema"])
         torch.set_rng_state(ckpt["rng"]["torch"])
         if device.type == "cuda" and ckpt["rng"].get("cuda") is not None:
             torch.cuda.set_rng_state(ckpt["rng"]["cuda"])
@@ -731,6 +742,7 @@ def train(
                 "model": model.state_dict(),
                 "optimizer": optimizer.state_dict(),
                 "scaler": scaler.state_dict() if scaler is not None else None,
+                "ema": average.state_dict() if average is not None else None,
                 "rng": rng,
                 "state": dict(state),
                 "history": history,
@@ -818,6 +830,8 @@ def train(
                     model, optimizer, list(step_losses.values()), cfg, shared_grads, generator, scaler, aggregator
                 ):
                     state["skipped_steps"] = state.get("skipped_steps", 0) + 1  # fp16: inf/NaN gradients
+                elif average is not None:
+                    average.update(model)
                 state["step"], state["global_step"] = step + 1, state["global_step"] + 1
                 bar.update(1)
                 if step % 20 == 0:
@@ -832,10 +846,13 @@ def train(
                     on_step(state["global_step"])
             bar.close()
             train_seconds = time.perf_counter() - t0
-            if cfg.pretrain is not None:
-                metrics = embedding_metrics(model, dev_sets["sts"], eval_batch, precision)
-            else:
-                metrics = evaluate(model, dev_sets, eval_batch, precision)
+            with average.swapped_in(model) if average is not None else nullcontext(model) as scored:
+                if cfg.pretrain is not None:
+                    metrics = embedding_metrics(scored, dev_sets["sts"], eval_batch, precision)
+                else:
+                    metrics = evaluate(scored, dev_sets, eval_batch, precision)
+                improved = metrics["overall"] > best["overall"]  # copied: the average is swapped out below
+                best_state = {k: v.clone() for k, v in scored.state_dict().items()} if improved else None
             record = {
                 "epoch": global_epoch + 1,
                 "stage": "/".join(stage),
@@ -851,13 +868,13 @@ def train(
             if progress:
                 shown = ", ".join(f"{k} {v:.3f}" for k, v in metrics.items())
                 tqdm.write(f"[{desc}] dev: {shown} ({train_seconds:.0f}s train)")
-            if metrics["overall"] > best["overall"]:
+            if best_state is not None:  # the weights just scored (the average, with cfg.ema)
                 best = {"epoch": global_epoch + 1, **metrics}
                 atomic_save(
                     {
                         "model_config": model_cfg.to_dict(),
                         "train_config": cfg.to_dict(),
-                        "state_dict": model.state_dict(),
+                        "state_dict": best_state,
                         "metrics": best,
                     },
                     best_path,
