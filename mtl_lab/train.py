@@ -406,7 +406,7 @@ def config_diff(stored: dict, config: dict) -> list[str]:
     norm = lambda d: json.loads(json.dumps(d))  # noqa: E731 -- tuples and lists compare equal
     diff = []
     for section, fields_ in defaults.items():
-        old, new = norm({**fields_, **stored.get(section, {})}), norm(config[section])
+        old, new = (norm({**fields_, **c.get(section, {})}) for c in (stored, config))  # either may be stored
         diff += [
             f"{section}.{k}: {old.get(k)!r} -> {new.get(k)!r}"
             for k in sorted(set(old) | set(new))

@@ -184,6 +184,15 @@ def test_smoke_multitask_run_beats_the_majority_class(tmp_path, model_cfg, epoch
     assert written["history"][-1]["dev"] == res["history"][-1]["dev"]
 
 
+def test_two_stored_configs_compare_by_what_they_trained_whichever_is_older():
+    # publishing compares two stored configs: a run recorded before a field existed (here ``ema``, added with
+    # its default 0.0 = off) is the same run as its published copy recorded after
+    before = {"model": ModelConfig().to_dict(), "train": {k: v for k, v in tiny().to_dict().items() if k != "ema"}}
+    after = {"model": ModelConfig().to_dict(), "train": tiny().to_dict()}
+    assert config_diff(after, before) == [] and config_diff(before, after) == []
+    assert config_diff(after, {**before, "train": {**before["train"], "lr": 1e-3}}) != []
+
+
 def test_the_eval_batch_size_does_not_make_another_run():
     stored = {"model": ModelConfig().to_dict(), "train": {**tiny().to_dict(), "eval_batch_size": 128}}
     assert config_diff(stored, {"model": ModelConfig().to_dict(), "train": tiny().to_dict()}) == []
