@@ -236,21 +236,18 @@ def full_budget_experiment(name: str, profile: str, model_kw: dict, **overrides)
         )
     model, rest = parts[0], parts[1:]
     init = None
-    if rest and rest[-1] == "wemb":  # the word embeddings trained too (the lab's default before issue 17)
-        rest.pop()
-        kw["freeze_word_embeddings"] = False
-    if rest and rest[-1] == "rdrop":
-        rest.pop()
-        kw["rdrop"] = RDROP_ALPHA
-    if rest and rest[-1] == "ema":
-        rest.pop()
-        kw["ema"] = EMA_DECAY
-    if rest and rest[-1] == "llrd":
-        rest.pop()
-        kw.update(lr=PROFILES[profile]["lr"] * LLRD["lr_scale"], layer_decay=LLRD["layer_decay"])
-    if rest and rest[-1] == "pcgrad":
-        rest.pop()
-        kw.update(aggregation="pcgrad", sampler="uniform", task_draws=3, **FULL_BUDGET_PCGRAD[profile])
+    # optional suffixes, read from the end of the name in this order (the reverse of how a name writes them)
+    suffixes = {
+        "wemb": {"freeze_word_embeddings": False},  # the word embeddings trained too (the default before issue 17)
+        "rdrop": {"rdrop": RDROP_ALPHA},
+        "ema": {"ema": EMA_DECAY},
+        "llrd": {"lr": PROFILES[profile]["lr"] * LLRD["lr_scale"], "layer_decay": LLRD["layer_decay"]},
+        "pcgrad": {"aggregation": "pcgrad", "sampler": "uniform", "task_draws": 3, **FULL_BUDGET_PCGRAD[profile]},
+    }
+    for suffix, settings in suffixes.items():
+        if rest and rest[-1] == suffix:
+            rest.pop()
+            kw.update(settings)
     if rest:
         if model not in MODELS:
             raise ValueError(f"{name!r}: pre-training runs exist for {tuple(MODELS)} only, not {model!r}")

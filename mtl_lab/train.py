@@ -851,8 +851,20 @@ def train(
                     metrics = embedding_metrics(scored, dev_sets["sts"], eval_batch, precision)
                 else:
                     metrics = evaluate(scored, dev_sets, eval_batch, precision)
-                improved = metrics["overall"] > best["overall"]  # copied: the average is swapped out below
-                best_state = {k: v.clone() for k, v in scored.state_dict().items()} if improved else None
+                eval_end = time.perf_counter()
+                if (
+                    metrics["overall"] > best["overall"]
+                ):  # saved here: the weights just scored (with cfg.ema, the average)
+                    best = {"epoch": global_epoch + 1, **metrics}
+                    atomic_save(
+                        {
+                            "model_config": model_cfg.to_dict(),
+                            "train_config": cfg.to_dict(),
+                            "state_dict": scored.state_dict(),
+                            "metrics": best,
+                        },
+                        best_path,
+                    )
             record = {
                 "epoch": global_epoch + 1,
                 "stage": "/".join(stage),
@@ -860,7 +872,7 @@ def train(
                 "loss_curve": {t: block_means(v) for t, v in losses.items() if v},
                 "dev": metrics,
                 "train_seconds": train_seconds,
-                "eval_seconds": time.perf_counter() - t0 - train_seconds,
+                "eval_seconds": eval_end - t0 - train_seconds,
                 "examples": examples,
                 "examples_per_s": examples / train_seconds if train_seconds else None,
             }
@@ -868,17 +880,6 @@ def train(
             if progress:
                 shown = ", ".join(f"{k} {v:.3f}" for k, v in metrics.items())
                 tqdm.write(f"[{desc}] dev: {shown} ({train_seconds:.0f}s train)")
-            if best_state is not None:  # the weights just scored (the average, with cfg.ema)
-                best = {"epoch": global_epoch + 1, **metrics}
-                atomic_save(
-                    {
-                        "model_config": model_cfg.to_dict(),
-                        "train_config": cfg.to_dict(),
-                        "state_dict": best_state,
-                        "metrics": best,
-                    },
-                    best_path,
-                )
             state.update(epoch=epoch + 1, step=0, elapsed=time.perf_counter() - start_time)
             save_checkpoint()
             atomic_write_json(results(finished=False), results_path)
