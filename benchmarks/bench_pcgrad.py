@@ -11,7 +11,7 @@ sampling), same optimizer; the three step kinds alternate so machine-load drift 
   Python loop over task pairs on the flat vectors; copy the result back parameter by parameter.
 
 The losses run in the precision the cpu profile picks on this machine (``precision="auto"``: bf16
-autocast only where the CPU has native bf16, else fp32), or ``--precision``.
+autocast only where the CPU has native bf16 and a timed step is faster in it, else fp32), or ``--precision``.
 
 Usage: python benchmarks/bench_pcgrad.py [--steps 20] [--batch 4] [--precision auto|fp32|bf16]
 """

@@ -9,7 +9,7 @@ with the same batch size for one epoch:
 - ``pad128-fp32``: the CS224N starter's style -- every batch padded to 128 tokens, fp32, random order.
 
 The lab's loop and the Trainer run in the precision the cpu profile picks on this machine
-(``precision="auto"``: bf16 autocast only where the CPU has native bf16, else fp32), or ``--precision``.
+(``precision="auto"``: bf16 autocast only where the CPU has native bf16 and a timed step is faster in it, else fp32), or ``--precision``.
 
 Usage: python benchmarks/bench_training.py [--examples 1024] [--batch-size 32] [--precision auto|fp32|bf16]
 """

@@ -215,7 +215,7 @@ EMA_DECAY = 0.999
 
 
 def full_budget_experiment(name: str, profile: str, model_kw: dict, **overrides) -> tuple[ModelConfig, TrainConfig]:
-    """``full-<model>[-<strategy>][-pcgrad][-llrd][-ema][-rdrop][-wemb][-s<k>]``: a multi-task run on the profile's whole budget.
+    """``full-<model>[-<strategy>][-pcgrad][-llrd][-ema][-rdrop][-wemb][-e<n>][-s<k>]``: a multi-task run on the profile's whole budget.
 
     ``full-cls`` is the [CLS] baseline's configuration; ``full-sbert`` the SBERT + CNN-BiLSTM model with
     the ensembled pair heads; a pre-training strategy (``PRETRAIN_STRATEGIES``) starts it from
@@ -223,16 +223,19 @@ def full_budget_experiment(name: str, profile: str, model_kw: dict, **overrides)
     batches a step, tasks drawn uniformly with replacement); ``rdrop`` adds R-Drop (``mtl_lab.rdrop``, weight
     ``RDROP_ALPHA``: a recipe candidate); ``llrd`` layer-wise lr decay (``LLRD``), ``ema`` a moving average of the weights (``EMA_DECAY``, ``mtl_lab.ema``):
     recipe candidates; ``wemb`` trains the word embeddings too
-    (frozen by default since the CPU speed-up: the first full-budget runs were made that way).
+    (frozen by default since the CPU speed-up: the first full-budget runs were made that way); ``e<n>`` trains
+    n epochs instead of the profile's (the lr schedule stretched over them).
     """
     parts = name.split("-")[1:]
     kw: dict = {}
     if parts and re.fullmatch(r"s\d+", parts[-1]):
         kw["seed"] = int(parts.pop()[1:])
+    if len(parts) > 1 and re.fullmatch(r"e[1-9]\d*", parts[-1]):
+        kw["epochs"] = int(parts.pop()[1:])
     if not parts or parts[0] not in FULL_BUDGET_MODELS:
         raise ValueError(
             f"unknown experiment {name!r}: full-budget runs are "
-            f"full-<{'|'.join(FULL_BUDGET_MODELS)}>[-<strategy>][-pcgrad][-llrd][-ema][-rdrop][-wemb][-s<k>]"
+            f"full-<{'|'.join(FULL_BUDGET_MODELS)}>[-<strategy>][-pcgrad][-llrd][-ema][-rdrop][-wemb][-e<n>][-s<k>]"
         )
     model, rest = parts[0], parts[1:]
     init = None
@@ -281,6 +284,14 @@ def full_budget_rows() -> dict[str, list[str]]:
             "full-mean-llrd",
             "full-mean-llrd-s1",
             "full-mean-llrd-s2",
+        ],
+        # a recipe candidate: a moving average of the weights (``mtl_lab.ema``) on row (d), the same training time
+        "(h) (d) + weight averaging (recipe candidate)": ["full-mean-ema", "full-mean-ema-s1", "full-mean-ema-s2"],
+        # a recipe candidate: row (f) with its lr schedule stretched over 4 epochs, 8/3 of row (d)'s training time
+        "(i) (d) + R-Drop, 4 epochs (recipe candidate)": [
+            "full-mean-rdrop-e4",
+            "full-mean-rdrop-e4-s1",
+            "full-mean-rdrop-e4-s2",
         ],
         # issue 17's accuracy check of mtl_lab.dropout: seeds 3 and 4 of row (a), trained with the 16-bit masks,
         # against row (a)'s spread (its seeds 0-2 trained with PyTorch's dropout)

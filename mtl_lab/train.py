@@ -8,8 +8,8 @@ A run is ``train(ModelConfig, TrainConfig, out_dir)``. It
    order), ``round_robin`` (tasks in turn), ``sqrt`` (p_k ~ sqrt(n_k)) or ``annealed``
    (Stickland & Murray, 2019: p_k ~ n_k ** alpha, alpha from 1 down to 0.2 over the epochs),
 3. trains with the hand-written AdamW, linear warm-up + linear decay, gradient clipping,
-   optional layer-wise LR decay, and autocast (precision "auto": bf16 on a CPU with native bf16,
-   else fp32; bf16/fp16 + GradScaler on CUDA),
+   optional layer-wise LR decay, and autocast (precision "auto": bf16 on a CPU with native bf16 where
+   a timed training step is faster in it, else fp32; bf16/fp16 + GradScaler on CUDA),
 4. evaluates on dev after each epoch, keeps the best epoch by the overall score (``best.pt``;
    with ``ema`` > 0 both use a moving average of the weights, ``mtl_lab.ema``),
 5. checkpoints atomically (``checkpoint.pt``) every ``checkpoint_every`` steps and at each epoch
@@ -201,7 +201,7 @@ PROFILES: dict[str, dict] = {
         # keeps the committed notebook outputs
         freeze_word_embeddings=False,
     ),
-    # all local data; bf16 autocast where the CPU has native bf16, else fp32 (precision "auto")
+    # all local data; bf16 autocast where the CPU has native bf16 and a timed step is faster in it, else fp32 ("auto")
     "cpu": dict(epochs=3, batch_size=32, lr=5e-5, max_length=128, precision="auto"),
     # the paper's settings
     "gpu": dict(epochs=3, batch_size=16, lr=1e-5, max_length=128, precision="auto", checkpoint_every=1000),

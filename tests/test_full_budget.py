@@ -101,6 +101,19 @@ def test_the_layer_wise_lr_decay_candidate_is_row_d_with_llrd():
         experiments.experiment("full-sbert-rdrop-llrd", "cpu")
 
 
+def test_an_epochs_suffix_stretches_the_run_and_nothing_else():
+    model, train = experiments.experiment("full-mean-rdrop-e4-s1", "cpu")
+    plain_model, plain = experiments.experiment("full-mean-rdrop-s1", "cpu")
+    assert model == plain_model and (train.epochs, plain.epochs, train.seed) == (4, 3, 1)
+    assert {**train.to_dict(), "epochs": 3} == plain.to_dict()
+    assert experiments.experiment("full-mean-e4", "cpu")[1].epochs == 4
+    # a bare "e4" is not a model, and the suffix comes after the others
+    with pytest.raises(ValueError, match="full-budget runs are"):
+        experiments.experiment("full-e4", "cpu")
+    with pytest.raises(ValueError, match="unknown pre-training 'e4' in 'full-sbert-e4-rdrop'"):
+        experiments.experiment("full-sbert-e4-rdrop", "cpu")
+
+
 def test_the_mean_pooling_recipe_candidate():
     model, train = experiments.experiment("full-mean-s1", "cpu")
     assert (model.encoder, model.pair_head, train.seed, train.epochs) == ("mean", "ensemble", 1, 3)
