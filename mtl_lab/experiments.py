@@ -303,6 +303,14 @@ def full_budget_rows() -> dict[str, list[str]]:
     }
 
 
+# Recipe candidates whose first seeds showed no gain: their missing seeds are not trained (the results page says why).
+STOPPED_ROWS = {
+    "(g) (d) + layer-wise lr decay (recipe candidate)": "seed 0 0.7521 against 0.7530 for row (d)",
+    "(h) (d) + weight averaging (recipe candidate)": "seed 0 0.7507 against 0.7530 for row (d); "
+    "+.0003 over three seeds in the GPU screening (benchmarks/results/gpu_screen_h200.json)",
+}
+
+
 # The README's headline: which full-budget row stands for what, and the paper's Table 2 row beside it.
 HEADLINE_ROWS = {
     "the [CLS] baseline": ("(a) [CLS] baseline", "BERT [CLS] multi-task, initial"),

@@ -74,7 +74,8 @@ def build(profile: str = "cpu", out: str | os.PathLike = DOCS / "results.md") ->
     rows = experiments.full_budget_rows()
     full = analysis.full_budget_table(runs, rows)
     if (full["seeds"] > 0).sum() > 0:
-        missing = [n for names in rows.values() for n in names if n not in runs]
+        stopped = experiments.STOPPED_ROWS
+        missing = [n for row, names in rows.items() for n in names if n not in runs and row not in stopped]
         lines += [
             "## The full-budget study (cpu profile's budget: all local data, 3 epochs)",
             "",
@@ -85,6 +86,8 @@ def build(profile: str = "cpu", out: str | os.PathLike = DOCS / "results.md") ->
             _md(full.reset_index(), index=False),
             "",
             f"Still to train ({len(missing)}): {', '.join(f'`{n}`' for n in missing)}." if missing else "",
+            "",
+            *[f"Not continued: {row}: {why}." for row, why in stopped.items() if row in rows],
             "",
             *[
                 f"- `{n}`: {runs[n]['timing_note']}"

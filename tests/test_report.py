@@ -71,3 +71,18 @@ def test_the_readme_headline_is_rewritten_from_the_full_budget_runs(tmp_path, mo
     (tmp_path / "other.md").write_text("no markers")
     with pytest.raises(ValueError, match="no <!-- headline:start -->"):
         report.update_readme("cpu", tmp_path / "other.md")
+
+
+def test_stopped_candidates_are_not_listed_as_still_to_train(tmp_path, monkeypatch):
+    from mtl_lab import experiments
+
+    monkeypatch.setenv("MTL_LAB_RESULTS", str(tmp_path / "runs"))
+    tasks = ["sst", "qqp", "sts"]
+    for name in ("baseline", "full-mean-llrd", "full-mean-ema"):
+        _write(tmp_path / "runs", name, tasks, 0.74)
+    page = report.build("cpu", tmp_path / "docs" / "results.md").read_text()
+    still = next(line for line in page.splitlines() if line.startswith("Still to train"))
+    assert "`full-cls-s1`" in still and "`full-mean-rdrop-e4-s2`" in still  # rows still being measured
+    assert "llrd" not in still and "ema" not in still  # stopped after seed 0
+    for row in experiments.STOPPED_ROWS:
+        assert f"Not continued: {row}: " in page
