@@ -87,7 +87,7 @@ def build(profile: str = "cpu", out: str | os.PathLike = DOCS / "results.md") ->
             "",
             f"Still to train ({len(missing)}): {', '.join(f'`{n}`' for n in missing)}." if missing else "",
             "",
-            *[f"Not continued: {row}: {why}." for row, why in stopped.items() if row in rows],
+            *[f"- Not continued: {row}: {why}." for row, why in stopped.items() if row in rows],
             "",
             *[
                 f"- `{n}`: {runs[n]['timing_note']}"
