@@ -215,7 +215,7 @@ EMA_DECAY = 0.999
 
 
 def full_budget_experiment(name: str, profile: str, model_kw: dict, **overrides) -> tuple[ModelConfig, TrainConfig]:
-    """``full-<model>[-<strategy>][-pcgrad][-llrd][-ema][-rdrop][-wemb][-e<n>][-s<k>]``: a multi-task run on the profile's whole budget.
+    """``full-<model>[-<strategy>][-pcgrad][-llrd][-ema][-rdrop][-wemb][-f<k>][-e<n>][-s<k>]``: a multi-task run on the profile's whole budget.
 
     ``full-cls`` is the [CLS] baseline's configuration; ``full-sbert`` the SBERT + CNN-BiLSTM model with
     the ensembled pair heads; a pre-training strategy (``PRETRAIN_STRATEGIES``) starts it from
@@ -223,7 +223,8 @@ def full_budget_experiment(name: str, profile: str, model_kw: dict, **overrides)
     batches a step, tasks drawn uniformly with replacement); ``rdrop`` adds R-Drop (``mtl_lab.rdrop``, weight
     ``RDROP_ALPHA``: a recipe candidate); ``llrd`` layer-wise lr decay (``LLRD``), ``ema`` a moving average of the weights (``EMA_DECAY``, ``mtl_lab.ema``):
     recipe candidates; ``wemb`` trains the word embeddings too
-    (frozen by default since the CPU speed-up: the first full-budget runs were made that way); ``e<n>`` trains
+    (frozen by default since the CPU speed-up: the first full-budget runs were made that way); ``f<k>`` freezes the
+    lowest k transformer layers (``TrainConfig.freeze_layers``: issue 17's speed check); ``e<n>`` trains
     n epochs instead of the profile's (the lr schedule stretched over them).
     """
     parts = name.split("-")[1:]
@@ -232,10 +233,12 @@ def full_budget_experiment(name: str, profile: str, model_kw: dict, **overrides)
         kw["seed"] = int(parts.pop()[1:])
     if len(parts) > 1 and re.fullmatch(r"e[1-9]\d*", parts[-1]):
         kw["epochs"] = int(parts.pop()[1:])
+    if len(parts) > 1 and re.fullmatch(r"f[1-9]\d*", parts[-1]):
+        kw["freeze_layers"] = int(parts.pop()[1:])
     if not parts or parts[0] not in FULL_BUDGET_MODELS:
         raise ValueError(
             f"unknown experiment {name!r}: full-budget runs are "
-            f"full-<{'|'.join(FULL_BUDGET_MODELS)}>[-<strategy>][-pcgrad][-llrd][-ema][-rdrop][-wemb][-e<n>][-s<k>]"
+            f"full-<{'|'.join(FULL_BUDGET_MODELS)}>[-<strategy>][-pcgrad][-llrd][-ema][-rdrop][-wemb][-f<k>][-e<n>][-s<k>]"
         )
     model, rest = parts[0], parts[1:]
     init = None

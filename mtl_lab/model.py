@@ -119,6 +119,13 @@ class MultitaskModel(nn.Module):
         """Stop training the word-embedding matrix (positions, token types and everything else still train)."""
         self.backbone.get_input_embeddings().weight.requires_grad_(False)
 
+    def freeze_lower_layers(self, k: int) -> None:
+        """Stop training the embeddings and the lowest ``k`` transformer layers (backward stops above them)."""
+        if not 0 <= k <= self.num_layers:
+            raise ValueError(f"freeze_layers must be between 0 and the backbone's {self.num_layers} layers, got {k}")
+        for module in (self.backbone.embeddings, *self.backbone.encoder.layer[:k]):
+            module.requires_grad_(False)
+
     def shared_parameters(self) -> list[nn.Parameter]:
         """Parameters every task uses: the backbone and the sentence encoder."""
         return [p for p in (*self.backbone.parameters(), *self.encoder.parameters()) if p.requires_grad]

@@ -113,6 +113,9 @@ class TrainConfig:
     # 30,522 rows: trained, it costs a dense gradient and a dense AdamW update of 11.7M values a
     # step (about a third of a CPU step) for rows that barely move. Frozen by default.
     freeze_word_embeddings: bool = True
+    # Freeze the lowest k transformer layers and every embedding beneath them: backward then stops above them
+    # (less work a step; issue 17 measured its accuracy over seeds). 0 = every layer trains.
+    freeze_layers: int = 0
     # R-Drop (``mtl_lab.rdrop``): > 0 runs each labelled batch twice and adds this weight times the two
     # passes' disagreement to the loss (a second forward and backward pass a step); 0 = off.
     rdrop: float = 0.0
@@ -140,6 +143,10 @@ class TrainConfig:
             raise ValueError(f"reduction must be 'mean' or 'sum', got {self.reduction!r}")
         if self.task_draws < 1:
             raise ValueError(f"task_draws must be >= 1, got {self.task_draws}")
+        if self.freeze_layers < 0:
+            raise ValueError(
+                f"freeze_layers counts the lowest transformer layers kept fixed: >= 0, got {self.freeze_layers}"
+            )
         if self.rdrop < 0:
             raise ValueError(f"rdrop weighs a consistency term and must be >= 0, got {self.rdrop}")
         if self.ema and not 0.0 < self.ema < 1.0:
@@ -630,12 +637,14 @@ def optimizer_step(
 
 
 def prepare_for_training(model: MultitaskModel, cfg: TrainConfig, device: torch.device) -> MultitaskModel:
-    """Freeze the word embeddings (``cfg.freeze_word_embeddings``) and, on a CPU, use the plain ("eager")
+    """Freeze the word embeddings (``cfg.freeze_word_embeddings``), the lowest ``cfg.freeze_layers`` layers, and, on a CPU, use the plain ("eager")
     attention -- the same maths as PyTorch's fused SDPA kernels, which train 1.1-1.3x slower on CPU -- and
     dropout masks drawn 16 bits at a time (``mtl_lab.dropout``: the same dropout, 1.1-1.25x faster steps on
     an AMD CPU). ``benchmarks/bench_training.py`` measures both."""
     if cfg.freeze_word_embeddings:
         model.freeze_word_embeddings()
+    if cfg.freeze_layers:
+        model.freeze_lower_layers(cfg.freeze_layers)
     if device.type == "cpu":
         use_fast_dropout(model)  # its attention is the eager one with this dropout
     return model

@@ -114,6 +114,16 @@ def test_an_epochs_suffix_stretches_the_run_and_nothing_else():
         experiments.experiment("full-sbert-e4-rdrop", "cpu")
 
 
+def test_a_freeze_suffix_freezes_the_lowest_layers_and_nothing_else():
+    model, train = experiments.experiment("full-cls-f2-s1", "cpu")
+    plain_model, plain = experiments.experiment("full-cls-s1", "cpu")
+    assert model == plain_model and (train.freeze_layers, plain.freeze_layers) == (2, 0)
+    assert {**train.to_dict(), "freeze_layers": 0} == plain.to_dict()
+    assert experiments.experiment("full-mean-rdrop-f1-e4", "cpu")[1].freeze_layers == 1
+    with pytest.raises(ValueError, match="full-budget runs are"):
+        experiments.experiment("full-f2", "cpu")
+
+
 def test_the_mean_pooling_recipe_candidate():
     model, train = experiments.experiment("full-mean-s1", "cpu")
     assert (model.encoder, model.pair_head, train.seed, train.epochs) == ("mean", "ensemble", 1, 3)

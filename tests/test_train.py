@@ -135,6 +135,26 @@ def test_word_embeddings_are_frozen_by_default_and_everything_else_trains(tmp_pa
     assert not torch.equal(before[word], load_model(tmp_path / "wemb").state_dict()[word])
 
 
+def test_freezing_the_lowest_layers_keeps_them_and_the_embeddings_fixed(tmp_path):
+    torch.manual_seed(0)
+    before = MultitaskModel(ModelConfig(tasks=("sst",))).state_dict()
+    train(ModelConfig(), tiny(epochs=1, tasks=("sst",), freeze_layers=2), tmp_path, progress=False)
+    after = load_model(tmp_path).state_dict()
+    fixed = [
+        k
+        for k in before
+        if k.startswith(("backbone.embeddings.", "backbone.encoder.layer.0.", "backbone.encoder.layer.1."))
+    ]
+    assert len(fixed) == 5 + 2 * 16 and all(torch.equal(before[k], after[k]) for k in fixed)
+    query = "backbone.encoder.layer.{}.attention.self.query.weight"
+    assert not torch.equal(before[query.format(2)], after[query.format(2)])
+    assert not torch.equal(before["heads.sst.weight"], after["heads.sst.weight"])
+    with pytest.raises(ValueError, match="freeze_layers counts the lowest"):
+        tiny(freeze_layers=-1)
+    with pytest.raises(ValueError, match="between 0 and the backbone's 6 layers, got 7"):
+        MultitaskModel(ModelConfig(tasks=("sst",))).freeze_lower_layers(7)
+
+
 def test_a_run_stored_before_the_freezing_option_counts_as_trained_word_embeddings():
     stored = {"model": ModelConfig().to_dict(), "train": tiny().to_dict()}
     del stored["train"]["freeze_word_embeddings"]  # a results.json written before the option existed
