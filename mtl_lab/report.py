@@ -53,6 +53,18 @@ def _metrics(table: pd.DataFrame) -> pd.DataFrame:
     return table[[c for c in keep if c in table]]
 
 
+def _stopped_line(row: str, against: str, why: str, rows: dict[str, list[str]], runs: dict[str, dict]) -> str:
+    """A recipe candidate stopped after its first seed: the reason, with both rows' seed-0 scores where finished."""
+    first, ref = rows[row][0], rows[against][0]
+    scores = (
+        f"seed 0 {runs[first]['best']['overall']:.4f} against {runs[ref]['best']['overall']:.4f} for row "
+        f"{against.split()[0]}; "
+        if first in runs and ref in runs
+        else ""
+    )
+    return f"- Not continued: {row}: {scores}{why}."
+
+
 def build(profile: str = "cpu", out: str | os.PathLike = DOCS / "results.md") -> Path:
     """Write the results page of a profile (and its figures next to it); return its path."""
     out = Path(out)
@@ -87,7 +99,7 @@ def build(profile: str = "cpu", out: str | os.PathLike = DOCS / "results.md") ->
             "",
             f"Still to train ({len(missing)}): {', '.join(f'`{n}`' for n in missing)}." if missing else "",
             "",
-            *[f"- Not continued: {row}: {why}." for row, why in stopped.items() if row in rows],
+            *[_stopped_line(row, against, why, rows, runs) for row, (against, why) in stopped.items() if row in rows],
             "",
             *[
                 f"- `{n}`: {runs[n]['timing_note']}"

@@ -80,9 +80,16 @@ def test_stopped_candidates_are_not_listed_as_still_to_train(tmp_path, monkeypat
     tasks = ["sst", "qqp", "sts"]
     for name in ("baseline", "full-mean-llrd", "full-mean-ema"):
         _write(tmp_path / "runs", name, tasks, 0.74)
+    _write(tmp_path / "runs", "full-mean", tasks, 0.753)
     page = report.build("cpu", tmp_path / "docs" / "results.md").read_text()
     still = next(line for line in page.splitlines() if line.startswith("Still to train"))
     assert "`full-cls-s1`" in still and "`full-mean-rdrop-e4-s2`" in still  # rows still being measured
     assert "llrd" not in still and "ema" not in still  # stopped after seed 0
     for row in experiments.STOPPED_ROWS:
-        assert f"Not continued: {row}: " in page
+        assert f"Not continued: {row}: " in page and "; no gain" in page
+    # the scores come from the runs themselves (both seed 0s), not from text
+    overall = {
+        n: json.loads((tmp_path / "runs" / "cpu" / n / "results.json").read_text())["best"]["overall"]
+        for n in ("full-mean-llrd", "full-mean")
+    }
+    assert f"seed 0 {overall['full-mean-llrd']:.4f} against {overall['full-mean']:.4f} for row (d); no gain" in page
