@@ -231,3 +231,15 @@ def test_the_eval_batch_size_changes_how_fast_not_what_is_scored():
     small, big = evaluate(model, dev, 4, "fp32"), evaluate(model, dev, 128, "fp32")
     assert small.keys() == big.keys() and len(small) >= 3
     assert all(abs(small[k] - big[k]) < 1e-6 for k in small)
+
+
+def test_the_train_command_freezes_layers_and_names_the_run_after_it(tmp_path, monkeypatch, capsys, tiny_backbone):
+    from mtl_lab.__main__ import main
+
+    monkeypatch.chdir(tmp_path)
+    small = ["--train-limit", "16", "--dev-limit", "16", "--epochs", "1", "--batch-size", "8", "--max-length", "16"]
+    assert main(["train", "--profile", "smoke", "--model", tiny_backbone, "--freeze-layers", "1", *small]) == 0
+    (run,) = (tmp_path / "runs" / "smoke").glob("*-freeze1")  # the backbone's folder name, then the option
+    assert json.loads((run / "results.json").read_text())["config"]["train"]["freeze_layers"] == 1
+    assert main(["train", "--profile", "smoke", "--model", tiny_backbone, "--freeze-layers", "3", *small]) == 2
+    assert "between 0 and the backbone's 2 layers, got 3" in capsys.readouterr().err
