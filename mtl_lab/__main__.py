@@ -76,9 +76,9 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
 
 def default_run_name(args: argparse.Namespace, model_kw: dict) -> str:
     """Run folder name from the options that change what is trained ("baseline" when none do)."""
-    parts = [
-        Path(v).name if k in ("init", "backbone") else v for k, v in model_kw.items()
-    ]  # a folder: its name + [*(args.tasks or [])]
+    # a backbone or init given as a folder contributes the folder's name
+    parts = [Path(v).name if k in ("init", "backbone") else v for k, v in model_kw.items()]
+    parts += [*(args.tasks or [])]
     if args.pretrain:
         parts.append(f"pretrain-{args.pretrain}")
     if args.sequential:
