@@ -1,6 +1,7 @@
 """The training loop: samplers, schedule, resume after an interruption, NaN stop, a real smoke run."""
 
 import json
+from pathlib import Path
 import math
 
 import numpy as np
@@ -238,8 +239,10 @@ def test_the_train_command_freezes_layers_and_names_the_run_after_it(tmp_path, m
 
     monkeypatch.chdir(tmp_path)
     small = ["--train-limit", "16", "--dev-limit", "16", "--epochs", "1", "--batch-size", "8", "--max-length", "16"]
-    assert main(["train", "--profile", "smoke", "--model", tiny_backbone, "--freeze-layers", "1", *small]) == 0
-    (run,) = (tmp_path / "runs" / "smoke").glob("*-freeze1")  # the backbone's folder name, then the option
+    args = ["train", "--profile", "smoke", "--model", tiny_backbone, "--tasks", "sst", "sts", "--freeze-layers", "1"]
+    assert main([*args, *small]) == 0
+    (run,) = (tmp_path / "runs" / "smoke").iterdir()
+    assert run.name == f"{Path(tiny_backbone).name}-sst-sts-freeze1"  # the backbone's folder, the tasks, the option
     assert json.loads((run / "results.json").read_text())["config"]["train"]["freeze_layers"] == 1
     assert main(["train", "--profile", "smoke", "--model", tiny_backbone, "--freeze-layers", "3", *small]) == 2
     assert "between 0 and the backbone's 2 layers, got 3" in capsys.readouterr().err
