@@ -1,8 +1,8 @@
 """The training loop: samplers, schedule, resume after an interruption, NaN stop, a real smoke run."""
 
 import json
-from pathlib import Path
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
