@@ -299,6 +299,9 @@ def full_budget_rows() -> dict[str, list[str]]:
         # issue 17's accuracy check of mtl_lab.dropout: seeds 3 and 4 of row (a), trained with the 16-bit masks,
         # against row (a)'s spread (its seeds 0-2 trained with PyTorch's dropout)
         "(a*) (a), seeds 3-4, with the lab's dropout masks": ["full-cls-s3", "full-cls-s4"],
+        # issue 17's accuracy check of --freeze-layers 2 (1.4-1.7x faster steps): seeds 0-1 of row (a) with the
+        # embeddings and the lowest 2 of the 6 transformer layers fixed
+        "(a-f2) (a), the lowest 2 layers frozen": ["full-cls-f2", "full-cls-f2-s1"],
         # the first full-budget runs, made before the CPU speed-up froze the word embeddings (issue 17)
         "(a') (a), word embeddings trained too": ["full-cls-wemb", "full-cls-wemb-s1", "full-cls-wemb-s2"],
         "(b') (b), word embeddings trained too": ["full-sbert-wemb"],
