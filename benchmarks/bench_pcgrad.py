@@ -53,7 +53,7 @@ def plain_step(model, opt, batches, _):
 
 def pcgrad_step(model, opt, batches, tg):
     grads = tg.backward(losses_of(model, batches))
-    tg.assign(project_conflicting(grads, "sum"))
+    tg.assign(project_conflicting(grads, "sum", out=tg.result))  # as the training loop does
     opt.step()
     opt.zero_grad(set_to_none=True)
 

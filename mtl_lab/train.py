@@ -593,9 +593,12 @@ def aggregate_backward(
         return
     if shared is None:
         raise ValueError(f"aggregation {aggregation!r} needs the TaskGradients of the shared parameters")
-    combine = aggregation if callable(aggregation) else AGGREGATORS[aggregation]
     grads = shared.backward(scaled)  # K x D, one row per task
-    shared.assign(combine(grads, "sum", generator))  # the weights above did the reduction
+    if callable(aggregation):  # your own aggregator: (grads, reduction, generator) -> D vector
+        direction = aggregation(grads, "sum", generator)  # the weights above did the reduction
+    else:  # a built-in one writes into a vector reused every step (no fresh memory to fault in)
+        direction = AGGREGATORS[aggregation](grads, "sum", generator, out=shared.result)
+    shared.assign(direction)
 
 
 def optimizer_step(

@@ -93,6 +93,22 @@ def test_task_gradients_collects_each_loss_without_copies():
     torch.testing.assert_close(torch.cat([p.grad.reshape(-1) for p in shared.parameters()]), combined)
 
 
+@pytest.mark.parametrize("name", ["sum", "pcgrad", "imtl_g"])
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+def test_an_aggregator_writes_the_same_vector_into_a_reused_out(name, reduction):
+    from mtl_lab.optim.pcgrad import AGGREGATORS, TaskGradients
+
+    grads = torch.randn(3, 50, generator=torch.Generator().manual_seed(1))
+    grads[1] = -0.5 * grads[0] + 0.1 * grads[1]  # a conflict, so PCGrad projects
+    fresh = AGGREGATORS[name](grads, reduction, torch.Generator().manual_seed(0))
+    tg = TaskGradients([torch.nn.Parameter(torch.zeros(50))])
+    out = tg.result
+    for _ in range(2):  # the same buffer, step after step
+        got = AGGREGATORS[name](grads, reduction, torch.Generator().manual_seed(0), out=out)
+        assert got.data_ptr() == out.data_ptr() and tg.result is out
+        torch.testing.assert_close(got, fresh)
+
+
 def test_cosine_matrix():
     from mtl_lab.optim.pcgrad import cosine_matrix
 
