@@ -24,6 +24,7 @@ own warm-up/decay schedule) and evaluates every task after each epoch, which sho
 
 from __future__ import annotations
 
+import inspect
 import itertools
 import json
 import math
@@ -593,12 +594,12 @@ def aggregate_backward(
         return
     if shared is None:
         raise ValueError(f"aggregation {aggregation!r} needs the TaskGradients of the shared parameters")
+    combine = aggregation if callable(aggregation) else AGGREGATORS[aggregation]
     grads = shared.backward(scaled)  # K x D, one row per task
-    if callable(aggregation):  # your own aggregator: (grads, reduction, generator) -> D vector
-        direction = aggregation(grads, "sum", generator)  # the weights above did the reduction
-    else:  # a built-in one writes into a vector reused every step (no fresh memory to fault in)
-        direction = AGGREGATORS[aggregation](grads, "sum", generator, out=shared.result)
-    shared.assign(direction)
+    # the weights above did the reduction; an aggregator that takes ``out`` (the built-in ones) writes into a
+    # vector reused every step (no fresh memory to fault in), one of your own (grads, reduction, generator) -> D
+    out = {"out": shared.result} if "out" in inspect.signature(combine).parameters else {}
+    shared.assign(combine(grads, "sum", generator, **out))
 
 
 def optimizer_step(

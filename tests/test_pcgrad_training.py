@@ -63,6 +63,30 @@ def test_sum_reduction_is_k_times_the_mean(make_model, batches):
     torch.testing.assert_close(out["sum"], 3 * out["mean"], rtol=1e-4, atol=1e-6)
 
 
+def test_an_aggregator_of_your_own_without_out_works_by_name_and_as_a_function(make_model, batches, monkeypatch):
+    model = make_model().eval()
+    shared = model.shared_parameters()
+    seen = []
+
+    def first_task_only(grads, reduction="mean", generator=None):  # a student's signature: no ``out``
+        seen.append(grads.shape)
+        return grads[0].clone()
+
+    monkeypatch.setitem(AGGREGATORS, "first", first_task_only)  # notebook 04: "add it to AGGREGATORS"
+    tg = TaskGradients(shared)
+    for aggregation in ("first", first_task_only):
+        model.zero_grad(set_to_none=True)
+        losses = [model.loss(t, model(b), b["labels"]) for t, b in batches.items()]
+        aggregate_backward(losses, aggregation, "sum", tg, torch.Generator().manual_seed(0))
+        torch.testing.assert_close(torch.cat([p.grad.flatten() for p in shared]), tg.buffer[0])
+    assert seen == [(3, tg.dim)] * 2
+    # a built-in one wrote nowhere else than the reused vector
+    aggregate_backward(
+        [model.loss(t, model(b), b["labels"]) for t, b in batches.items()], "pcgrad", "sum", tg, torch.Generator()
+    )
+    assert shared[0].grad.data_ptr() == tg.result.data_ptr()
+
+
 def test_aggregators_commute_with_a_loss_scale():
     """Surgery on GradScaler-scaled gradients equals scaled surgery (so fp16 unscaling may come after)."""
     g = torch.randn(3, 50, generator=torch.Generator().manual_seed(3))

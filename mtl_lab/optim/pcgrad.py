@@ -195,4 +195,4 @@ def imtl_g(
 
 AGGREGATORS = {"sum": sum_gradients, "pcgrad": project_conflicting, "imtl_g": imtl_g}
 """Gradient aggregation methods by name: pure functions (K x D grads, reduction, generator) -> D; each also takes
-``out=`` (a D vector to write into), which the training loop passes to these, not to an aggregator of your own."""
+``out=`` (a D vector to write into), which the training loop passes to any aggregator whose signature has it."""
