@@ -24,6 +24,7 @@ own warm-up/decay schedule) and evaluates every task after each epoch, which sho
 
 from __future__ import annotations
 
+import functools
 import inspect
 import itertools
 import json
@@ -572,6 +573,12 @@ def probe_gradients(model, probes: dict[str, dict], device: torch.device, precis
     return torch.stack(rows)
 
 
+@functools.lru_cache(maxsize=32)
+def _takes_out(combine: Callable) -> bool:
+    """Whether an aggregator's signature has an ``out`` parameter (looked up once per aggregator, not every step)."""
+    return "out" in inspect.signature(combine).parameters
+
+
 def aggregate_backward(
     losses: list[torch.Tensor],
     aggregation: str | Callable,
@@ -598,7 +605,7 @@ def aggregate_backward(
     grads = shared.backward(scaled)  # K x D, one row per task
     # the weights above did the reduction; an aggregator that takes ``out`` (the built-in ones) writes into a
     # vector reused every step (no fresh memory to fault in), one of your own (grads, reduction, generator) -> D
-    out = {"out": shared.result} if "out" in inspect.signature(combine).parameters else {}
+    out = {"out": shared.result} if _takes_out(combine) else {}
     shared.assign(combine(grads, "sum", generator, **out))
 
 
