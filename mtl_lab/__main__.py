@@ -245,10 +245,12 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
             f"no finished run of yours in the grid under {experiments.run_dir(args.profile, '')} "
             f"(the published results are under {published}; train with: python -m mtl_lab sweep --profile {args.profile})"
         )
-        return 1
-    print(table.drop(columns=["run"]).round(3).to_string())
-    print(f"best grid row by dev overall: {experiments.best_run(results)}")
-    if args.predict:
+        if not args.predict:
+            return 1
+    else:
+        print(table.drop(columns=["run"]).round(3).to_string())
+        print(f"best grid row by dev overall: {experiments.best_run(results)}")
+    if args.predict:  # your best run of any kind with its best.pt (a full-budget one first), grid or not
         name, why = experiments.best_model(args.profile)
         print(f"writing the predictions of {name} ({why})")
         metrics = predict_files(

@@ -68,6 +68,27 @@ def test_the_best_model_command_needs_weights_and_prefers_the_full_budget(tmp_pa
     assert name == "full" and "full budget" in why and "0.7400" in why
 
 
+def test_sweep_predict_writes_the_best_full_budget_run_even_without_grid_runs(tmp_path, monkeypatch, capsys):
+    import mtl_lab.evaluate
+
+    monkeypatch.setenv("MTL_LAB_RUNS", str(tmp_path))
+    folder = tmp_path / "cpu" / "full-mean-rdrop-e4"  # a full-budget run, none of notebook 05's grid
+    folder.mkdir(parents=True)
+    cfg = {"train": {"tasks": ["sst", "qqp", "sts"], "train_fraction": None, "train_limit": None, "epochs": 4}}
+    (folder / "results.json").write_text(json.dumps({"finished": True, "best": {"overall": 0.75}, "config": cfg}))
+    (folder / "best.pt").write_bytes(b"")
+    written = []
+    monkeypatch.setattr(
+        mtl_lab.evaluate, "predict_files", lambda ckpt, out, splits: written.append(ckpt) or {"overall": 0.75}
+    )
+    assert main(["sweep", "--profile", "cpu", "--no-train"]) == 1  # nothing to tabulate, nothing asked to write
+    assert written == []
+    assert main(["sweep", "--profile", "cpu", "--no-train", "--predict", str(tmp_path / "pred")]) == 0
+    assert written == [folder / "best.pt"]
+    out = capsys.readouterr().out
+    assert "no finished run of yours in the grid" in out and "writing the predictions of full-mean-rdrop-e4" in out
+
+
 # -- options that would do nothing are refused -----------------------------------------------------
 
 
