@@ -54,7 +54,7 @@ def _metrics(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def _stopped_line(row: str, against: str, why: str, rows: dict[str, list[str]], runs: dict[str, dict]) -> str:
-    """A recipe candidate stopped after its first seed: the reason, with both rows' seed-0 scores where finished."""
+    """A recipe candidate stopped before its third seed: the reason, with both rows' seed-0 scores where finished."""
     first, ref = rows[row][0], rows[against][0]
     scores = (
         f"seed 0 {runs[first]['best']['overall']:.4f} against {runs[ref]['best']['overall']:.4f} for row "

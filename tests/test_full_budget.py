@@ -190,8 +190,8 @@ def test_the_recipe_records_each_seed_as_an_ensemble_run_of_its_rows(tmp_path, m
 
     monkeypatch.setenv("MTL_LAB_RUNS", str(tmp_path / "runs"))
     monkeypatch.setenv("MTL_LAB_RESULTS", str(tmp_path / "results"))
-    assert experiments.recipe_members(0) == ["full-mean"]
-    assert experiments.recipe_members(2) == ["full-mean-s2"]
+    assert experiments.recipe_members(0) == ["full-mean-rdrop-e4"]
+    assert experiments.recipe_members(2) == ["full-mean-rdrop-e4-s2"]
     # the recorded ensemble of several rows (the recipe's machinery, whatever RECIPE holds today)
     monkeypatch.setitem(experiments.RECIPE, "rows", ["(a) [CLS] baseline", "(d) mean pooling + ensembled pair heads"])
     assert experiments.recipe_members(0) == ["baseline", "full-mean"]
