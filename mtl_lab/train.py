@@ -574,9 +574,16 @@ def probe_gradients(model, probes: dict[str, dict], device: torch.device, precis
 
 
 @functools.lru_cache(maxsize=32)
+def _signature_has_out(combine: Callable) -> bool:
+    return "out" in inspect.signature(combine).parameters
+
+
 def _takes_out(combine: Callable) -> bool:
     """Whether an aggregator's signature has an ``out`` parameter (looked up once per aggregator, not every step)."""
-    return "out" in inspect.signature(combine).parameters
+    try:
+        return _signature_has_out(combine)
+    except TypeError:  # an unhashable callable (e.g. a dataclass instance with __call__): looked up every step
+        return "out" in inspect.signature(combine).parameters
 
 
 def aggregate_backward(

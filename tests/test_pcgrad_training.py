@@ -1,5 +1,7 @@
 """PCGrad inside training: the shared/head split, both reductions, the sampling, the monitor."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -72,14 +74,19 @@ def test_an_aggregator_of_your_own_without_out_works_by_name_and_as_a_function(m
         seen.append(grads.shape)
         return grads[0].clone()
 
+    @dataclasses.dataclass
+    class FirstTask:  # a callable object that cannot be hashed (a dataclass with eq): no cache, still works
+        def __call__(self, grads, reduction="mean", generator=None, out=None):
+            return first_task_only(grads, reduction, generator)
+
     monkeypatch.setitem(AGGREGATORS, "first", first_task_only)  # notebook 04: "add it to AGGREGATORS"
     tg = TaskGradients(shared)
-    for aggregation in ("first", first_task_only):
+    for aggregation in ("first", first_task_only, FirstTask()):
         model.zero_grad(set_to_none=True)
         losses = [model.loss(t, model(b), b["labels"]) for t, b in batches.items()]
         aggregate_backward(losses, aggregation, "sum", tg, torch.Generator().manual_seed(0))
         torch.testing.assert_close(torch.cat([p.grad.flatten() for p in shared]), tg.buffer[0])
-    assert seen == [(3, tg.dim)] * 2
+    assert seen == [(3, tg.dim)] * 3
     # a built-in one wrote nowhere else than the reused vector
     aggregate_backward(
         [model.loss(t, model(b), b["labels"]) for t, b in batches.items()], "pcgrad", "sum", tg, torch.Generator()
