@@ -75,7 +75,7 @@ def test_an_aggregator_of_your_own_without_out_works_by_name_and_as_a_function(m
         return grads[0].clone()
 
     @dataclasses.dataclass
-    class FirstTask:  # a callable object that cannot be hashed (a dataclass with eq): no cache, still works
+    class FirstTask:  # a callable object, not a function (and unhashable: a dataclass with eq)
         def __call__(self, grads, reduction="mean", generator=None, out=None):
             return first_task_only(grads, reduction, generator)
 
