@@ -311,12 +311,12 @@ def full_budget_rows() -> dict[str, list[str]]:
 
 
 # Recipe candidates whose first seeds showed no gain (or that a later row superseded): their missing seeds are not
-# trained. Row -> (the row it was measured against, why it stopped); the results page puts the seed-0 scores of
-# both beside the reason.
+# trained. Row -> (the row it was measured against, why it stopped); the results page puts both rows' scores, seed
+# by seed, beside the reason.
 STOPPED_ROWS = {
     "(f) (d) + R-Drop (recipe candidate)": (
         "(d) mean pooling + ensembled pair heads",
-        "seed 1 0.7500 against 0.7500 (+.0000); superseded by row (i), the same over 4 epochs (the recipe)",
+        "superseded by row (i), the same over 4 epochs (the recipe)",
     ),
     "(g) (d) + layer-wise lr decay (recipe candidate)": ("(d) mean pooling + ensembled pair heads", "no gain"),
     "(h) (d) + weight averaging (recipe candidate)": (

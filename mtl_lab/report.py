@@ -54,15 +54,12 @@ def _metrics(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def _stopped_line(row: str, against: str, why: str, rows: dict[str, list[str]], runs: dict[str, dict]) -> str:
-    """A recipe candidate stopped before its third seed: the reason, with both rows' seed-0 scores where finished."""
-    first, ref = rows[row][0], rows[against][0]
-    scores = (
-        f"seed 0 {runs[first]['best']['overall']:.4f} against {runs[ref]['best']['overall']:.4f} for row "
-        f"{against.split()[0]}; "
-        if first in runs and ref in runs
-        else ""
+    """A recipe candidate stopped before its third seed: the reason, with each seed both rows finished, paired."""
+    pairs = [(k, runs[a], runs[b]) for k, (a, b) in enumerate(zip(rows[row], rows[against])) if a in runs and b in runs]
+    scores = "; ".join(
+        f"seed {k} {mine['best']['overall']:.4f} against {ref['best']['overall']:.4f}" for k, mine, ref in pairs
     )
-    return f"- Not continued: {row}: {scores}{why}."
+    return f"- Not continued: {row}: {f'{scores} for row {against.split()[0]}; ' if pairs else ''}{why}."
 
 
 def build(profile: str = "cpu", out: str | os.PathLike = DOCS / "results.md") -> Path:
