@@ -135,10 +135,18 @@ def _timed(fn) -> float:
 
 
 def _step_setup(
-    model_name: str, precision: str, steps: int, batch_size: int, attention: str | None, dropout=None, **train_kw
+    model_name: str,
+    precision: str,
+    steps: int,
+    batch_size: int,
+    attention: str | None,
+    dropout=None,
+    unpad: bool | None = None,
+    **train_kw,
 ):
     """A cpu-profile multi-task model, its optimizer and the first ``steps + 2`` batches of its epoch plan
-    (``dropout="torch"``: PyTorch's dropout instead of the lab's; ``attention``: another attention kernel)."""
+    (``dropout="torch"``: PyTorch's dropout instead of the lab's; ``attention``: another attention kernel;
+    ``unpad=False``: the padded backbone instead of ``mtl_lab.unpad``)."""
     from mtl_lab.dropout import use_torch_dropout
     from mtl_lab.experiments import MODELS
     from mtl_lab.optim import AdamW
@@ -153,65 +161,103 @@ def _step_setup(
         use_torch_dropout(model)
     if attention:
         model.backbone.set_attn_implementation(attention)
+    model.unpad = unpad
     opt = AdamW(model.parameter_groups(cfg.lr, cfg.weight_decay), lr=cfg.lr)
     plan = epoch_plan(train_sets, cfg.tasks, cfg.sampler, batch_size, 0, 0, cfg.epochs)[: steps + 2]
     return cfg, model, opt, plan, train_sets
 
 
-def step_breakdown(
-    model_name: str,
-    precision: str,
-    steps: int = 20,
-    batch_size: int = 32,
-    attention: str | None = None,
-    dropout: str | None = None,
-    **train_kw,
-) -> dict:
-    """Where one cpu-profile multi-task step spends its time: collation, backbone forward, the rest of the
-    forward (sentence encoder, heads, loss), backward, clipping + optimizer, Python/other; plus tokens/s."""
-    from mtl_lab.data import collate
-    from mtl_lab.evaluate import autocast_context
+PARTS = ("collation", "backbone forward", "encoder + heads + loss", "backward", "optimizer")
 
-    cfg, model, opt, plan, train_sets = _step_setup(
-        model_name, precision, steps, batch_size, attention, dropout, **train_kw
-    )
-    marks: list[float] = []
-    model.backbone.register_forward_pre_hook(lambda *_: marks.append(time.perf_counter()))
-    model.backbone.register_forward_hook(lambda *_: marks.append(time.perf_counter()))
-    parts = dict.fromkeys(["collation", "backbone forward", "encoder + heads + loss", "backward", "optimizer"], 0.0)
-    total, tokens = 0.0, 0
-    device = torch.device("cpu")
-    for i, step in enumerate(plan):
-        ((task, idx),) = step
+
+class TimedSteps:
+    """One setting of the cpu-profile multi-task step (its own model, optimizer and the epoch plan's first batches),
+    stepped one batch at a time with the parts of each step timed: collation, backbone forward, the rest of the
+    forward (sentence encoder, heads, loss), backward, clipping + optimizer."""
+
+    def __init__(
+        self,
+        model_name: str,
+        precision: str,
+        steps: int = 20,
+        batch_size: int = 32,
+        attention: str | None = None,
+        dropout: str | None = None,
+        unpad: bool | None = None,
+        **train_kw,
+    ):
+        self.precision, self.batch_size = precision, batch_size
+        self.cfg, self.model, self.opt, self.plan, self.train_sets = _step_setup(
+            model_name, precision, steps, batch_size, attention, dropout, unpad, **train_kw
+        )
+        self.marks: list[float] = []  # the backbone's time: every pass, padded or unpadded, goes through _encode
+        encode = self.model._encode
+
+        def timed_encode(groups):
+            start = time.perf_counter()
+            out = encode(groups)
+            self.marks.append(time.perf_counter() - start)
+            return out
+
+        self.model._encode = timed_encode
+        self.parts = dict.fromkeys(PARTS, 0.0)
+        self.total, self.tokens, self.steps = 0.0, 0, 0
+
+    def step(self, i: int) -> None:
+        """Train on the plan's ``i``-th batch; the first two are warm-up (optimizer state, allocator), not counted."""
+        from mtl_lab.data import collate
+        from mtl_lab.evaluate import autocast_context
+
+        ((task, idx),) = self.plan[i]
+        model, device = self.model, torch.device("cpu")
         t0 = time.perf_counter()
-        batch = collate(train_sets[task], idx, model.views(task))
+        batch = collate(self.train_sets[task], idx, model.views(task))
         t1 = time.perf_counter()
-        marks.clear()
-        with autocast_context(device, precision):
+        self.marks.clear()
+        with autocast_context(device, self.precision):
             loss = model.loss(task, model(batch), batch["labels"])
         t2 = time.perf_counter()
         loss.backward()
         t3 = time.perf_counter()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        opt.step()
-        opt.zero_grad(set_to_none=True)
+        torch.nn.utils.clip_grad_norm_(model.parameters(), self.cfg.grad_clip)
+        self.opt.step()
+        self.opt.zero_grad(set_to_none=True)
         t4 = time.perf_counter()
-        if i < 2:  # warm-up: optimizer state, allocator
-            continue
-        backbone = sum(marks[k + 1] - marks[k] for k in range(0, len(marks) - 1, 2))
-        parts["collation"] += t1 - t0
-        parts["backbone forward"] += backbone
-        parts["encoder + heads + loss"] += (t2 - t1) - backbone
-        parts["backward"] += t3 - t2
-        parts["optimizer"] += t4 - t3
-        total += t4 - t0
-        tokens += _tokens(batch)
-    return {
-        "parts": {k: v / total for k, v in parts.items()},
-        "ms_per_step": 1e3 * total / steps,
-        "tokens_per_s": tokens / total,
-        "examples_per_s": steps * batch_size / total,
-    }
+        if i < 2:
+            return
+        backbone = sum(self.marks)
+        for name, spent in zip(PARTS, (t1 - t0, backbone, (t2 - t1) - backbone, t3 - t2, t4 - t3)):
+            self.parts[name] += spent
+        self.total += t4 - t0
+        self.tokens += _tokens(batch)
+        self.steps += 1
+
+    def result(self) -> dict:
+        """Shares of the step per part, ms per step, tokens/s and examples/s over the counted steps."""
+        return {
+            "parts": {k: v / self.total for k, v in self.parts.items()},
+            "ms_per_step": 1e3 * self.total / self.steps,
+            "tokens_per_s": self.tokens / self.total,
+            "examples_per_s": self.steps * self.batch_size / self.total,
+        }
+
+
+def step_breakdown(model_name: str, precision: str, steps: int = 20, **setting) -> dict:
+    """Where one cpu-profile multi-task step spends its time (``TimedSteps``), over ``steps`` steps of one setting."""
+    timed = TimedSteps(model_name, precision, steps, **setting)
+    for i in range(len(timed.plan)):
+        timed.step(i)
+    return timed.result()
+
+
+def alternating_breakdown(model_name: str, precision: str, steps: int, settings: dict[str, dict]) -> dict[str, dict]:
+    """``step_breakdown`` of several settings taking the same batches in turn (setting 1 on batch 1, setting 2 on
+    batch 1, ..., setting 1 on batch 2, ...): a machine that slows down for a while slows all of them."""
+    timed = {name: TimedSteps(model_name, precision, steps, **kw) for name, kw in settings.items()}
+    for i in range(steps + 2):
+        for t in timed.values():
+            t.step(i)
+    return {name: t.result() for name, t in timed.items()}
 
 
 def top_operations(model_name: str, precision: str, steps: int = 8, rows: int = 8) -> list[tuple[str, float, int]]:
@@ -238,15 +284,15 @@ def top_operations(model_name: str, precision: str, steps: int = 8, rows: int = 
     return [(e.key, e.self_cpu_time_total / total, e.count) for e in events[:rows]]
 
 
-def dropout_ab(model_name: str, precision: str, steps: int = 20) -> dict:
-    """ms per training step with PyTorch's dropout and with the lab's: two copies of one model take the same
-    batches in turn, so a machine that slows down for a while slows both (returns both, and the median ratio)."""
-    from mtl_lab.dropout import use_torch_dropout
+def paired_ab(model_name: str, precision: str, change, steps: int = 20) -> dict:
+    """ms per training step of the lab's loop and of a copy changed by ``change(model)`` (the reference): the two
+    take the same batches in turn, so a machine that slows down for a while slows both (returns both, and the
+    median ratio)."""
     from mtl_lab.train import optimizer_step, task_losses
 
     cfg, lab, lab_opt, plan, train_sets = _step_setup(model_name, precision, steps, 32, None)
     _, ref, ref_opt, _, _ = _step_setup(model_name, precision, steps, 32, None)
-    use_torch_dropout(ref)
+    change(ref)
     device = torch.device("cpu")
 
     def step(model, opt, batches) -> float:
@@ -257,10 +303,15 @@ def dropout_ab(model_name: str, precision: str, steps: int = 20) -> dict:
     times = [(step(ref, ref_opt, b), step(lab, lab_opt, b)) for b in plan][2:]  # 2 warm-up steps
     ratios = sorted(t / f for t, f in times)
     return {
-        "torch": 1e3 * sum(t for t, _ in times) / steps,
+        "ref": 1e3 * sum(t for t, _ in times) / steps,
         "lab": 1e3 * sum(f for _, f in times) / steps,
         "median": ratios[len(ratios) // 2],
     }
+
+
+def padded(model) -> None:
+    """The reference of the unpadding table: the backbone over padded batches, one pass per batch."""
+    model.unpad = False
 
 
 def _tokens(batch: dict) -> int:
@@ -268,9 +319,11 @@ def _tokens(batch: dict) -> int:
     return int(sum(batch[k].sum() for k in ("attention_mask", "a_mask", "b_mask") if k in batch))
 
 
-def eval_speed(model_name: str, precision: str, batch_size: int | None = None, limit: int = 512) -> float:
+def eval_speed(
+    model_name: str, precision: str, batch_size: int | None = None, limit: int = 512, unpad: bool | None = None
+) -> float:
     """Examples/s of dev evaluation (what runs after every epoch and in ``predict``): ``limit`` examples a task,
-    in batches of ``batch_size`` (None: the lab's default for this device)."""
+    in batches of ``batch_size`` (None: the lab's default for this device); ``unpad=False``: the padded backbone."""
     from mtl_lab.evaluate import eval_batch_size, evaluate
     from mtl_lab.experiments import MODELS
     from mtl_lab.train import load_task_data
@@ -279,6 +332,7 @@ def eval_speed(model_name: str, precision: str, batch_size: int | None = None, l
     _, dev = load_task_data(cfg, load_tokenizer())
     torch.manual_seed(0)
     model = MultitaskModel(ModelConfig(**MODELS[model_name]))
+    model.unpad = unpad
     batch_size = batch_size or eval_batch_size(torch.device("cpu"))
     evaluate(model, dev, batch_size, precision)  # warm-up: allocator, autocast caches
     t0 = time.perf_counter()
@@ -288,10 +342,20 @@ def eval_speed(model_name: str, precision: str, batch_size: int | None = None, l
 
 # The training step before issue 17's speed-up: word embeddings trained, PyTorch's SDPA attention kernels and
 # PyTorch's dropout.
-BEFORE = {"freeze_word_embeddings": False, "attention": "sdpa", "dropout": "torch"}
+BEFORE = {"freeze_word_embeddings": False, "attention": "sdpa", "dropout": "torch", "unpad": False}
 # ``--freeze-layers`` measured beside the default: the setting of the results page's row (a-f2), whose accuracy
 # cost was measured at full budget (the embeddings and this many of the lowest layers fixed).
 FAST_LAYERS = experiment("full-cls-f2", "cpu")[1].freeze_layers
+
+
+def print_eval(precision: str) -> None:
+    """Dev evaluation's examples/s before (padded batches of 128) and now (the lab's default), both models."""
+    print(f"\ndev evaluation and predict, 512 dev examples a task, {precision}, best of 2 alternating tries:")
+    print("| model | before: padded batches of 128 | now: the default | now / before |\n| --- | --- | --- | --- |")
+    for m in ("cls", "sbert"):
+        tries = [(eval_speed(m, precision, 128, unpad=False), eval_speed(m, precision)) for _ in range(2)]
+        before, now = max(t[0] for t in tries), max(t[1] for t in tries)
+        print(f"| {m} | {before:.0f} examples/s | {now:.0f} examples/s | {now / before:.2f}x |")
 
 
 def print_breakdown(precision: str, steps: int) -> None:
@@ -301,7 +365,10 @@ def print_breakdown(precision: str, steps: int) -> None:
     layers = MultitaskModel(ModelConfig()).backbone.encoder  # the transformer layers: the matmul weights
     train_flop_per_token = 6 * sum(p.numel() for p in layers.parameters())  # forward 2 + backward 4 FLOP per weight
     ceiling = gflops * 1e9 / train_flop_per_token
-    print(f"\nstep breakdown, cpu profile (batch 32, max length 128), {precision}, {steps} steps each;")
+    print(
+        f"\nstep breakdown, cpu profile (batch 32, max length 128), {precision}, {steps} steps each, the settings "
+        "taking the same batches in turn;"
+    )
     print(
         f"{precision} matmul ceiling {gflops:.0f} GFLOP/s / {train_flop_per_token / 1e6:.0f} MFLOP per training "
         f"token -> about {ceiling:,.0f} tokens/s at most"
@@ -309,12 +376,8 @@ def print_breakdown(precision: str, steps: int) -> None:
     rows: dict[tuple[str, str], dict] = {}
     settings = {"before": BEFORE, "now": {}, f"now, {FAST_LAYERS} layers frozen": {"freeze_layers": FAST_LAYERS}}
     for m in ("cls", "sbert"):
-        tries: dict[str, list[dict]] = {s: [] for s in settings}
-        for _ in range(2):  # alternate, and keep each setting's faster try: less noise from the machine
-            for setting, kw in settings.items():
-                tries[setting].append(step_breakdown(m, precision, steps, **kw))
-        for setting, found in tries.items():
-            rows[m, setting] = min(found, key=lambda r: r["ms_per_step"])
+        for setting, found in alternating_breakdown(m, precision, steps, settings).items():
+            rows[m, setting] = found
     names = list(next(iter(rows.values()))["parts"])
     print("| model | step | ms / step | examples/s | tokens/s | share of ceiling | " + " | ".join(names) + " |")
     print("| --- " * (6 + len(names)) + "|")
@@ -325,8 +388,9 @@ def print_breakdown(precision: str, steps: int) -> None:
             f"{100 * r['tokens_per_s'] / ceiling:.0f} % | {shares} |"
         )
     print(
-        "before: word embeddings trained, SDPA attention, PyTorch's dropout; now: the lab's loop (frozen word "
-        f"embeddings, eager attention, mtl_lab.dropout's 16-bit masks); {FAST_LAYERS} layers frozen: now with "
+        "before: word embeddings trained, SDPA attention, PyTorch's dropout, padded batches; now: the lab's loop "
+        "(frozen word embeddings, eager attention, mtl_lab.dropout's 16-bit masks, the backbone over real tokens "
+        f"only with one pass for a pair task's two views: mtl_lab.unpad); {FAST_LAYERS} layers frozen: now with "
         f"--freeze-layers {FAST_LAYERS} (the embeddings and the lowest {FAST_LAYERS} transformer layers fixed; "
         "its share of the ceiling counts a full training step's FLOPs per token, which it does not all do)"
     )
@@ -340,22 +404,25 @@ def print_breakdown(precision: str, steps: int) -> None:
         for name, share, calls in top_operations(m, precision):
             print(f"| {name} | {100 * share:.1f} % | {calls} |")
     print(
-        "(the lab's dropout masks are aten::random_ + aten::where; PyTorch's dropout would show aten::bernoulli_, one "
+        "(the lab's dropout masks are aten::random_ + aten::lt + aten::mul; PyTorch's dropout would show "
+        "aten::bernoulli_, one "
         "number at a time on one core; in the SBERT step, aten::fill_ of [tokens, 512] is the packed BiLSTM's "
         "backward zeroing its gate gradients step by step)"
     )
-    print(f"\ndropout, PyTorch's vs the lab's (mtl_lab.dropout), {precision}, the same steps alternating:")
-    print("| model | PyTorch's: ms / step | the lab's: ms / step | speed-up | median of paired steps |")
-    print("| --- | --- | --- | --- | --- |")
-    for m in ("cls", "sbert"):
-        r = dropout_ab(m, precision, steps)
-        print(f"| {m} | {r['torch']:.0f} | {r['lab']:.0f} | {r['torch'] / r['lab']:.2f}x | {r['median']:.2f}x |")
-    print(f"\ndev evaluation and predict, 512 dev examples a task, {precision}, best of 2 alternating tries:")
-    print("| model | before: batches of 128 | now: the default batch | now / before |\n| --- | --- | --- | --- |")
-    for m in ("cls", "sbert"):
-        tries = [(eval_speed(m, precision, 128), eval_speed(m, precision)) for _ in range(2)]
-        before, now = max(t[0] for t in tries), max(t[1] for t in tries)
-        print(f"| {m} | {before:.0f} examples/s | {now:.0f} examples/s | {now / before:.2f}x |")
+    from mtl_lab.dropout import use_torch_dropout
+
+    comparisons = [
+        ("dropout, PyTorch's vs the lab's (mtl_lab.dropout)", "PyTorch's", "the lab's", use_torch_dropout),
+        ("the backbone over padded batches vs over real tokens only (mtl_lab.unpad)", "padded", "unpadded", padded),
+    ]
+    for title, ref_name, lab_name, change in comparisons:
+        print(f"\n{title}, {precision}, the same steps alternating:")
+        print(f"| model | {ref_name}: ms / step | {lab_name}: ms / step | speed-up | median of paired steps |")
+        print("| --- | --- | --- | --- | --- |")
+        for m in ("cls", "sbert"):
+            r = paired_ab(m, precision, change, steps)
+            print(f"| {m} | {r['ref']:.0f} | {r['lab']:.0f} | {r['ref'] / r['lab']:.2f}x | {r['median']:.2f}x |")
+    print_eval(precision)
 
 
 def main() -> None:
@@ -364,7 +431,7 @@ def main() -> None:
     parser.add_argument("--examples", type=int, default=1024)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"])
-    parser.add_argument("--breakdown-steps", type=int, default=20, help="steps timed per model in the breakdown")
+    parser.add_argument("--breakdown-steps", type=int, default=30, help="steps timed per model in the breakdown")
     args = parser.parse_args()
     n, b = args.examples, args.batch_size
     precision, why = precision_choice(args.precision, torch.device("cpu"))

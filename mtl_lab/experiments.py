@@ -300,6 +300,9 @@ def full_budget_rows() -> dict[str, list[str]]:
         # issue 17's accuracy check of mtl_lab.dropout: seeds 3 and 4 of row (a), trained with the 16-bit masks,
         # against row (a)'s spread (its seeds 0-2 trained with PyTorch's dropout)
         "(a*) (a), seeds 3-4, with the lab's dropout masks": ["full-cls-s3", "full-cls-s4"],
+        # issue 17's accuracy check of mtl_lab.unpad (the backbone over real tokens only, one pass for a pair task's
+        # two views) and of the dropout masks' two multiplications: seeds 5 and 6 of row (a), against its spread
+        "(a-u) (a), seeds 5-6, the backbone over real tokens only": ["full-cls-s5", "full-cls-s6"],
         # issue 17's accuracy check of --freeze-layers 2 (1.4-1.7x faster steps): seeds 0-1 of row (a) with the
         # embeddings and the lowest 2 of the 6 transformer layers fixed
         "(a-f2) (a), the lowest 2 layers frozen": ["full-cls-f2", "full-cls-f2-s1"],

@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import unpad
 from .backbone import DEFAULT_BACKBONE, load_backbone
 from .checkpoint import safe_load
 from .data import TASK_NAMES, TASKS, runs_root
@@ -90,6 +91,7 @@ class MultitaskModel(nn.Module):
             nn.init.zeros_(heads["sts_cross"].weight)
             nn.init.zeros_(heads["sts_cross"].bias)
         self.heads = nn.ModuleDict(heads)
+        self.unpad: bool | None = None  # None: unpadded on a CPU (see unpadded())
         if config.init:
             self.load_pretrained(config.init)
 
@@ -135,21 +137,43 @@ class MultitaskModel(nn.Module):
         return [p for name, head in self.heads.items() if name.split("_")[0] == task for p in head.parameters()]
 
     # -- encoding ---------------------------------------------------------------------------
+    def unpadded(self) -> bool:
+        """Whether the backbone runs over real tokens only (``mtl_lab.unpad``): ``self.unpad``, or by
+        default on a CPU (a GPU keeps the padded passes and their fused attention kernels)."""
+        if self.unpad is not None:
+            return self.unpad
+        return self.backbone.get_input_embeddings().weight.device.type == "cpu"
+
+    def _encode(self, groups: list[tuple]) -> list[tuple[torch.Tensor, torch.Tensor | None]]:
+        """(token states [B, L, H], pooler output) of each (ids, mask, types) batch: one unpadded pass for
+        them all, or a padded backbone pass each."""
+        if self.unpadded():
+            return unpad.encode(self.backbone, groups)
+        outs = []
+        for ids, mask, types in groups:
+            out = self.backbone(input_ids=ids, attention_mask=mask, token_type_ids=types)
+            outs.append((out.last_hidden_state, getattr(out, "pooler_output", None)))
+        return outs
+
     def _states(self, ids, mask, types=None):
-        out = self.backbone(input_ids=ids, attention_mask=mask, token_type_ids=types)
-        return out.last_hidden_state, getattr(out, "pooler_output", None)
+        return self._encode([(ids, mask, types)])[0]
 
     def embed(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Sentence embeddings [B, D] of single sentences."""
         hidden, pooled = self._states(ids, mask)
         return self.encoder(hidden, mask, pooled)
 
-    def embed_many(self, parts: list[tuple[torch.Tensor, torch.Tensor]]) -> list[torch.Tensor]:
-        """Embeddings of several (ids, mask) sentence batches, padded to one width and encoded in one pass."""
+    @staticmethod
+    def _one_width(parts: list[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Several (ids, mask) sentence batches padded to one width and stacked into one batch."""
         width = max(ids.shape[1] for ids, _ in parts)
         ids = torch.cat([F.pad(i, (0, width - i.shape[1])) for i, _ in parts])
         mask = torch.cat([F.pad(m, (0, width - m.shape[1])) for _, m in parts])
-        return list(self.embed(ids, mask).split([i.shape[0] for i, _ in parts]))
+        return ids, mask
+
+    def embed_many(self, parts: list[tuple[torch.Tensor, torch.Tensor]]) -> list[torch.Tensor]:
+        """Embeddings of several (ids, mask) sentence batches, padded to one width and encoded in one pass."""
+        return list(self.embed(*self._one_width(parts)).split([i.shape[0] for i, _ in parts]))
 
     def embed_pair(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
         """u, v for the two sentences of a pair batch, encoded together in one backbone pass."""
@@ -168,12 +192,22 @@ class MultitaskModel(nn.Module):
         if task == "sst":
             hidden, pooled = self._states(batch["input_ids"], batch["attention_mask"])
             return self.heads["sst"](self.dropout(self.encoder(hidden, batch["attention_mask"], pooled)))
-        outs = []
         mode = self.config.pair_head
-        if mode in ("cross", "ensemble"):
-            outs.append(self.heads[f"{task}_cross"](self.dropout(self.cross_cls(batch))).squeeze(-1))
-        if mode in ("bi", "ensemble"):
-            u, v = self.embed_pair(batch)
+        cross, bi = mode in ("cross", "ensemble"), mode in ("bi", "ensemble")
+        groups = [(batch["input_ids"], batch["attention_mask"], batch.get("token_type_ids"))] if cross else []
+        if bi:  # both sentences as one batch of single sentences
+            pair_ids, pair_mask = self._one_width(
+                [(batch["a_ids"], batch["a_mask"]), (batch["b_ids"], batch["b_mask"])]
+            )
+            groups.append((pair_ids, pair_mask, None))
+        states = self._encode(groups)  # the ensemble's two views: one unpadded pass
+        outs = []
+        if cross:
+            hidden, _ = states.pop(0)
+            outs.append(self.heads[f"{task}_cross"](self.dropout(hidden[:, 0])).squeeze(-1))
+        if bi:
+            hidden, pooled = states.pop(0)
+            u, v = self.encoder(hidden, pair_mask, pooled).split(batch["a_ids"].shape[0])
             if task == "qqp":
                 feats = torch.cat([u, v, (u - v).abs()], dim=-1)
                 outs.append(self.heads["qqp_bi"](self.dropout(feats)).squeeze(-1))

@@ -645,7 +645,8 @@ def prepare_for_training(model: MultitaskModel, cfg: TrainConfig, device: torch.
     """Freeze the word embeddings (``cfg.freeze_word_embeddings``), the lowest ``cfg.freeze_layers`` layers, and, on a CPU, use the plain ("eager")
     attention -- the same maths as PyTorch's fused SDPA kernels, which train 1.1-1.3x slower on CPU -- and
     dropout masks drawn 16 bits at a time (``mtl_lab.dropout``: the same dropout, 1.1-1.25x faster steps on
-    an AMD CPU). ``benchmarks/bench_training.py`` measures both."""
+    an AMD CPU). On a CPU the model also runs its backbone over real tokens only (``mtl_lab.unpad``, decided by
+    ``MultitaskModel.unpadded``). ``benchmarks/bench_training.py`` measures each."""
     if cfg.freeze_word_embeddings:
         model.freeze_word_embeddings()
     if cfg.freeze_layers:
@@ -781,6 +782,7 @@ def train(
                 "cpu": cpu_name(),
                 "backbone_path": backbone_path(model_cfg.backbone),
                 "dropout": dropout_kind(model),
+                "tokens": "unpadded" if model.unpadded() else "padded",  # mtl_lab.unpad
             },
             "data": {
                 "train": {t: len(enc) for t, enc in train_sets.items()},

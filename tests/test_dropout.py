@@ -46,6 +46,15 @@ def test_gradient_is_the_mask_times_the_scale():
     assert torch.equal(x.grad, (y != 0).float() / rate)
 
 
+def test_equals_the_masked_scaled_input():
+    torch.manual_seed(4)
+    x = torch.randn(300, 40)
+    torch.manual_seed(5)
+    keep, rate = keep_mask(x.shape, 0.1)
+    torch.manual_seed(5)
+    assert torch.equal(fast_dropout(x, 0.1), torch.where(keep, x * (1 / rate), 0.0))
+
+
 def test_masks_follow_the_global_seed():
     x = torch.ones(1000)
     torch.manual_seed(3)
@@ -96,10 +105,15 @@ def test_the_model_trains_with_it_everywhere_and_scores_exactly_as_before(monkey
     counted = lambda x, p, training=True: calls.append(x.dim()) or original(x, p, training)  # noqa: E731
     monkeypatch.setattr(lab_dropout, "fast_dropout", counted)
     model.train()
+    model.unpad = False  # the padded backbone: its attention maps are the 4-dim ones
     model(batch)
     layers = model.backbone.config.num_hidden_layers
     assert calls.count(4) == layers  # every attention map
     assert len(calls) >= 1 + 3 * layers  # embeddings, attention maps, attention and feed-forward outputs
+    padded, calls[:] = len(calls), []
+    model.unpad = True  # over real tokens only (mtl_lab.unpad, a CPU's default): the same dropouts, each once
+    model(batch)
+    assert len(calls) == padded
 
 
 def test_training_on_a_cpu_uses_it_and_records_it(tmp_path):
@@ -108,3 +122,4 @@ def test_training_on_a_cpu_uses_it_and_records_it(tmp_path):
 
     res = train(ModelConfig(), tiny_config(), tmp_path, progress=False)
     assert res["environment"]["dropout"] == "mtl_lab.dropout"
+    assert res["environment"]["tokens"] == "unpadded"  # mtl_lab.unpad, a CPU's default

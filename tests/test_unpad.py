@@ -1,0 +1,98 @@
+"""mtl_lab.unpad: the backbone over real tokens only gives the padded backbone's states, outputs and gradients."""
+
+import numpy as np
+import pytest
+import torch
+
+from mtl_lab import data, unpad
+from mtl_lab.dropout import use_fast_dropout
+
+
+def _batch(rows: list[list[int]], types: bool = False):
+    """Right-padded ids, mask (and token types: 1 from the middle of each row) of token-id lists."""
+    width = max(len(r) for r in rows)
+    ids = torch.zeros(len(rows), width, dtype=torch.long)
+    mask = torch.zeros_like(ids)
+    for i, r in enumerate(rows):
+        ids[i, : len(r)] = torch.tensor(r)
+        mask[i, : len(r)] = 1
+    tt = (torch.arange(width) >= width // 2).long().expand(len(rows), width) * mask if types else None
+    return ids, mask, tt
+
+
+@pytest.fixture(scope="module")
+def pair_batches(tokenizer):
+    out = {}
+    for task in data.TASKS:
+        enc = data.encode(data.load_split(task, "dev").head(7), task, tokenizer, max_length=48)
+        out[task] = data.collate(enc, np.arange(7), ("joint", "pair") if task != "sst" else ("joint",))
+    return out
+
+
+def test_states_equal_the_padded_backbone_at_every_real_token_in_one_pass_for_several_batches(make_model):
+    backbone = make_model().backbone.eval()
+    g = torch.Generator().manual_seed(0)
+    rows = [torch.randint(1000, 5000, (n,), generator=g).tolist() for n in (9, 4, 7, 1)]
+    groups = [_batch(rows, types=True), _batch(rows[1:3]), _batch([rows[0] + rows[1]])]  # widths 9, 7, 13
+    with torch.no_grad():
+        got = unpad.encode(backbone, groups)
+        for (ids, mask, types), (states, pooled) in zip(groups, got):
+            ref = backbone(input_ids=ids, attention_mask=mask, token_type_ids=types)
+            assert states.shape == ref.last_hidden_state.shape
+            real = mask.bool()
+            torch.testing.assert_close(states[real], ref.last_hidden_state[real], atol=1e-5, rtol=1e-5)
+            torch.testing.assert_close(pooled, ref.pooler_output, atol=1e-5, rtol=1e-5)
+            assert torch.all(states[~real] == 0)  # padding positions: zeros, never read by the encoders
+
+
+@pytest.mark.parametrize("encoder,pair_head", [("cls", "cross"), ("mean", "bi"), ("sbert_cnn_bilstm", "ensemble")])
+def test_model_outputs_and_gradients_equal_the_padded_model(make_model, pair_batches, encoder, pair_head):
+    model = use_fast_dropout(make_model(encoder=encoder, pair_head=pair_head)).eval()  # eval: no dropout
+    for task, batch in pair_batches.items():
+        outs, grads = [], []
+        for flag in (False, True):
+            model.unpad = flag
+            model.zero_grad()
+            out = model(batch)
+            model.loss(task, out, batch["labels"]).backward()
+            outs.append(out.detach())
+            grads.append({n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None})
+        torch.testing.assert_close(outs[1], outs[0], atol=1e-5, rtol=1e-5)
+        assert grads[1].keys() == grads[0].keys()
+        for name, g in grads[0].items():
+            torch.testing.assert_close(grads[1][name], g, atol=1e-6, rtol=1e-4, msg=f"{task}: {name}")
+
+
+def test_on_by_default_on_a_cpu_and_switchable(make_model, pair_batches):
+    model = make_model(encoder="mean", pair_head="ensemble").eval()
+    assert model.unpad is None and model.unpadded()
+    calls = []
+    real = unpad.encode
+    try:
+        unpad.encode = lambda backbone, groups: calls.append(len(groups)) or real(backbone, groups)
+        model(pair_batches["qqp"])
+        assert calls == [2]  # the cross-encoder's pairs and both sentences alone: one pass
+        model.unpad = False
+        model(pair_batches["qqp"])
+        assert calls == [2]  # the padded backbone instead
+    finally:
+        unpad.encode = real
+
+
+def test_attention_dropout_in_training_follows_the_seed(make_model, pair_batches):
+    model = use_fast_dropout(make_model()).train()
+    for m in model.modules():  # only the attention maps' dropout left on
+        if isinstance(m, torch.nn.Dropout):
+            m.p = 0.0
+    for layer in model.backbone.encoder.layer:
+        layer.attention.self.dropout.p = 0.5
+    batch = pair_batches["sst"]
+    torch.manual_seed(1)
+    first = model(batch)
+    torch.manual_seed(1)
+    again = model(batch)
+    torch.manual_seed(2)
+    other = model(batch)
+    torch.testing.assert_close(first, again)
+    assert not torch.allclose(first, other)
+    assert not torch.allclose(first, model.eval()(batch))
