@@ -175,9 +175,13 @@ class MultitaskModel(nn.Module):
         """Embeddings of several (ids, mask) sentence batches, padded to one width and encoded in one pass."""
         return list(self.embed(*self._one_width(parts)).split([i.shape[0] for i, _ in parts]))
 
+    def _pair_batch(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        """Both sentences of a pair batch as one batch of single sentences (the a's, then the b's)."""
+        return self._one_width([(batch["a_ids"], batch["a_mask"]), (batch["b_ids"], batch["b_mask"])])
+
     def embed_pair(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
         """u, v for the two sentences of a pair batch, encoded together in one backbone pass."""
-        u, v = self.embed_many([(batch["a_ids"], batch["a_mask"]), (batch["b_ids"], batch["b_mask"])])
+        u, v = self.embed(*self._pair_batch(batch)).split(batch["a_ids"].shape[0])
         return u, v
 
     def cross_cls(self, batch: dict) -> torch.Tensor:
@@ -196,9 +200,7 @@ class MultitaskModel(nn.Module):
         cross, bi = mode in ("cross", "ensemble"), mode in ("bi", "ensemble")
         groups = [(batch["input_ids"], batch["attention_mask"], batch.get("token_type_ids"))] if cross else []
         if bi:  # both sentences as one batch of single sentences
-            pair_ids, pair_mask = self._one_width(
-                [(batch["a_ids"], batch["a_mask"]), (batch["b_ids"], batch["b_mask"])]
-            )
+            pair_ids, pair_mask = self._pair_batch(batch)
             groups.append((pair_ids, pair_mask, None))
         states = self._encode(groups)  # the ensemble's two views: one unpadded pass
         outs = []
