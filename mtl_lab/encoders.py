@@ -75,14 +75,23 @@ class NGramCNN(nn.Module):
         self.out_dim = self.feat_dim
 
     def features(self, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """Per-token n-gram features [B, T, F]; the n-gram starting at token t covers t..t+k-1."""
-        x = (hidden * mask.unsqueeze(-1).to(hidden.dtype)).transpose(1, 2)  # [B, H, T], padding zeroed
-        t = x.shape[-1]
-        feats = [
-            torch.relu(conv(nn.functional.pad(x, (0, k - 1)))[..., :t])
-            for conv, k in zip(self.convs, self.kernel_sizes)
-        ]
-        return self.dropout(torch.cat(feats, 1).transpose(1, 2))
+        """Per-token n-gram features [B, T, F]; the n-gram starting at token t covers t..t+k-1.
+
+        The same maths as ``conv(pad(x, (0, k - 1)))`` of each ``nn.Conv1d`` (which hold the weights), computed as
+        one multiplication: every tap j of every filter width k applied to every token at once, [B, T, H] x
+        [H, sum(k) * filters], then tap j of width k read j tokens later and the taps summed -- faster on a CPU
+        than four convolutions over the transposed [B, H, T] states (about 1.3x, forward and backward)."""
+        x = hidden * mask.unsqueeze(-1).to(hidden.dtype)  # [B, T, H], padding zeroed
+        taps = torch.cat([conv.weight[:, :, j] for conv in self.convs for j in range(conv.kernel_size[0])])
+        applied = (x @ taps.t().to(x.dtype)).split(self.convs[0].out_channels, dim=-1)  # [B, T, filters] per tap
+        feats, i = [], 0
+        for conv, k in zip(self.convs, self.kernel_sizes):
+            out = applied[i] + conv.bias.to(x.dtype)
+            for j in range(1, k):  # tap j sees token t + j: shift it back by j, zeros past the end
+                out = out + nn.functional.pad(applied[i + j][:, j:], (0, 0, 0, j))
+            feats.append(torch.relu(out))
+            i += k
+        return self.dropout(torch.cat(feats, -1))
 
     def forward(self, hidden: torch.Tensor, mask: torch.Tensor, pooled: torch.Tensor | None = None) -> torch.Tensor:
         """Masked max pooling of the n-gram features, shape [B, F]."""
@@ -137,6 +146,8 @@ class SBERTCNNBiLSTMEncoder(nn.Module):
 
 
 ENCODERS = ("cls", "pooled", "mean", "cnn", "bilstm", "bilstm_cnn", "sbert_cnn_bilstm")
+FIRST_TOKEN_ONLY = ("cls", "pooled")
+"""The encoders whose sentence vector reads the first token's final state alone (see ``mtl_lab.unpad.encode``)."""
 
 
 def build_encoder(

@@ -34,7 +34,7 @@ from . import unpad
 from .backbone import DEFAULT_BACKBONE, load_backbone
 from .checkpoint import safe_load
 from .data import TASK_NAMES, TASKS, runs_root
-from .encoders import build_encoder
+from .encoders import FIRST_TOKEN_ONLY, build_encoder
 
 PAIR_HEADS = ("cross", "bi", "ensemble")
 
@@ -144,23 +144,31 @@ class MultitaskModel(nn.Module):
             return self.unpad
         return self.backbone.get_input_embeddings().weight.device.type == "cpu"
 
-    def _encode(self, groups: list[tuple]) -> list[tuple[torch.Tensor, torch.Tensor | None]]:
+    def _encode(
+        self, groups: list[tuple], first_only: list[bool] | None = None
+    ) -> list[tuple[torch.Tensor, torch.Tensor | None]]:
         """(token states [B, L, H], pooler output) of each (ids, mask, types) batch: one unpadded pass for
-        them all, or a padded backbone pass each."""
+        them all, or a padded backbone pass each. ``first_only[i]``: batch i is read at its first token alone,
+        which the unpadded pass uses to skip the rest of the last layer (its states are then [B, 1, H])."""
         if self.unpadded():
-            return unpad.encode(self.backbone, groups)
+            return unpad.encode(self.backbone, groups, first_only)
         outs = []
         for ids, mask, types in groups:
             out = self.backbone(input_ids=ids, attention_mask=mask, token_type_ids=types)
             outs.append((out.last_hidden_state, getattr(out, "pooler_output", None)))
         return outs
 
-    def _states(self, ids, mask, types=None):
-        return self._encode([(ids, mask, types)])[0]
+    def _states(self, ids, mask, types=None, first_only: bool = False):
+        return self._encode([(ids, mask, types)], [first_only])[0]
+
+    @property
+    def reads_first_token(self) -> bool:
+        """Whether the sentence encoder reads the first ([CLS]) token's state alone."""
+        return self.config.encoder in FIRST_TOKEN_ONLY
 
     def embed(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Sentence embeddings [B, D] of single sentences."""
-        hidden, pooled = self._states(ids, mask)
+        hidden, pooled = self._states(ids, mask, first_only=self.reads_first_token)
         return self.encoder(hidden, mask, pooled)
 
     @staticmethod
@@ -186,15 +194,17 @@ class MultitaskModel(nn.Module):
 
     def cross_cls(self, batch: dict) -> torch.Tensor:
         """[CLS] state of the joint ``[CLS] a [SEP] b [SEP]`` encoding."""
-        hidden, _ = self._states(batch["input_ids"], batch["attention_mask"], batch.get("token_type_ids"))
-        return hidden[:, 0]
+        ids, mask, types = batch["input_ids"], batch["attention_mask"], batch.get("token_type_ids")
+        return self._states(ids, mask, types, first_only=True)[0][:, 0]
 
     # -- heads ------------------------------------------------------------------------------
     def forward(self, batch: dict) -> torch.Tensor:
         """Task output: SST logits [B, 5]; QQP logit [B]; STS score [B] (0..5 scale)."""
         task = batch["task"]
         if task == "sst":
-            hidden, pooled = self._states(batch["input_ids"], batch["attention_mask"])
+            hidden, pooled = self._states(
+                batch["input_ids"], batch["attention_mask"], first_only=self.reads_first_token
+            )
             return self.heads["sst"](self.dropout(self.encoder(hidden, batch["attention_mask"], pooled)))
         mode = self.config.pair_head
         cross, bi = mode in ("cross", "ensemble"), mode in ("bi", "ensemble")
@@ -202,7 +212,8 @@ class MultitaskModel(nn.Module):
         if bi:  # both sentences as one batch of single sentences
             pair_ids, pair_mask = self._pair_batch(batch)
             groups.append((pair_ids, pair_mask, None))
-        states = self._encode(groups)  # the ensemble's two views: one unpadded pass
+        first_only = [True] * cross + [self.reads_first_token] * bi  # the cross-encoder reads [CLS] alone
+        states = self._encode(groups, first_only)  # the ensemble's two views: one unpadded pass
         outs = []
         if cross:
             hidden, _ = states.pop(0)

@@ -46,11 +46,15 @@ def test_gradient_is_the_mask_times_the_scale():
     assert torch.equal(x.grad, (y != 0).float() / rate)
 
 
-def test_equals_the_masked_scaled_input():
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_equals_the_masked_scaled_input(dtype):
     torch.manual_seed(4)
-    x = torch.randn(300, 40)
+    x = torch.randn(300, 40).to(dtype)
     torch.manual_seed(5)
     keep, rate = keep_mask(x.shape, 0.1)
+    torch.manual_seed(5)
+    as_floats, _ = keep_mask(x.shape, 0.1, dtype=dtype)  # the same draws, written as 0./1.
+    assert as_floats.dtype == dtype and torch.equal(as_floats, keep.to(dtype))
     torch.manual_seed(5)
     assert torch.equal(fast_dropout(x, 0.1), torch.where(keep, x * (1 / rate), 0.0))
 

@@ -55,3 +55,20 @@ def test_cnn_ngrams_see_neighbouring_tokens():
     feats2 = cnn.features(h2, m)
     assert torch.equal(feats[0, 0, :32], feats2[0, 0, :32])
     assert not torch.equal(feats[0, 0, 32:64], feats2[0, 0, 32:64])
+
+
+def test_cnn_features_equal_the_convolutions_they_hold():
+    torch.manual_seed(0)
+    cnn = build_encoder("cnn", 16, filters=8).eval()
+    hidden = torch.randn(3, 7, 16, requires_grad=True)
+    mask = torch.tensor([[1] * 7, [1] * 4 + [0] * 3, [1] * 2 + [0] * 5])
+    x = (hidden * mask.unsqueeze(-1)).transpose(1, 2)  # [B, H, T]
+    ref = torch.cat(
+        [torch.relu(conv(torch.nn.functional.pad(x, (0, k - 1)))) for conv, k in zip(cnn.convs, cnn.kernel_sizes)], 1
+    ).transpose(1, 2)
+    got = cnn.features(hidden, mask)
+    torch.testing.assert_close(got, ref)
+    weights = torch.randn_like(ref)
+    grads = [torch.autograd.grad((t * weights).sum(), [hidden, *cnn.parameters()]) for t in (got, ref)]
+    for g, r in zip(*grads):
+        torch.testing.assert_close(g, r)

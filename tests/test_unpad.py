@@ -45,6 +45,33 @@ def test_states_equal_the_padded_backbone_at_every_real_token_in_one_pass_for_se
             assert torch.all(states[~real] == 0)  # padding positions: zeros, never read by the encoders
 
 
+def test_first_only_gives_the_first_tokens_state_and_gradients_with_the_last_layer_cut_short(make_model):
+    backbone = make_model().backbone.eval()
+    g = torch.Generator().manual_seed(1)
+    rows = [torch.randint(1000, 5000, (n,), generator=g).tolist() for n in (9, 4, 7, 1)]
+    groups = [_batch(rows, types=True), _batch(rows[1:3]), _batch([rows[0] + rows[1]])]
+
+    def run(first_only):
+        backbone.zero_grad()
+        got = unpad.encode(backbone, groups, first_only)
+        sum(s[:, 0].square().sum() + p.sum() for s, p in got).backward()  # reads the first token alone
+        grads = {n: p.grad.clone() for n, p in backbone.named_parameters() if p.grad is not None}
+        return [(s.detach(), p.detach()) for s, p in got], grads
+
+    (full, full_grads), (short, short_grads) = run([False] * 3), run([True, False, True])
+    assert [s.shape[1] for s, _ in short] == [1, 7, 1]
+    for (full_states, full_pooled), (states, pooled) in zip(full, short):
+        torch.testing.assert_close(states[:, 0], full_states[:, 0], atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(pooled, full_pooled, atol=1e-5, rtol=1e-5)
+    assert short_grads.keys() == full_grads.keys()
+    for name, grad in full_grads.items():
+        scale = max(grad.abs().max().item(), 1.0)  # a squared sum's gradients run to 1e3: compare at float rounding
+        torch.testing.assert_close(short_grads[name], grad, atol=1e-5 * scale, rtol=1e-4, msg=name)
+    ids, mask, _ = groups[1]
+    with pytest.raises(ValueError, match="first position"):
+        unpad.encode(backbone, [(ids.flip(1), mask.flip(1), None)], [True])  # left padding
+
+
 @pytest.mark.parametrize("encoder,pair_head", [("cls", "cross"), ("mean", "bi"), ("sbert_cnn_bilstm", "ensemble")])
 def test_model_outputs_and_gradients_equal_the_padded_model(make_model, pair_batches, encoder, pair_head):
     model = use_fast_dropout(make_model(encoder=encoder, pair_head=pair_head)).eval()  # eval: no dropout
@@ -69,7 +96,7 @@ def test_on_by_default_on_a_cpu_and_switchable(make_model, pair_batches):
     calls = []
     real = unpad.encode
     try:
-        unpad.encode = lambda backbone, groups: calls.append(len(groups)) or real(backbone, groups)
+        unpad.encode = lambda backbone, groups, *rest: calls.append(len(groups)) or real(backbone, groups, *rest)
         model(pair_batches["qqp"])
         assert calls == [2]  # the cross-encoder's pairs and both sentences alone: one pass
         model.unpad = False
