@@ -152,11 +152,13 @@ def _step_setup(
     attention: str | None,
     dropout=None,
     unpad: bool | None = None,
+    cnn: str | None = None,
     **train_kw,
 ):
     """A cpu-profile multi-task model, its optimizer and the first ``steps + 2`` batches of its epoch plan
     (``dropout="torch"``: PyTorch's dropout instead of the lab's; ``attention``: another attention kernel;
-    ``unpad=False``: the padded backbone instead of ``mtl_lab.unpad``)."""
+    ``unpad=False``: the padded backbone instead of ``mtl_lab.unpad``; ``cnn="conv"``: the n-gram CNN as four
+    convolutions, as before it became one multiplication)."""
     from mtl_lab.dropout import use_torch_dropout
     from mtl_lab.experiments import MODELS
     from mtl_lab.optim import AdamW
@@ -172,6 +174,8 @@ def _step_setup(
     if attention:
         model.backbone.set_attn_implementation(attention)
     model.unpad = unpad
+    if cnn == "conv" and hasattr(model.encoder, "cnn"):
+        model.encoder.cnn.features = types.MethodType(conv_features, model.encoder.cnn)
     opt = AdamW(model.parameter_groups(cfg.lr, cfg.weight_decay), lr=cfg.lr)
     plan = epoch_plan(train_sets, cfg.tasks, cfg.sampler, batch_size, 0, 0, cfg.epochs)[: steps + 2]
     return cfg, model, opt, plan, train_sets
@@ -194,11 +198,12 @@ class TimedSteps:
         attention: str | None = None,
         dropout: str | None = None,
         unpad: bool | None = None,
+        cnn: str | None = None,
         **train_kw,
     ):
         self.precision, self.batch_size = precision, batch_size
         self.cfg, self.model, self.opt, self.plan, self.train_sets = _step_setup(
-            model_name, precision, steps, batch_size, attention, dropout, unpad, **train_kw
+            model_name, precision, steps, batch_size, attention, dropout, unpad, cnn, **train_kw
         )
         self.marks: list[float] = []  # the backbone's time: every pass, padded or unpadded, goes through _encode
         encode = self.model._encode
@@ -319,6 +324,16 @@ def paired_ab(model_name: str, precision: str, change, steps: int = 20) -> dict:
     }
 
 
+def conv_features(cnn, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """``NGramCNN.features`` as it was before the speed-up: each width's ``nn.Conv1d`` over the transposed states."""
+    x = (hidden * mask.unsqueeze(-1).to(hidden.dtype)).transpose(1, 2)  # [B, H, T], padding zeroed
+    t = x.shape[-1]
+    feats = [
+        torch.relu(conv(nn.functional.pad(x, (0, k - 1)))[..., :t]) for conv, k in zip(cnn.convs, cnn.kernel_sizes)
+    ]
+    return cnn.dropout(torch.cat(feats, 1).transpose(1, 2))
+
+
 def padded(model) -> None:
     """The reference of the unpadding table: the backbone over padded batches, one pass per batch."""
     model.unpad = False
@@ -357,7 +372,7 @@ def eval_speed(
 
 # The training step before issue 17's speed-up: word embeddings trained, PyTorch's SDPA attention kernels and
 # PyTorch's dropout.
-BEFORE = {"freeze_word_embeddings": False, "attention": "sdpa", "dropout": "torch", "unpad": False}
+BEFORE = {"freeze_word_embeddings": False, "attention": "sdpa", "dropout": "torch", "unpad": False, "cnn": "conv"}
 # ``--freeze-layers`` measured beside the default: the setting of the results page's row (a-f2), whose accuracy
 # cost was measured at full budget (the embeddings and this many of the lowest layers fixed).
 FAST_LAYERS = experiment("full-cls-f2", "cpu")[1].freeze_layers
@@ -403,11 +418,12 @@ def print_breakdown(precision: str, steps: int) -> None:
             f"{100 * r['tokens_per_s'] / ceiling:.0f} % | {shares} |"
         )
     print(
-        "before: word embeddings trained, SDPA attention, PyTorch's dropout, padded batches; now: the lab's loop "
-        "(frozen word embeddings, eager attention, mtl_lab.dropout's 16-bit masks, the backbone over real tokens "
-        f"only with one pass for a pair task's two views and the last layer for [CLS] alone where only [CLS] is read: "
-        "mtl_lab.unpad); {FAST_LAYERS} layers frozen: now with "
-        f"--freeze-layers {FAST_LAYERS} (the embeddings and the lowest {FAST_LAYERS} transformer layers fixed; "
+        "before: word embeddings trained, SDPA attention, PyTorch's dropout, padded batches, the n-gram CNN as four "
+        "convolutions; now: the lab's loop (frozen word embeddings, eager attention, mtl_lab.dropout's 16-bit masks, "
+        "the backbone over real tokens only with one pass for a pair task's two views and the last layer for [CLS] "
+        "alone where only [CLS] is read: mtl_lab.unpad; the CNN as one multiplication); "
+        f"{FAST_LAYERS} layers frozen: now with --freeze-layers {FAST_LAYERS} (the embeddings and the lowest "
+        f"{FAST_LAYERS} transformer layers fixed; "
         "its share of the ceiling counts a full training step's FLOPs per token, which it does not all do)"
     )
     for m in ("cls", "sbert"):

@@ -59,6 +59,7 @@ def encode(
         start, tokens = start + layouts[-1].size, tokens + layouts[-1].tokens
     spots = torch.cat([lay.spots for lay in layouts])  # [tokens, heads]
     qkv_spots = torch.cat([spots + k * start for k in range(3)], dim=1)  # query, key, value blocks
+    qkv_gaps = _gaps(qkv_spots, 3 * start)
     ids = torch.cat([lay.pick(i) for lay, (i, _, _) in zip(layouts, groups)])
     types = torch.cat([lay.pick(i.new_zeros(i.shape) if t is None else t) for lay, (i, _, t) in zip(layouts, groups)])
     positions = torch.cat([lay.columns for lay in layouts])  # a token's column, as in the padded batch
@@ -71,17 +72,18 @@ def encode(
         parts = (attention.query, attention.key, attention.value)
         if n < len(layers) - 1 or not any(first_only):
             weight, bias = torch.cat([m.weight for m in parts]), torch.cat([m.bias for m in parts])
-            qkv = _head_major(F.linear(hidden, weight, bias), qkv_spots, 3 * start, size).view(3, start, size)
+            qkv = _head_major(F.linear(hidden, weight, bias), qkv_spots, qkv_gaps, size).view(3, start, size)
             q, k, v = (_pieces(t, [lay.size for lay in layouts]) for t in qkv.unbind(0))
             short = [False] * len(layouts)
         else:  # the last layer: keys and values for every token, queries for the tokens the readers keep
             weight, bias = torch.cat([m.weight for m in parts[1:]]), torch.cat([m.bias for m in parts[1:]])
-            kv = _head_major(F.linear(hidden, weight, bias), qkv_spots[:, : 2 * heads], 2 * start, size)
+            kv_spots = qkv_spots[:, : 2 * heads]
+            kv = _head_major(F.linear(hidden, weight, bias), kv_spots, _gaps(kv_spots, 2 * start), size)
             k, v = (_pieces(t, [lay.size for lay in layouts]) for t in kv.view(2, start, size).unbind(0))
             hidden = hidden[torch.cat([lay.kept for lay in layouts])]
             offsets = np.cumsum([0] + [lay.query_size for lay in layouts]).tolist()
             q_spots = torch.cat([lay.query_spots(o) for lay, o in zip(layouts, offsets)])
-            q = _head_major(attention.query(hidden), q_spots, offsets[-1], size)
+            q = _head_major(attention.query(hidden), q_spots, _gaps(q_spots, offsets[-1]), size)
             q, short = _pieces(q, [lay.query_size for lay in layouts]), first_only
         # unbind and split, not slicing: their backward joins the pieces in one pass (a slice's fills a zero buffer)
         contexts = [lay.attend(attention, *qkv_g, kind, s) for lay, *qkv_g, s in zip(layouts, q, k, v, short)]
@@ -104,11 +106,20 @@ def _pieces(values: torch.Tensor, sizes: list[int]) -> tuple[torch.Tensor, ...]:
     return (values,) if len(sizes) == 1 else values.split(sizes)
 
 
-def _head_major(values: torch.Tensor, spots: torch.Tensor, size: int, head_size: int) -> torch.Tensor:
-    """[tokens, k * heads * head size] projections scattered to their ``spots`` ([tokens, k * heads]) in a zeroed
-    [size, head size] buffer: the padded, head-major layout the attention multiplies in."""
+def _gaps(spots: torch.Tensor, size: int) -> torch.Tensor:
+    """The positions of a [size] head-major buffer that no token's ``spots`` fill: padding, to be zeros."""
+    free = torch.ones(size, dtype=torch.bool, device=spots.device)
+    free[spots.reshape(-1)] = False
+    return free.nonzero().squeeze(1)
+
+
+def _head_major(values: torch.Tensor, spots: torch.Tensor, gaps: torch.Tensor, head_size: int) -> torch.Tensor:
+    """[tokens, k * heads * head size] projections scattered to their ``spots`` ([tokens, k * heads]) in a
+    [len(spots) + len(gaps), head size] buffer zeroed at its ``gaps``: the padded, head-major layout the attention
+    multiplies in (zeroing the padding alone, not the whole buffer first)."""
     flat = values.reshape(-1, head_size)
-    return flat.new_zeros(size, head_size).index_copy_(0, spots.reshape(-1), flat)
+    buffer = flat.new_empty(flat.shape[0] + len(gaps), head_size).index_fill_(0, gaps, 0)
+    return buffer.index_copy_(0, spots.reshape(-1), flat)
 
 
 class Layout:
