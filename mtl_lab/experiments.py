@@ -303,6 +303,9 @@ def full_budget_rows() -> dict[str, list[str]]:
         # issue 17's accuracy check of mtl_lab.unpad (the backbone over real tokens only, one pass for a pair task's
         # two views) and of the dropout masks' two multiplications: seeds 5 and 6 of row (a), against its spread
         "(a-u) (a), seeds 5-6, the backbone over real tokens only": ["full-cls-s5", "full-cls-s6"],
+        # issue 17's accuracy check of the last layer for [CLS] alone (exact maths, fewer dropout draws) and the
+        # dropout masks written as scaled floats: seeds 7 and 8 of row (a)
+        "(a-c) (a), seeds 7-8, the last layer for [CLS] alone": ["full-cls-s7", "full-cls-s8"],
         # issue 17's accuracy check of --freeze-layers 2 (1.4-1.7x faster steps): seeds 0-1 of row (a) with the
         # embeddings and the lowest 2 of the 6 transformer layers fixed
         "(a-f2) (a), the lowest 2 layers frozen": ["full-cls-f2", "full-cls-f2-s1"],
