@@ -213,13 +213,26 @@ def predict_task(model, enc: EncodedTask, batch_size: int = 64, precision: str =
     return outputs_to_predictions(enc.task, task_outputs(model, enc, batch_size, precision))
 
 
-def evaluate(model, splits: dict[str, EncodedTask], batch_size: int = 64, precision: str = "fp32") -> dict[str, float]:
-    """Dev metrics of every given task and their overall score."""
+def evaluate(
+    model,
+    splits: dict[str, EncodedTask],
+    batch_size: int = 64,
+    precision: str = "fp32",
+    outputs: dict | None = None,
+) -> dict[str, float]:
+    """Dev metrics of every given task and their overall score.
+
+    ``outputs``, if given, receives each task's per-example outputs as ``{task: (ids, task_outputs)}``
+    (the run's dev records, ``mtl_lab.records``).
+    """
     metrics: dict[str, float] = {}
     for task, enc in splits.items():
         if enc.labels is None:
             raise ValueError(f"{task}: cannot evaluate a split without labels")
-        metrics.update(task_metrics(task, predict_task(model, enc, batch_size, precision), enc.labels))
+        values = task_outputs(model, enc, batch_size, precision)
+        metrics.update(task_metrics(task, outputs_to_predictions(task, values), enc.labels))
+        if outputs is not None:
+            outputs[task] = (list(enc.ids), values)
     metrics["overall"] = overall_score(metrics)
     return metrics
 

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from .data import results_root, runs_root
 from .model import ModelConfig, MultitaskModel, load_model
+from .records import RECORDS_FILE
 from .train import (
     PROFILES,
     StaleDataError,
@@ -635,6 +636,14 @@ def publish(profile: str, names: list[str], predictions: bool = True, replace: b
             res = {**res, "init_run": init}
         atomic_write_json(res, dst / "results.json")
         written.append(dst / "results.json")
+        if (src / RECORDS_FILE).is_file():  # the per-example dev records of every epoch (mtl_lab.records)
+            shutil.copy2(src / RECORDS_FILE, dst / RECORDS_FILE)
+            written.append(dst / RECORDS_FILE)
+        if predictions and is_full_budget(res) and "model" in res["config"] and not (src / "predictions").is_dir():
+            # every published full-budget seed carries its best epoch's dev and test files for the leaderboard
+            from .evaluate import predict_files
+
+            predict_files(src, src / "predictions")
         replace_predictions(src / "predictions" if predictions else None, dst)
         if (dst / "predictions").is_dir():
             written.append(dst / "predictions")

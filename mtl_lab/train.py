@@ -66,6 +66,7 @@ from .model import ModelConfig, MultitaskModel, checkpoint_path
 from .optim import AdamW
 from .optim.pcgrad import AGGREGATORS, TaskGradients, cosine_matrix
 from .rdrop import rdrop_loss
+from .records import write_epoch
 from .simcse import MODES, EncodedPairs, collate_pairs, contrastive_loss, embedding_metrics, encode_pairs, mine_pairs
 
 SAMPLERS = ("proportional", "round_robin", "sqrt", "annealed", "uniform")
@@ -866,7 +867,9 @@ def train(
                 if cfg.pretrain is not None:
                     metrics = embedding_metrics(scored, dev_sets["sts"], eval_batch, precision)
                 else:
-                    metrics = evaluate(scored, dev_sets, eval_batch, precision)
+                    outputs: dict = {}
+                    metrics = evaluate(scored, dev_sets, eval_batch, precision, outputs)
+                    write_epoch(out, global_epoch + 1, outputs)  # per-example dev records (mtl_lab.records)
                 eval_end = time.perf_counter()
                 if (
                     metrics["overall"] > best["overall"]

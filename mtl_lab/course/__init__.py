@@ -1,0 +1,1 @@
+"""Running the lab as a course: grading, release, cluster executors."""
