@@ -62,150 +62,226 @@ def _stopped_line(row: str, against: str, why: str, rows: dict[str, list[str]], 
     return f"- Not continued: {row}: {f'{scores} for row {against.split()[0]}; ' if pairs else ''}{why}."
 
 
+def _run_command(profile: str, name: str) -> str:
+    return f"python -m mtl_lab run {name} --profile {profile}"
+
+
+def _noted(runs: dict[str, dict], names) -> list[str]:
+    """The runs among ``names`` whose wall time was not measured on a quiet machine (they carry a ``timing_note``)."""
+    return [n for n in dict.fromkeys(names) if runs.get(n, {}).get("timing_note")]
+
+
+def _footnote(runs: dict[str, dict], names, minutes_shown: bool = True) -> list[str]:
+    """One line under a table: how many of its runs were not timed quietly, and where to read why."""
+    names = [n for n in dict.fromkeys(names) if n in runs]
+    noted = _noted(runs, names)
+    if not noted:
+        return []
+    effect = "their `minutes` overstate a quiet run" if minutes_shown else "`minutes` averages the other runs only"
+    return [
+        f"<sub>Timing: {len(noted)} of these {len(names)} runs {'was' if len(noted) == 1 else 'were'} paused or "
+        f"shared the cores ({effect}); "
+        "each run's `results.json` says why (`timing_note`), collected under [timing notes](#timing-notes).</sub>",
+        "",
+    ]
+
+
+def _intro(profile: str, n_runs: int) -> list[str]:
+    return [
+        f"# Results ({profile} profile, dev set)",
+        "",
+        f"Written by `python -m mtl_lab report --profile {profile}` on {date.today()} from the committed "
+        f"`results/{profile}/*/results.json` ({n_runs} finished runs). Every number is the best epoch by dev "
+        "overall = (SST acc + QQP acc + (STS r + 1) / 2) / 3; `minutes` is a run's wall time on 2 CPU cores. "
+        "The paper's numbers (BERT-base, 141k Quora pairs, a GPU) sit beside the rows it reports; one seed per "
+        "row unless a ± says otherwise. What the tables say, in words: [study.md](study.md).",
+        "",
+    ]
+
+
+def _full_budget_section(runs: dict[str, dict], profile: str) -> list[str]:
+    """The paper's models and the lab's recipe on all local data, several seeds a row, paired against the baseline."""
+    rows = experiments.full_budget_rows()
+    full = analysis.full_budget_table(runs, rows)
+    if not (full["seeds"] > 0).any():
+        return []
+    stopped = experiments.STOPPED_ROWS
+    missing = [n for row, names in rows.items() for n in names if n not in runs and row not in stopped]
+    return [
+        "## The full-budget study (cpu profile's budget: all local data, 3 epochs)",
+        "",
+        "Finished seeds, mean (std over seeds); `paired diff vs baseline`: the row's overall minus the baseline's "
+        f"of the same seed, averaged. Reproduce a row: `{_run_command(profile, '<run>')}` (e.g. `full-cls-s1`).",
+        "",
+        _md(full.reset_index(), index=False),
+        "",
+        *_footnote(runs, [n for names in rows.values() for n in names], minutes_shown=False),
+        f"Still to train ({len(missing)}): {', '.join(f'`{n}`' for n in missing)}." if missing else "",
+        "",
+        *[_stopped_line(row, against, why, rows, runs) for row, (against, why) in stopped.items() if row in rows],
+        "",
+    ]
+
+
+def _baselines_section(runs: dict[str, dict], profile: str) -> list[str]:
+    """Notebook 01: single-task models, the multi-task baseline, task samplers, sequential training."""
+    names = ["single-sst", "single-qqp", "single-sts", "baseline", "sequential-sst-sts-qqp"]
+    names += [n for n in runs if n.startswith("sampler-")]
+    found = {n: runs[n] for n in names if n in runs}
+    if not found:
+        return []
+    table = analysis.results_table(found, paper={"baseline": "BERT [CLS] multi-task, initial"})
+    return [
+        "## Baselines (notebook 01)",
+        "",
+        f"Reproduce a row: `{_run_command(profile, '<run>')}`.",
+        "",
+        _md(_metrics(table)),
+        "",
+        *_footnote(runs, found),
+    ]
+
+
+def _encoder_section(runs: dict[str, dict], profile: str, figures: Path) -> list[str]:
+    """Notebook 02: the single-task encoder and pair-head study, mean ± std over seeds."""
+    study = {n: r for n, r in runs.items() if n.startswith("enc-")}
+    if not study:
+        return []
+    summary = analysis.seed_summary(study)
+    return [
+        "## Sentence encoders and pair heads, single-task, over seeds (notebook 02)",
+        "",
+        "20% of each training set, 2 epochs, mean ± std over seeds. "
+        f"Reproduce: `python -m mtl_lab notebooks run --profile {profile} --only 02` "
+        f"(or `{_run_command(profile, 'enc-<task>-<variant>-s<seed>')}`).",
+        "",
+        _md(summary.rename(columns={"count": "seeds"})),
+        "",
+        *_footnote(runs, study),
+        _figure(analysis.plot_seed_summary(summary), figures, f"{profile}_encoder_seeds"),
+        "",
+    ]
+
+
+def _pretraining_section(runs: dict[str, dict], profile: str, model: str, figures: Path) -> list[str]:
+    """Notebook 03 for one sentence model: the embeddings' geometry after each pre-training, then fine-tuning."""
+    pre = {s: runs[f"pre-{model}-{s}"] for s in experiments.PRETRAIN_STRATEGIES if f"pre-{model}-{s}" in runs}
+    if not pre:
+        return []
+    geometry = analysis.geometry_table(pre)
+    rows = experiments.pretraining_rows(model)
+    ft = {label: runs[name] for label, name in rows.items() if name in runs}
+    lines = [
+        f"## Contrastive pre-training, {model} (notebook 03)",
+        "",
+        "STS-dev geometry of the sentence embeddings before and after one pass over the mined pairs "
+        "(cosine Spearman with the gold score, no head; alignment and uniformity: lower is better). "
+        f"Reproduce: `{_run_command(profile, f'pre-{model}-<strategy>')}`.",
+        "",
+        _md(geometry),
+        "",
+        _figure(analysis.plot_alignment_uniformity(geometry), figures, f"{profile}_alignment_uniformity_{model}"),
+    ]
+    maps = figures / f"embedding_maps_{profile}_{model}.png"
+    if maps.is_file():
+        lines += ["", f"![embedding maps](figures/{maps.name})"]
+    if len(ft) > 1:
+        table = analysis.results_table(ft, paper=paper_rows(model, list(rows)))
+        lines += [
+            "",
+            "Multi-task fine-tuning from each pre-training (the `agg-` budget: 15% of every training set, "
+            f"2 epochs, 3 task batches of 8 a step). Reproduce: `{_run_command(profile, f'ft-{model}-<strategy>')}`.",
+            "",
+            _md(_metrics(table)),
+            "",
+            *_footnote(runs, [rows[label] for label in ft]),
+        ]
+    return lines + [""]
+
+
+def _aggregation_section(runs: dict[str, dict], profile: str) -> list[str]:
+    """Notebook 04: sum, PCGrad and IMTL-G on the same budget, and how often the task gradients conflict."""
+    agg = {n: r for n, r in runs.items() if n.startswith("agg-") and analysis.split_seed(n)[1] is None}
+    if not agg:
+        return []
+    paper = {"agg-cls-sum": "BERT [CLS] multi-task, initial", "agg-sbert-sum": "SBERT + CNN-BiLSTM, initial"}
+    paper["agg-sbert-pcgrad"] = "SBERT + CNN-BiLSTM, PCGrad"
+    return [
+        "## Gradient aggregation and conflicts (notebook 04)",
+        "",
+        f"Reproduce: `{_run_command(profile, 'agg-<model>-<sum|pcgrad|imtl_g>')}`.",
+        "",
+        _md(_metrics(analysis.results_table(agg, paper=paper))),
+        "",
+        *_footnote(runs, agg),
+        "Share of probes where two tasks' gradients on the shared parameters conflict (negative cosine):",
+        "",
+        _md(analysis.conflict_summary(agg), 2),
+        "",
+    ]
+
+
+def _grid_section(runs: dict[str, dict], profile: str, figures: Path) -> list[str]:
+    """Notebook 05's ablation grid (the paper's Table 2), its seed check and notebook 06's error analysis."""
+    grid = experiments.finished_results(profile, experiments.ablation_names())
+    if not grid:
+        return []
+    table = analysis.ablation_table(grid, experiments.ablation_grid())
+    best = experiments.best_run(grid)
+    total = len(experiments.ablation_names())
+    return [
+        "## The ablation grid: the paper's Table 2 (notebook 05)",
+        "",
+        f"{len(grid)} of the grid's {total} runs finished. Reproduce all: `python -m mtl_lab sweep --profile {profile}` "
+        f"(finished runs are reused); test predictions of the best: `python -m mtl_lab sweep --profile {profile} "
+        "--no-train --predict predictions/`.",
+        "",
+        _md(table.drop(columns=["seeds", "overall std"])),
+        "",
+        *_footnote(runs, grid),
+        f"Best configuration by dev overall: **{best}** ({grid[best]['best']['overall']:.4f}).",
+        "",
+        _figure(analysis.plot_ablation(table), figures, f"{profile}_ablation"),
+        "",
+        *_seed_section(runs, profile),
+        *_error_section(profile, best, figures),
+    ]
+
+
+def _timing_appendix(runs: dict[str, dict]) -> list[str]:
+    """Every run's timing note, collapsed at the end of the page: the tables' footnotes point here."""
+    order = [n for names in experiments.full_budget_rows().values() for n in names] + sorted(runs)
+    noted = _noted(runs, order)
+    if not noted:
+        return []
+    return [
+        "## Timing notes",
+        "",
+        "<details>",
+        f"<summary>{len(noted)} runs whose wall time was not measured on a quiet machine: why, and what a quiet run "
+        "takes (each run's <code>timing_note</code>)</summary>",
+        "",
+        *[f"- `{n}`: {runs[n]['timing_note']}" for n in noted],
+        "",
+        "</details>",
+        "",
+    ]
+
+
 def build(profile: str = "cpu", out: str | os.PathLike = DOCS / "results.md") -> Path:
     """Write the results page of a profile (and its figures next to it); return its path."""
     out = Path(out)
     figures = out.parent / "figures"
     runs = experiments.finished_results(profile)
-    run = f"python -m mtl_lab run {{}} --profile {profile}"
-    lines = [
-        f"# Results ({profile} profile, dev set)",
-        "",
-        f"Written by `python -m mtl_lab report --profile {profile}` on {date.today()} from the committed "
-        f"`results/{profile}/*/results.json` ({len(runs)} finished runs). Every number is the best epoch by dev "
-        "overall score = (SST acc + QQP acc + (STS r + 1) / 2) / 3; `minutes` is the run's wall time on the "
-        "2-core CPU machine (bf16 autocast where the CPU has native bf16 and trains faster in it). The paper's numbers (BERT-base, 141k Quora pairs, a GPU) sit beside "
-        "the rows it reports. One seed per row unless a ± says otherwise.",
-        "",
-    ]
-
-    # -- the full-budget study (issue 13): the paper's models on all local data, 3 epochs, several seeds
-    rows = experiments.full_budget_rows()
-    full = analysis.full_budget_table(runs, rows)
-    if (full["seeds"] > 0).sum() > 0:
-        stopped = experiments.STOPPED_ROWS
-        missing = [n for row, names in rows.items() for n in names if n not in runs and row not in stopped]
-        lines += [
-            "## The full-budget study (cpu profile's budget: all local data, 3 epochs)",
-            "",
-            "Each row's finished seeds, mean (and std over seeds); `paired diff vs baseline` averages, over the seeds "
-            "both rows have, the row's overall score minus the baseline's of the same seed. "
-            f"Reproduce a row: `{run.format('<run>')}` (e.g. `full-cls-s1`, `full-sbert-qqp_sts-pcgrad-s2`).",
-            "",
-            _md(full.reset_index(), index=False),
-            "",
-            f"Still to train ({len(missing)}): {', '.join(f'`{n}`' for n in missing)}." if missing else "",
-            "",
-            *[_stopped_line(row, against, why, rows, runs) for row, (against, why) in stopped.items() if row in rows],
-            "",
-            *[
-                f"- `{n}`: {runs[n]['timing_note']}"
-                for names in rows.values()
-                for n in names
-                if runs.get(n, {}).get("timing_note")
-            ],
-            "",
-        ]
-
-    # -- 01: baselines
-    names = ["single-sst", "single-qqp", "single-sts", "baseline", "sequential-sst-sts-qqp"]
-    names += [n for n in runs if n.startswith("sampler-")]
-    found = {n: runs[n] for n in names if n in runs}
-    if found:
-        lines += ["## Baselines (notebook 01)", "", f"Reproduce a row: `{run.format('<run>')}`.", ""]
-        table = analysis.results_table(found, paper={"baseline": "BERT [CLS] multi-task, initial"})
-        lines += [_md(_metrics(table)), ""]
-
-    # -- 02: single-task encoder study over seeds
-    study = {n: r for n, r in runs.items() if n.startswith("enc-")}
-    if study:
-        summary = analysis.seed_summary(study)
-        lines += [
-            "## Sentence encoders and pair heads, single-task, over seeds (notebook 02)",
-            "",
-            "20% of each training set, 2 epochs, mean ± std over seeds. "
-            f"Reproduce: `python -m mtl_lab notebooks run --profile {profile} --only 02` (or `{run.format('enc-<task>-<variant>-s<seed>')}`).",
-            "",
-            _md(summary.rename(columns={"count": "seeds"})),
-            "",
-            _figure(analysis.plot_seed_summary(summary), figures, f"{profile}_encoder_seeds"),
-            "",
-        ]
-
-    # -- 03: pre-training
+    lines = _intro(profile, len(runs))
+    lines += _full_budget_section(runs, profile)
+    lines += _baselines_section(runs, profile)
+    lines += _encoder_section(runs, profile, figures)
     for model in experiments.MODELS:
-        pre = {s: runs[f"pre-{model}-{s}"] for s in experiments.PRETRAIN_STRATEGIES if f"pre-{model}-{s}" in runs}
-        if not pre:
-            continue
-        geometry = analysis.geometry_table(pre)
-        rows = experiments.pretraining_rows(model)
-        ft = {label: runs[name] for label, name in rows.items() if name in runs}
-        lines += [
-            f"## Contrastive pre-training, {model} (notebook 03)",
-            "",
-            "STS-dev geometry of the sentence embeddings before and after one pass over the mined pairs "
-            "(cosine Spearman with the gold score, no head; alignment and uniformity: lower is better). "
-            f"Reproduce: `{run.format(f'pre-{model}-<strategy>')}`.",
-            "",
-            _md(geometry),
-            "",
-            _figure(analysis.plot_alignment_uniformity(geometry), figures, f"{profile}_alignment_uniformity_{model}"),
-        ]
-        maps = figures / f"embedding_maps_{profile}_{model}.png"
-        if maps.is_file():
-            lines += ["", f"![embedding maps](figures/{maps.name})"]
-        if len(ft) > 1:
-            table = analysis.results_table(ft, paper=paper_rows(model, list(rows)))
-            lines += [
-                "",
-                "Multi-task fine-tuning from each pre-training (the `agg-` budget: 15% of every training set, "
-                f"2 epochs, 3 task batches of 8 a step). Reproduce: `{run.format(f'ft-{model}-<strategy>')}`.",
-                "",
-                _md(_metrics(table)),
-            ]
-        lines += [""]
-
-    # -- 04: PCGrad
-    agg = {n: r for n, r in runs.items() if n.startswith("agg-") and analysis.split_seed(n)[1] is None}
-    if agg:
-        paper = {"agg-cls-sum": "BERT [CLS] multi-task, initial", "agg-sbert-sum": "SBERT + CNN-BiLSTM, initial"}
-        paper["agg-sbert-pcgrad"] = "SBERT + CNN-BiLSTM, PCGrad"
-        lines += [
-            "## Gradient aggregation and conflicts (notebook 04)",
-            "",
-            f"Reproduce: `{run.format('agg-<model>-<sum|pcgrad|imtl_g>')}`.",
-            "",
-            _md(_metrics(analysis.results_table(agg, paper=paper))),
-            "",
-            "Share of probes where two tasks' gradients on the shared parameters conflict (negative cosine):",
-            "",
-            _md(analysis.conflict_summary(agg), 2),
-            "",
-        ]
-
-    # -- 05: the grid
-    grid = experiments.finished_results(profile, experiments.ablation_names())
-    if grid:
-        table = analysis.ablation_table(grid, experiments.ablation_grid())
-        best = experiments.best_run(grid)
-        total = len(experiments.ablation_names())
-        lines += [
-            "## The ablation grid: the paper's Table 2 (notebook 05)",
-            "",
-            f"{len(grid)} of the grid's {total} runs finished. Reproduce all: `python -m mtl_lab sweep --profile {profile}` "
-            f"(finished runs are reused); test predictions of the best: `python -m mtl_lab sweep --profile {profile} "
-            "--no-train --predict predictions/`.",
-            "",
-            _md(table.drop(columns=["seeds", "overall std"])),
-            "",
-            f"Best configuration by dev overall: **{best}** ({grid[best]['best']['overall']:.4f}).",
-            "",
-            _figure(analysis.plot_ablation(table), figures, f"{profile}_ablation"),
-            "",
-        ]
-        lines += _seed_section(runs, profile)
-        lines += _error_section(profile, best, figures)
-
+        lines += _pretraining_section(runs, profile, model, figures)
+    lines += _aggregation_section(runs, profile)
+    lines += _grid_section(runs, profile, figures)
+    lines += _timing_appendix(runs)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("\n".join(lines))
     return out

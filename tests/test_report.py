@@ -93,3 +93,18 @@ def test_stopped_candidates_are_not_listed_as_still_to_train(tmp_path, monkeypat
         for n in ("full-mean-llrd", "full-mean")
     }
     assert f"seed 0 {overall['full-mean-llrd']:.4f} against {overall['full-mean']:.4f} for row (d); no gain" in page
+
+
+def test_the_page_leads_with_its_tables_and_collects_timing_notes_at_the_end(tmp_path, monkeypatch):
+    monkeypatch.setenv("MTL_LAB_RESULTS", str(tmp_path / "runs"))
+    tasks = ["sst", "qqp", "sts"]
+    _write(tmp_path / "runs", "baseline", tasks, 0.74, timing_note="paused for a benchmark")
+    _write(tmp_path / "runs", "full-cls-s1", tasks, 0.75)
+    lines = report.build("cpu", tmp_path / "docs" / "results.md").read_text().splitlines()
+    first_table = next(k for k, line in enumerate(lines) if line.startswith("|"))
+    assert first_table < 15
+    note = [k for k, line in enumerate(lines) if "paused for a benchmark" in line]
+    assert len(note) == 1 and lines.index("<details>") < note[0] < lines.index("</details>")  # once, collapsed
+    assert lines.index("## Timing notes") > max(k for k, line in enumerate(lines) if line.startswith("|"))
+    footnotes = [line for line in lines if line.startswith("<sub>Timing: 1 of these 2 runs was paused")]
+    assert footnotes and all("(#timing-notes)" in line for line in footnotes)  # one under each table with the run
