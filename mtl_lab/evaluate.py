@@ -50,8 +50,8 @@ def resolve_device(name: str = "auto") -> torch.device:
 
 
 def eval_batch_size(device: torch.device) -> int:
-    """Batch size for scoring when none is given: 32 on a CPU (1.3-1.4x faster than 128 there: fewer pad
-    tokens in each length bucket; ``benchmarks/bench_training.py``), 128 on a GPU (which wants big batches)."""
+    """Batch size for scoring when none is given: 32 on a CPU (faster than 128 there: fewer pad tokens in each
+    length bucket; ``benchmarks/bench_training.py``), 128 on a GPU (which wants big batches)."""
     return 128 if device.type == "cuda" else 32
 
 
@@ -83,8 +83,7 @@ def time_bf16_ratio(size: int = 384, repeats: int = 5) -> float:
     """Seconds of a bf16-autocast training step over seconds of the same step in fp32 on this CPU (< 1: bf16 is faster).
 
     The step is one transformer layer of MiniLM's width (forward and backward, batch 32 x 32 tokens): a bare
-    matmul is not enough, since a CPU can multiply faster in bf16 and still train slower (an Intel Xeon with
-    AVX512-BF16 and no AMX: matmul 1.36x faster, a training step 1.3x slower).
+    matmul is not enough, since a CPU can multiply faster in bf16 and still train slower (docs/performance.md).
     """
     import time
 

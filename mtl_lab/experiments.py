@@ -193,14 +193,13 @@ def experiment(name: str, profile: str, backbone: str | None = None, **overrides
     raise ValueError(f"unknown experiment {name!r}")
 
 
-# Issue 13's full-budget study (the cpu profile's budget: all local data, 3 epochs): the paper's
+# The full-budget study (the cpu profile's budget: all local data, 3 epochs): the paper's
 # models and strategies trained as the baseline is, several seeds each.
 FULL_BUDGET_PCGRAD = {"smoke": {"batch_size": 8}, "cpu": {"batch_size": 8}, "gpu": {"batch_size": 4}}
 # Candidates for the lab's own recipe (row (d)), beside the paper's two models: ``mean`` is plain mean
 # pooling (how all-MiniLM-L6-v2 was pre-trained) for SST and for the bi-encoder half of the ensembled
 # pair heads (STS: cross-encoder score + 5 x cosine of the mean-pooled embeddings; QQP: the mean of
-# the cross and bi logits) -- notebook 02's single-task study favoured mean pooling for SST (+.015)
-# and the ensembled head for STS (+.056 over the cross-encoder alone).
+# the cross and bi logits) -- what notebook 02's single-task study favoured (docs/study.md).
 FULL_BUDGET_MODELS = {**MODELS, "mean": {"encoder": "mean", "pair_head": "ensemble"}}
 # R-Drop's consistency weight for the ``-rdrop`` runs: 1.0, the R-Drop paper's most common GLUE setting
 # (it used 0.1-1.0), chosen before any run here -- not tuned on this dev set.
@@ -225,7 +224,7 @@ def full_budget_experiment(name: str, profile: str, model_kw: dict, **overrides)
     ``RDROP_ALPHA``: a recipe candidate); ``llrd`` layer-wise lr decay (``LLRD``), ``ema`` a moving average of the weights (``EMA_DECAY``, ``mtl_lab.ema``):
     recipe candidates; ``wemb`` trains the word embeddings too
     (frozen by default since the CPU speed-up: the first full-budget runs were made that way); ``f<k>`` freezes the
-    lowest k transformer layers (``TrainConfig.freeze_layers``: issue 17's speed check); ``e<n>`` trains
+    lowest k transformer layers (``TrainConfig.freeze_layers``: faster steps, a small accuracy cost); ``e<n>`` trains
     n epochs instead of the profile's (the lr schedule stretched over them).
     """
     parts = name.split("-")[1:]
@@ -245,7 +244,7 @@ def full_budget_experiment(name: str, profile: str, model_kw: dict, **overrides)
     init = None
     # optional suffixes, read from the end of the name in this order (the reverse of how a name writes them)
     suffixes = {
-        "wemb": {"freeze_word_embeddings": False},  # the word embeddings trained too (the default before issue 17)
+        "wemb": {"freeze_word_embeddings": False},  # word embeddings trained (the old default)
         "rdrop": {"rdrop": RDROP_ALPHA},
         "ema": {"ema": EMA_DECAY},
         "llrd": {"lr": PROFILES[profile]["lr"] * LLRD["lr_scale"], "layer_decay": LLRD["layer_decay"]},
@@ -269,7 +268,7 @@ def full_budget_experiment(name: str, profile: str, model_kw: dict, **overrides)
 
 
 def full_budget_rows() -> dict[str, list[str]]:
-    """Issue 13's study: row label -> its runs (seeds 0, 1, 2; the published ``baseline`` is seed 0 of row (a)).
+    """The full-budget study: row label -> its runs (seeds 0, 1, 2; the published ``baseline`` is seed 0 of row (a)).
 
     The primed rows are the same configurations with the word embeddings trained: the lab's training
     before the CPU speed-up, kept to show what freezing them changed."""
@@ -298,19 +297,19 @@ def full_budget_rows() -> dict[str, list[str]]:
             "full-mean-rdrop-e4-s1",
             "full-mean-rdrop-e4-s2",
         ],
-        # issue 17's accuracy check of mtl_lab.dropout: seeds 3 and 4 of row (a), trained with the 16-bit masks,
+        # the accuracy check of mtl_lab.dropout: seeds 3 and 4 of row (a), trained with the 16-bit masks,
         # against row (a)'s spread (its seeds 0-2 trained with PyTorch's dropout)
         "(a*) (a), seeds 3-4, with the lab's dropout masks": ["full-cls-s3", "full-cls-s4"],
-        # issue 17's accuracy check of mtl_lab.unpad (the backbone over real tokens only, one pass for a pair task's
+        # the accuracy check of mtl_lab.unpad (the backbone over real tokens only, one pass for a pair task's
         # two views) and of the dropout masks' two multiplications: seeds 5 and 6 of row (a), against its spread
         "(a-u) (a), seeds 5-6, the backbone over real tokens only": ["full-cls-s5", "full-cls-s6"],
-        # issue 17's accuracy check of the last layer for [CLS] alone (exact maths, fewer dropout draws) and the
+        # the accuracy check of the last layer for [CLS] alone (exact maths, fewer dropout draws) and the
         # dropout masks written as scaled floats: seeds 7 and 8 of row (a)
         "(a-c) (a), seeds 7-8, the last layer for [CLS] alone": ["full-cls-s7", "full-cls-s8"],
-        # issue 17's accuracy check of --freeze-layers 2 (1.4-1.7x faster steps): seeds 0-1 of row (a) with the
+        # the accuracy check of --freeze-layers 2 (faster steps): seeds 0-1 of row (a) with the
         # embeddings and the lowest 2 of the 6 transformer layers fixed
         "(a-f2) (a), the lowest 2 layers frozen": ["full-cls-f2", "full-cls-f2-s1"],
-        # the first full-budget runs, made before the CPU speed-up froze the word embeddings (issue 17)
+        # the first full-budget runs, made before the CPU speed-up froze the word embeddings
         "(a') (a), word embeddings trained too": ["full-cls-wemb", "full-cls-wemb-s1", "full-cls-wemb-s2"],
         "(b') (b), word embeddings trained too": ["full-sbert-wemb"],
         "(d') (d), word embeddings trained too": ["full-mean-wemb"],
@@ -466,13 +465,8 @@ def share_run(source: Path, out: Path) -> None:
 
 # The lab's recipe: the k-th runs of the rows below, averaged when there are several (``predict --checkpoint
 # A B C`` averages SST and Quora probabilities and STS scores); ``recipe --seed k`` trains what is missing.
-# First chosen on seed 0 (dev overall, AMD EPYC bf16): mean pooling alone (row (d)) 0.7536 in ~33 min of training;
-# averaged with [CLS] 0.7521 (~55 min), with SBERT + CNN-BiLSTM 0.7512 (~73 min); [CLS] + SBERT 0.7537 (~62 min);
-# all three 0.7539 (~95 min: over the 90-minute budget): no ensemble beat the single model, but row (d) over three
-# seeds averaged only .750. Candidates on top of it, each against the same seeds (docs/study-notes.md): R-Drop over
-# 3 epochs (f) +.0015/+.0000, layer-wise lr decay (g) -.001, weight averaging (h) -.002; screened on a GPU over three
-# seeds, R-Drop over 4 epochs (i) +.005. Row (i) on the CPU (Intel Xeon, fp32): 0.7545, 0.7524, 0.7500, mean
-# 0.752 ± 0.002 (paired +.0027 over row (d)), about 87 min of quiet training a seed there: the recipe.
+# One model, row (i): no ensemble beat the single model within the training budget, and R-Drop over 4 epochs gained
+# on every seed against row (d). How it was chosen, with the scores: docs/study.md.
 RECIPE = {
     "label": "mean pooling + ensembled pair heads, R-Drop over 4 epochs (one model, full budget)",
     "rows": ["(i) (d) + R-Drop, 4 epochs (the recipe)"],

@@ -116,7 +116,7 @@ class TrainConfig:
     # step (about a third of a CPU step) for rows that barely move. Frozen by default.
     freeze_word_embeddings: bool = True
     # Freeze the lowest k transformer layers and every embedding beneath them: backward then stops above them
-    # (less work a step; issue 17 measured its accuracy over seeds). 0 = every layer trains.
+    # (less work a step, a small accuracy cost: docs/performance.md). 0 = every layer trains.
     freeze_layers: int = 0
     # R-Drop (``mtl_lab.rdrop``): > 0 runs each labelled batch twice and adds this weight times the two
     # passes' disagreement to the loss (a second forward and backward pass a step); 0 = off.
@@ -206,8 +206,7 @@ PROFILES: dict[str, dict] = {
         precision="fp32",
         checkpoint_every=0,
         # batch 8: with 96 examples a task, 16 left too few steps to learn STS at all (r -0.08; the tests check > 0.2)
-        # at this size freezing them saves nothing (measured: 33.5 s vs 34.5 s a run), and training them
-        # keeps the committed notebook outputs
+        # at this size freezing them saves nothing measurable, and training them keeps the committed notebook outputs
         freeze_word_embeddings=False,
     ),
     # all local data; bf16 autocast where the CPU has native bf16 and a timed step is faster in it, else fp32 ("auto")
@@ -643,11 +642,11 @@ def optimizer_step(
 
 
 def prepare_for_training(model: MultitaskModel, cfg: TrainConfig, device: torch.device) -> MultitaskModel:
-    """Freeze the word embeddings (``cfg.freeze_word_embeddings``), the lowest ``cfg.freeze_layers`` layers, and, on a CPU, use the plain ("eager")
-    attention -- the same maths as PyTorch's fused SDPA kernels, which train 1.1-1.3x slower on CPU -- and
-    dropout masks drawn 16 bits at a time (``mtl_lab.dropout``: the same dropout, 1.1-1.25x faster steps on
-    an AMD CPU). On a CPU the model also runs its backbone over real tokens only (``mtl_lab.unpad``, decided by
-    ``MultitaskModel.unpadded``). ``benchmarks/bench_training.py`` measures each."""
+    """Freeze the word embeddings (``cfg.freeze_word_embeddings``), the lowest ``cfg.freeze_layers`` layers, and, on
+    a CPU, use the plain ("eager") attention -- the same maths as PyTorch's fused SDPA kernels, which train slower on
+    a CPU -- and dropout masks drawn 16 bits at a time (``mtl_lab.dropout``: the same dropout, faster steps). On a
+    CPU the model also runs its backbone over real tokens only (``mtl_lab.unpad``, decided by
+    ``MultitaskModel.unpadded``). ``benchmarks/bench_training.py`` measures each (docs/performance.md)."""
     if cfg.freeze_word_embeddings:
         model.freeze_word_embeddings()
     if cfg.freeze_layers:
