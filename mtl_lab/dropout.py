@@ -3,10 +3,9 @@
 Dropout zeroes each activation with probability ``p`` and scales the survivors by ``1 / (1 - p)``.
 PyTorch draws its masks with ``bernoulli_``, which on a CPU without Intel's MKL path (an AMD
 processor, for one) asks the random generator for one number per element, one element at a time
-on one core. MiniLM's dropouts (after the embeddings, on every attention map, after every attention
-and feed-forward block) then took about 13 % of a training step's time on the 2-core AMD EPYC this
-lab is built on (``benchmarks/bench_training.py`` prints the profile); with the masks below a step
-runs 1.09-1.20x faster there (measured paired, both models).
+on one core: a noticeable share of a training step, since MiniLM has dropout after the embeddings,
+on every attention map and after every attention and feed-forward block (``benchmarks/bench_training.py``
+prints the profile; the measurements are in docs/performance.md).
 
 Here one 64-bit random number makes four masks: its four 16-bit pieces are compared with a
 threshold, in one vectorised comparison. An element is kept when its piece is below
@@ -40,7 +39,7 @@ def keep_mask(
 ):
     """A mask of ``shape`` keeping each element with probability ~``1 - p`` (1 / True: kept), and that exact
     probability. ``dtype``: bool, or a float type for a 0./1. mask written by the comparison itself (on a CPU
-    ~3x faster than a boolean mask converted afterwards)."""
+    faster than a boolean mask converted afterwards)."""
     n = math.prod(shape)
     threshold = round((1 - p) * 65536)  # kept: a uniform 16-bit piece (0..65535) below this
     words = torch.empty((n + 3) // 4, dtype=torch.int64, device=device).random_(-(2**63), 2**63 - 1)
@@ -57,7 +56,7 @@ def fast_dropout(x: torch.Tensor, p: float, training: bool = True) -> torch.Tens
         return torch.zeros_like(x)
     keep, rate = keep_mask(x.shape, p, x.device, x.dtype)
     # a multiplication by the scaled 0./1. mask, not torch.where(keep, x / rate, 0): on a CPU ``where`` with a boolean
-    # mask runs ~15x slower than a multiplication (benchmarks/bench_training.py, the dropout table); same values. The
+    # mask runs many times slower than a multiplication (benchmarks/bench_training.py, the dropout table); same values. The
     # mask is scaled before it meets x (it needs no gradient), so the backward is one multiplication, not two.
     if x.dtype in (torch.float32, torch.float64):
         return x * keep.mul_(1 / rate)

@@ -80,7 +80,7 @@ class NGramCNN(nn.Module):
         The same maths as ``conv(pad(x, (0, k - 1)))`` of each ``nn.Conv1d`` (which hold the weights), computed as
         one multiplication: every tap j of every filter width k applied to every token at once, [B, T, H] x
         [H, sum(k) * filters], then tap j of width k read j tokens later and the taps summed -- faster on a CPU
-        than four convolutions over the transposed [B, H, T] states (about 1.3x, forward and backward)."""
+        than four convolutions over the transposed [B, H, T] states, forward and backward."""
         x = hidden * mask.unsqueeze(-1).to(hidden.dtype)  # [B, T, H], padding zeroed
         taps = torch.cat([conv.weight[:, :, j] for conv in self.convs for j in range(conv.kernel_size[0])])
         applied = (x @ taps.t().to(x.dtype)).split(self.convs[0].out_channels, dim=-1)  # [B, T, filters] per tap

@@ -1,17 +1,11 @@
-"""R-Drop (Liang et al., 2021, "R-Drop: Regularized Dropout for Neural Networks"): a recipe candidate.
+"""R-Drop (Liang et al., 2021, "R-Drop: Regularized Dropout for Neural Networks").
 
-Each training batch goes through the model twice. Dropout draws different masks, so the two passes
-give two slightly different predictions of the same examples; R-Drop trains on both (the task loss,
-averaged) and pulls them together with a consistency term:
+Each training batch goes through the model twice (one batch of twice the size, different dropout masks):
 
     loss = (task(out1, y) + task(out2, y)) / 2 + alpha * consistency(out1, out2)
 
-where consistency is the symmetric KL divergence between the two predicted distributions for a
-classification task (SST's five classes, QQP's duplicate / not), and the squared difference of the
-two scores for a regression task (STS). The model learns predictions that do not depend on which
-units dropout removed -- a regulariser for small training sets. It costs a second forward and
-backward pass per step (both passes run as one batch of twice the size). Prediction is unchanged:
-one pass, dropout off.
+consistency: the symmetric KL divergence of the two predicted distributions (SST, QQP), the squared difference
+of the two scores (STS). Prediction is unchanged: one pass, dropout off. Why the lab uses it: docs/study.md.
 """
 
 from __future__ import annotations

@@ -36,7 +36,7 @@ def optimize_toys(
     task gradients combined by its aggregation; returns each trajectory (steps+1 x 2).
 
     The points move independently (Adam is elementwise, each has its own random generator), exactly as
-    one ``optimize_toy`` call each, but share every autograd call: 3-4x faster than one at a time.
+    one ``optimize_toy`` call each, but share every autograd call: several times faster than one at a time.
     """
     x = torch.tensor([start for start, _ in runs], dtype=torch.float32, requires_grad=True)
     opt = torch.optim.Adam([x], lr=lr)
@@ -44,7 +44,7 @@ def optimize_toys(
     one_hot = torch.eye(2)[:, None, :].expand(2, len(runs), 2)  # task k's loss of every point
     path = [x.detach().clone()]
     threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny tensors: more threads only add overhead (measured 1.5x slower)
+    torch.set_num_threads(1)  # tiny tensors: more threads only add overhead
     try:
         for _ in range(steps):
             # K x N x 2: task k's gradient at each point (point n's loss depends on point n only)
