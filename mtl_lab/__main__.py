@@ -55,7 +55,7 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--train-word-embeddings",
         action="store_true",
-        help="train the word-embedding matrix too (frozen by default: ~1.4x faster on CPU, same accuracy)",
+        help="train the word-embedding matrix too (frozen by default: faster on a CPU, same accuracy)",
     )
     p.add_argument(
         "--freeze-layers",
