@@ -1,0 +1,74 @@
+"""The README and docs/ stay navigable: every relative link resolves, and the README's code map names every module."""
+
+import re
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+LINK = re.compile(r"!?\[[^\]]*\]\(([^)\s]+)(?:\s+\"[^\"]*\")?\)")
+
+
+def _unfenced(text: str) -> str:
+    """The markdown without its fenced code blocks."""
+    return re.sub(r"^```.*?^```", "", text, flags=re.S | re.M)
+
+
+def _prose(text: str) -> str:
+    """The markdown without code blocks and inline code spans (links there are not links)."""
+    return re.sub(r"`[^`\n]*`", "", _unfenced(text))
+
+
+def _anchors(path: Path) -> set[str]:
+    """GitHub's heading anchors of a markdown file: lower case, punctuation dropped, spaces to hyphens, -1, -2 ... for repeats."""
+    seen: dict[str, int] = {}
+    out = set()
+    for line in _unfenced(path.read_text()).splitlines():
+        m = re.match(r"#{1,6}\s+(.*?)\s*#*\s*$", line)
+        if not m:
+            continue
+        slug = re.sub(r"[^\w\- ]", "", m.group(1).strip().lower()).replace(" ", "-")
+        n = seen.get(slug, 0)
+        seen[slug] = n + 1
+        out.add(slug if n == 0 else f"{slug}-{n}")
+    return out
+
+
+def _links(path: Path) -> list[str]:
+    return [t for t in LINK.findall(_prose(path.read_text())) if not re.match(r"[a-z][a-z0-9+.-]*:", t)]
+
+
+def test_the_anchor_rule_matches_github():
+    page = ROOT / "docs" / "performance.md"
+    assert "precision-per-cpu" in _anchors(page)
+    assert "amd-epyc-zen-4-avx512_bf16-auto-picks-bf16" in _anchors(page)  # backticks and parentheses dropped
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: str(p.relative_to(ROOT)))
+def test_every_relative_link_resolves(page):
+    broken = []
+    for target in _links(page):
+        file, _, anchor = target.partition("#")
+        dest = (page.parent / file).resolve() if file else page
+        if not dest.exists():
+            broken.append(f"{target}: no such file")
+        elif anchor and dest.suffix == ".md" and anchor not in _anchors(dest):
+            broken.append(f"{target}: no heading #{anchor} in {dest.relative_to(ROOT)}")
+    assert not broken, f"{page.relative_to(ROOT)}: " + "; ".join(broken)
+
+
+def _code_map() -> list[str]:
+    """The module paths (relative to mtl_lab/) listed in the README's code map section."""
+    text = (ROOT / "README.md").read_text()
+    section = text.split("\n## Code map\n", 1)[1].split("\n## ", 1)[0]
+    return re.findall(r"^\s+([\w/]+\.py)\s", section, flags=re.M)
+
+
+def test_the_readme_code_map_names_every_module():
+    package = ROOT / "mtl_lab"
+    modules = {p.relative_to(package).as_posix() for p in package.rglob("*.py") if p.name != "__init__.py"}
+    listed = _code_map()
+    assert sorted(modules - set(listed)) == [], "add a line for each to the README's code map"
+    assert sorted(set(listed) - modules) == [], "the README's code map names modules that do not exist"
+    assert len(listed) == len(set(listed)), "one line per module"
