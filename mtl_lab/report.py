@@ -3,7 +3,8 @@
 ``python -m mtl_lab report --profile cpu`` reads every ``results/<profile>/*/results.json`` (and the
 committed dev prediction files of the runs notebook 06 analyses) and writes one markdown page with
 the tables of notebooks 01-06, each with the command that reproduces it, and the figures beside it
-in ``docs/figures/``. Nothing trains; a section whose runs are missing says so.
+in ``docs/figures/``. Nothing trains; a section whose runs are missing says so. Runs timed on a busy
+machine (a ``timing_note`` in results.json) get one footnote per table and a collapsed appendix at the end.
 """
 
 from __future__ import annotations
