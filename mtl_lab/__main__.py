@@ -268,6 +268,14 @@ def _cmd_publish(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from .compare import compare_runs, format_comparison
+
+    comparison = compare_runs(args.run_a, args.run_b, args.profile, seeds=args.seeds, honest=not args.best_epoch)
+    print(format_comparison(comparison))
+    return 0
+
+
 def _cmd_convert(args: argparse.Namespace) -> int:
     from .checkpoint import convert
 
@@ -402,6 +410,22 @@ def main(argv: list[str] | None = None) -> int:
         "--replace", action="store_true", help="overwrite a published run of another configuration under the same name"
     )
     p.set_defaults(func=_cmd_publish)
+
+    p = sub.add_parser(
+        "compare", help="paired differences of two runs on the same dev examples, with 95%% bootstrap intervals"
+    )
+    p.add_argument("run_a", help="a published run's name, one of your runs, or a run folder")
+    p.add_argument("run_b", help="the run to compare it with")
+    p.add_argument("--profile", choices=["smoke", "cpu", "gpu"], default="cpu")
+    p.add_argument(
+        "--seeds", action="store_true", help="also compare the two study rows seed by seed (an interval from 3 seeds)"
+    )
+    p.add_argument(
+        "--best-epoch",
+        action="store_true",
+        help="use each run's best epoch as chosen on all of dev (optimistic) instead of the cross-fitted epochs",
+    )
+    p.set_defaults(func=_cmd_compare)
 
     p = sub.add_parser(
         "convert-checkpoint", help="re-save a TRUSTED old checkpoint so that it loads safely (weights only)"

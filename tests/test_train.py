@@ -9,8 +9,10 @@ import pytest
 import torch
 
 from mtl_lab.analysis import load_quietly
+from mtl_lab.compare import dev_labels, epoch_predictions, score
 from mtl_lab.data import subsample
 from mtl_lab.model import ModelConfig, MultitaskModel, load_model
+from mtl_lab.records import read_records
 from mtl_lab.train import (
     TrainConfig,
     TrainingError,
@@ -105,6 +107,16 @@ def test_resume_after_interrupt_gives_the_same_result(tmp_path, straight_run, st
     sb = load_model(tmp_path).state_dict()
     assert all(torch.equal(sa[k], sb[k]) for k in sa)
     assert not (tmp_path / "checkpoint.pt").exists()
+    # the per-example dev records of every epoch: identical after resuming, and they reproduce the recorded metrics
+    ra, rb = read_records(straight_path), read_records(tmp_path)
+    assert ra.epochs == rb.epochs == [1, 2]
+    for task in ra.tasks:
+        assert (ra.ids[task] == rb.ids[task]).all()
+        assert all(np.array_equal(ra.outputs[task][e], rb.outputs[task][e]) for e in ra.epochs)
+    labels = dev_labels(ra.tasks)
+    for h in straight["history"]:
+        again = score(epoch_predictions(ra, h["epoch"]), labels)
+        assert again == pytest.approx(h["dev"], abs=1e-6)
 
 
 def test_finished_run_is_reused_and_other_config_refused(tmp_path):

@@ -1,0 +1,412 @@
+"""Is the difference real? Paired comparisons of runs on the same dev examples, and honest scores.
+
+Two questions, kept apart:
+
+* **Selection.** The best epoch (or the best configuration) picked on dev and scored on that same
+  dev set is optimistic. The *cross-fitted* score removes this: dev is split into two fixed halves
+  by a hash of each example's id; every example is predicted by the epoch chosen on the *other*
+  half, and the score is the dev metric of those predictions. Pooling the two halves (instead of
+  averaging two half-set scores) keeps one prediction per example, so the same vector feeds the
+  paired bootstrap below, and STS's Pearson r is computed on all pairs rather than on 430.
+* **Noise.** Two runs scored on the same examples differ by chance too. ``compare`` resamples dev
+  examples (``scipy.stats.bootstrap``; per task paired, the overall score stratified by task with
+  each task's pairs kept together) for a 95 % interval of the difference, and, with three or more
+  seeds per row, gives a t interval over the seeds' paired differences. A difference is called
+  better or worse only when its interval excludes 0.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from .data import TASKS, load_split, results_root, runs_root
+from .evaluate import METRIC_NAMES, outputs_to_predictions, overall_score, task_metrics
+from .records import DevRecords, read_records
+
+CONFIDENCE = 0.95
+N_RESAMPLES = 10_000
+BOOTSTRAP_SEED = 0
+TASK_LABELS = {"sst": "SST acc", "qqp": "QQP acc", "sts": "STS r"}
+
+
+# ----------------------------------------------------------------------------- halves and labels
+
+
+def half_of(ids) -> np.ndarray:
+    """Each id's half of dev (0 or 1): the parity of the first 8 hex digits of its sha256, fixed forever."""
+    return np.array([int(hashlib.sha256(str(i).strip().encode()).hexdigest()[:8], 16) % 2 for i in ids], dtype=int)
+
+
+def dev_labels(tasks, data_dir=None) -> dict[str, pd.Series]:
+    """Gold dev labels per task, indexed by id (malformed rows are left out, as training scores them)."""
+    out = {}
+    for task in tasks:
+        df = load_split(task, "dev", data_dir, warn=False)
+        out[task] = pd.Series(df["label"].to_numpy(), index=[str(i).strip() for i in df["id"]])
+    return out
+
+
+# ----------------------------------------------------------------------------- a run's dev predictions
+
+
+@dataclass
+class DevPredictions:
+    """One run's dev predictions per task (indexed by id), how they were chosen, and its epochs."""
+
+    name: str
+    predictions: dict[str, pd.Series]
+    source: str
+    epochs: dict = field(default_factory=dict)
+
+
+def run_folder(name: str | os.PathLike, profile: str = "cpu") -> Path:
+    """A run by name (published results first, then your own runs) or by folder."""
+    path = Path(name)
+    if path.is_dir():
+        return path
+    for root in (results_root(), runs_root()):
+        if (root / profile / str(name) / "results.json").is_file():
+            return root / profile / str(name)
+    raise FileNotFoundError(
+        f"no run {name!r}: looked in {results_root() / profile} and {runs_root() / profile} "
+        "(give a published run's name, one of your runs, or a run folder)"
+    )
+
+
+def _records_folder(folder: Path) -> Path:
+    """Where a run's dev records are: the run itself, or the single member of a recipe record."""
+    import json
+
+    res = json.loads((folder / "results.json").read_text())
+    members = res.get("config", {}).get("members") or []
+    if not (folder / "dev-records.npz").is_file() and len(members) == 1:
+        return folder.parent / members[0]
+    return folder
+
+
+def epoch_predictions(records: DevRecords, epoch: int) -> dict[str, pd.Series]:
+    """One epoch's predictions per task (SST class, QQP 0/1, STS score clipped to 0..5), indexed by id."""
+    return {
+        t: pd.Series(outputs_to_predictions(t, records.outputs[t][epoch].astype(float)), index=records.ids[t])
+        for t in records.tasks
+    }
+
+
+def score(predictions: dict[str, pd.Series], labels: dict[str, pd.Series]) -> dict[str, float]:
+    """Dev metrics (and the overall score) of predictions on the labelled ids they share with ``labels``."""
+    metrics: dict[str, float] = {}
+    for task, pred in predictions.items():
+        common = pred.index.intersection(labels[task].index)
+        metrics.update(task_metrics(task, pred[common].to_numpy(), labels[task][common].to_numpy()))
+    metrics["overall"] = overall_score(metrics)
+    return metrics
+
+
+def crossfit(records: DevRecords, labels: dict[str, pd.Series]) -> tuple[dict[str, pd.Series], dict[int, int]]:
+    """Cross-fitted predictions: each dev example predicted by the epoch chosen (by overall score) on the other
+    half. Returns the predictions and ``{half: epoch chosen on that half}``."""
+    by_epoch = {e: epoch_predictions(records, e) for e in records.epochs}
+    halves = {t: half_of(records.ids[t]) for t in records.tasks}
+    chosen = {}
+    for h in (0, 1):
+        on_half = {e: {t: p[halves[t] == h] for t, p in preds.items()} for e, preds in by_epoch.items()}
+        chosen[h] = max(records.epochs, key=lambda e: (score(on_half[e], labels)["overall"], -e))
+    out = {}
+    for t in records.tasks:
+        # examples of half 0 take the epoch chosen on half 1, and the other way round
+        pick = np.where(halves[t] == 0, by_epoch[chosen[1]][t].to_numpy(), by_epoch[chosen[0]][t].to_numpy())
+        out[t] = pd.Series(pick, index=records.ids[t])
+    return out, chosen
+
+
+def _prediction_files(folder: Path) -> dict[str, pd.Series]:
+    """The committed leaderboard dev files of a run (its best epoch), indexed by id."""
+    out = {}
+    for task, spec in TASKS.items():
+        path = folder / "predictions" / f"{spec.pred_file}-dev-output.csv"
+        if path.is_file():
+            df = pd.read_csv(path, dtype={"id": str})
+            out[task] = pd.Series(df[spec.pred_col].to_numpy(), index=df["id"].str.strip())
+    return out
+
+
+def dev_predictions(
+    name: str | os.PathLike, profile: str = "cpu", honest: bool = True, data_dir=None
+) -> DevPredictions:
+    """A run's dev predictions: cross-fitted from its records (``honest``), else its best epoch's; runs without
+    records fall back to their committed best-epoch prediction files."""
+    import json
+
+    folder = run_folder(name, profile)
+    records = read_records(_records_folder(folder))
+    if records is not None and records.epochs:
+        if honest:
+            preds, chosen = crossfit(records, dev_labels(records.tasks, data_dir))
+            return DevPredictions(str(name), preds, "cross-fitted (records)", chosen)
+        best = json.loads((folder / "results.json").read_text()).get("best", {}).get("epoch", records.epochs[-1])
+        best = best if best in records.epochs else max(records.epochs)
+        return DevPredictions(str(name), epoch_predictions(records, best), "best epoch (records)", {"best": best})
+    files = _prediction_files(folder)
+    if files:
+        return DevPredictions(str(name), files, "best epoch (prediction files)")
+    raise FileNotFoundError(
+        f"{folder}: neither dev records (dev-records.npz) nor dev prediction files: nothing to compare "
+        "(runs trained with this version of the lab write records; older ones need predictions/)"
+    )
+
+
+# ----------------------------------------------------------------------------- paired bootstrap
+
+
+def _accuracy_difference(a, b, axis=-1):
+    """Mean of correctness a minus b."""
+    return np.mean(a, axis=axis) - np.mean(b, axis=axis)
+
+
+def _pearson(x, y, axis=-1):
+    """Pearson r along an axis (vectorized over the others)."""
+    x = x - x.mean(axis=axis, keepdims=True)
+    y = y - y.mean(axis=axis, keepdims=True)
+    den = np.sqrt((x * x).sum(axis=axis) * (y * y).sum(axis=axis))
+    return np.divide((x * y).sum(axis=axis), den, out=np.zeros_like(den), where=den > 0)
+
+
+def _pearson_difference(a, b, gold, axis=-1):
+    """Pearson r of a with gold minus that of b."""
+    return _pearson(a, gold, axis) - _pearson(b, gold, axis)
+
+
+def _task_rows(task: str, a: np.ndarray, b: np.ndarray, gold: np.ndarray) -> np.ndarray:
+    """A task's paired sample as rows [a, b, gold] (classification: correctness of a and b, gold unused)."""
+    if TASKS[task].kind == "regression":
+        return np.stack([a, b, gold]).astype(float)
+    return np.stack([(a == gold), (b == gold), np.zeros_like(gold)]).astype(float)
+
+
+def _task_difference(task: str, rows: np.ndarray) -> np.ndarray:
+    """A task's contribution to the overall-score difference (STS: half the r difference) from its rows."""
+    if TASKS[task].kind == "regression":
+        return _pearson_difference(rows[0], rows[1], rows[2]) / 2
+    return _accuracy_difference(rows[0], rows[1])
+
+
+def paired_interval(
+    task: str, a: np.ndarray, b: np.ndarray, gold: np.ndarray, n_resamples: int = N_RESAMPLES
+) -> tuple[float, float, float]:
+    """One task's metric difference a - b on the same examples and its 95 % paired bootstrap interval."""
+    if TASKS[task].kind == "regression":
+        data, stat = (a, b, gold), _pearson_difference
+    else:
+        data, stat = ((a == gold).astype(float), (b == gold).astype(float)), _accuracy_difference
+    diff = float(stat(*data))
+    res = stats.bootstrap(
+        data,
+        stat,
+        paired=True,
+        vectorized=True,
+        n_resamples=n_resamples,
+        batch=1000,
+        confidence_level=CONFIDENCE,
+        method="percentile",
+        random_state=BOOTSTRAP_SEED,
+    )
+    return diff, float(res.confidence_interval.low), float(res.confidence_interval.high)
+
+
+def overall_interval(samples: dict[str, tuple], n_resamples: int = N_RESAMPLES) -> tuple[float, float, float]:
+    """The overall-score difference and its 95 % interval, resampling each task's examples separately (the score
+    weighs tasks equally whatever their sizes) and keeping each example's a/b/gold together."""
+    tasks = list(samples)
+    rows = [_task_rows(t, *samples[t]) for t in tasks]
+
+    def stat(*task_rows, axis=-1):
+        return sum(_task_difference(t, r) for t, r in zip(tasks, task_rows)) / len(tasks)
+
+    diff = float(stat(*rows))
+    res = stats.bootstrap(
+        rows,
+        stat,
+        paired=False,
+        vectorized=True,
+        n_resamples=n_resamples,
+        batch=500,
+        confidence_level=CONFIDENCE,
+        method="percentile",
+        random_state=BOOTSTRAP_SEED,
+        axis=-1,
+    )
+    return diff, float(res.confidence_interval.low), float(res.confidence_interval.high)
+
+
+def aligned(a: DevPredictions, b: DevPredictions, labels: dict[str, pd.Series]) -> dict[str, tuple]:
+    """Per shared task, (a, b, gold) arrays over the labelled ids both runs predicted, in one order."""
+    out = {}
+    for task in [t for t in TASKS if t in a.predictions and t in b.predictions]:
+        ids = a.predictions[task].index.intersection(b.predictions[task].index).intersection(labels[task].index)
+        ids = ids.sort_values()
+        out[task] = tuple(
+            s[ids].to_numpy(dtype=float) for s in (a.predictions[task], b.predictions[task], labels[task])
+        )
+    if not out:
+        raise ValueError(f"{a.name} and {b.name} share no task to compare")
+    return out
+
+
+# ----------------------------------------------------------------------------- the comparison
+
+
+def verdict(low: float, high: float) -> str:
+    """'better' or 'worse' only when the interval excludes 0; otherwise no detectable difference."""
+    if low > 0:
+        return "better"
+    if high < 0:
+        return "worse"
+    return "no detectable difference"
+
+
+def seed_interval(differences: list[float]) -> tuple[float, float, float]:
+    """Mean of per-seed paired differences and its 95 % t interval (scipy.stats.ttest_1samp)."""
+    diffs = np.asarray(differences, dtype=float)
+    if np.allclose(diffs, diffs[0]):
+        return float(diffs[0]), float(diffs[0]), float(diffs[0])
+    ci = stats.ttest_1samp(diffs, 0.0).confidence_interval(CONFIDENCE)
+    return float(diffs.mean()), float(ci.low), float(ci.high)
+
+
+@dataclass
+class Comparison:
+    """The paired comparison of run A with run B: per-task and overall rows, seeds, and the verdict."""
+
+    a: str
+    b: str
+    table: pd.DataFrame
+    sources: tuple[str, str]
+    seeds: pd.DataFrame | None = None
+    seed_row: dict | None = None
+
+    @property
+    def overall(self) -> dict:
+        """The overall row of the example-level comparison."""
+        return self.table.loc["overall"].to_dict()
+
+    @property
+    def verdict(self) -> str:
+        """Better / worse only when every interval given for the overall difference excludes 0."""
+        words = {verdict(self.overall["low"], self.overall["high"])}
+        if self.seed_row is not None:
+            words.add(verdict(self.seed_row["low"], self.seed_row["high"]))
+        return words.pop() if len(words) == 1 else "no detectable difference"
+
+    def sentence(self) -> str:
+        """One line: A vs B, the overall difference with its interval(s), and the verdict."""
+        o = self.overall
+        text = f"{self.a} vs {self.b}: overall {o['diff']:+.4f} [{o['low']:+.4f}, {o['high']:+.4f}] over dev examples"
+        if self.seed_row is not None:
+            s = self.seed_row
+            text += f", {s['diff']:+.4f} [{s['low']:+.4f}, {s['high']:+.4f}] over {s['n']} seeds"
+        return f"{text}: {self.verdict}"
+
+
+def compare_pair(
+    a: DevPredictions, b: DevPredictions, labels: dict[str, pd.Series], n_resamples: int = N_RESAMPLES
+) -> pd.DataFrame:
+    """Per task and overall: A's and B's metric, the paired difference and its 95 % interval, and a verdict."""
+    samples = aligned(a, b, labels)
+    rows = {}
+    for task, (pa, pb, gold) in samples.items():
+        diff, low, high = paired_interval(task, pa, pb, gold, n_resamples)
+        metric = METRIC_NAMES[task]
+        ma, mb = (task_metrics(task, p, gold)[metric] for p in (pa, pb))
+        rows[TASK_LABELS[task]] = {"A": ma, "B": mb, "diff": diff, "low": low, "high": high, "n": len(gold)}
+    diff, low, high = overall_interval(samples, n_resamples)
+    oa, ob = (overall_score(_merged(task_metrics(t, s[i], s[2]) for t, s in samples.items())) for i in (0, 1))
+    n = sum(len(s[2]) for s in samples.values())
+    rows["overall"] = {"A": oa, "B": ob, "diff": diff, "low": low, "high": high, "n": n}
+    table = pd.DataFrame(rows).T
+    table["n"] = table["n"].astype(int)
+    table["verdict"] = [verdict(r.low, r.high) for r in table.itertuples()]
+    return table
+
+
+def _merged(dicts) -> dict:
+    """One dict from several."""
+    out: dict = {}
+    for d in dicts:
+        out.update(d)
+    return out
+
+
+def row_of(name: str) -> list[str] | None:
+    """The seeds of the full-budget study row whose first run (or any run) is ``name``, else None."""
+    from .experiments import full_budget_rows
+
+    for runs in full_budget_rows().values():
+        if name in runs:
+            return runs
+    return None
+
+
+def compare_runs(
+    a: str,
+    b: str,
+    profile: str = "cpu",
+    seeds: bool = False,
+    honest: bool = True,
+    data_dir=None,
+    n_resamples: int = N_RESAMPLES,
+) -> Comparison:
+    """Compare run A with run B on dev (cross-fitted predictions where records exist); with ``seeds``, also
+    their study rows seed by seed (a t interval where both rows have 3+ seeds)."""
+    pa, pb = (dev_predictions(n, profile, honest, data_dir) for n in (a, b))
+    labels = dev_labels(TASKS, data_dir)
+    comparison = Comparison(a, b, compare_pair(pa, pb, labels, n_resamples), (pa.source, pb.source))
+    if seeds:
+        comparison.seeds, comparison.seed_row = seed_comparison(a, b, profile, honest, labels)
+    return comparison
+
+
+def seed_comparison(a: str, b: str, profile: str, honest: bool, labels) -> tuple[pd.DataFrame, dict | None]:
+    """Seed k of A's row against seed k of B's: each pair's overall scores and difference, and the t interval."""
+    rows_a, rows_b = row_of(a) or [a], row_of(b) or [b]
+    lines = []
+    for k, (na, nb) in enumerate(zip(rows_a, rows_b)):
+        try:
+            pa, pb = (dev_predictions(n, profile, honest) for n in (na, nb))
+        except FileNotFoundError:
+            continue  # a seed not trained (or published) yet
+        sa, sb = score(pa.predictions, labels)["overall"], score(pb.predictions, labels)["overall"]
+        lines.append({"seed": k, "A run": na, "B run": nb, "A": sa, "B": sb, "diff": sa - sb, "A source": pa.source})
+    table = pd.DataFrame(lines)
+    if len(table) < 3:
+        return table, None
+    diff, low, high = seed_interval(table["diff"].tolist())
+    return table, {"diff": diff, "low": low, "high": high, "n": len(table)}
+
+
+def format_comparison(c: Comparison) -> str:
+    """The comparison as printed by ``python -m mtl_lab compare``."""
+    shown = c.table.copy()
+    for col in ("A", "B"):
+        shown[col] = shown[col].map("{:.4f}".format)
+    for col in ("diff", "low", "high"):
+        shown[col] = shown[col].map("{:+.4f}".format)
+    lines = [
+        f"A = {c.a} ({c.sources[0]}), B = {c.b} ({c.sources[1]})",
+        f"paired differences A - B on the same dev examples, {CONFIDENCE:.0%} bootstrap intervals "
+        f"({N_RESAMPLES:,} resamples, seed {BOOTSTRAP_SEED}; the overall score resampled per task):",
+        shown.to_string(),
+    ]
+    if c.seeds is not None and len(c.seeds):
+        seeds = c.seeds[["seed", "A run", "B run", "A", "B", "diff"]].to_string(index=False, float_format="%.4f")
+        lines += ["", "seed by seed (overall):", seeds]
+        if c.seed_row is None:
+            lines.append(f"(an interval over seeds needs 3 or more seeds of both rows; {len(c.seeds)} here)")
+    lines += ["", c.sentence()]
+    return "\n".join(lines)
