@@ -12,7 +12,9 @@ threshold, in one vectorised comparison. An element is kept when its piece is be
 ``round((1 - p) * 65536)`` out of 65,536 values -- a keep rate within 1 / 131,072 of ``1 - p`` -- and
 survivors are scaled by the inverse of that exact keep rate, so every activation keeps its expected
 value, as with PyTorch's dropout. The masks come from PyTorch's global generator, so ``torch.manual_seed``
-and a checkpoint's saved generator state reproduce them.
+and a checkpoint's saved generator state reproduce them. At the ends of the range 16 bits run out: a ``p``
+below 1 / 131,072 rounds to a keep rate of exactly 1 (nothing dropped), and a ``p`` above 1 - 1 / 131,072,
+whose keep rate would round to 0 (nothing kept, no scale), takes PyTorch's own masks instead.
 
 :func:`use_fast_dropout` puts this dropout in every dropout layer of a model, and the attention maps'
 dropout too (:func:`eager_attention`, the plain attention of transformers' BERT with this dropout,
@@ -40,20 +42,29 @@ def keep_mask(
     """A mask of ``shape`` keeping each element with probability ~``1 - p`` (1 / True: kept), and that exact
     probability. ``dtype``: bool, or a float type for a 0./1. mask written by the comparison itself (on a CPU
     faster than a boolean mask converted afterwards)."""
+    if not 0 <= p <= 1:
+        raise ValueError(f"dropout probability has to be between 0 and 1, got {p}")
     n = math.prod(shape)
     threshold = round((1 - p) * 65536)  # kept: a uniform 16-bit piece (0..65535) below this
     words = torch.empty((n + 3) // 4, dtype=torch.int64, device=device).random_(-(2**63), 2**63 - 1)
     pieces = words.view(torch.int16)[:n].view(shape)  # signed: -32768..32767, i.e. piece - 32768
-    keep = torch.lt(pieces, threshold - 32768, out=torch.empty(shape, dtype=dtype, device=device))
+    keep = torch.empty(shape, dtype=dtype, device=device)
+    if threshold == 65536:  # every piece is below it; compared in int16, 65536 - 32768 would wrap to -32768
+        return keep.fill_(1), 1.0
+    torch.lt(pieces, threshold - 32768, out=keep)
     return keep, threshold / 65536
 
 
 def fast_dropout(x: torch.Tensor, p: float, training: bool = True) -> torch.Tensor:
     """Zero each element of ``x`` with probability ``p`` and scale the rest by 1 / (keep rate), in training."""
+    if not 0 <= p <= 1:
+        raise ValueError(f"dropout probability has to be between 0 and 1, got {p}")
     if not training or p == 0:
         return x
     if p == 1:
         return torch.zeros_like(x)
+    if round((1 - p) * 65536) == 0:  # a keep rate below 1 / 131,072: 16 bits would keep nothing and scale by 1 / 0
+        return nn.functional.dropout(x, p, True)
     keep, rate = keep_mask(x.shape, p, x.device, x.dtype)
     # a multiplication by the scaled 0./1. mask, not torch.where(keep, x / rate, 0): on a CPU ``where`` with a boolean
     # mask runs many times slower than a multiplication (benchmarks/bench_training.py, the dropout table); same values. The

@@ -127,3 +127,30 @@ def test_training_on_a_cpu_uses_it_and_records_it(tmp_path):
     res = train(ModelConfig(), tiny_config(), tmp_path, progress=False)
     assert res["environment"]["dropout"] == "mtl_lab.dropout"
     assert res["environment"]["tokens"] == "unpadded"  # mtl_lab.unpad, a CPU's default
+
+
+@pytest.mark.parametrize("p", [0.0, 1e-7, 1e-6, 1e-5, 0.1, 0.5, 0.9, 0.999, 1 - 1e-7])
+def test_every_p_from_zero_to_almost_one_keeps_about_one_minus_p_and_the_expected_value(p):
+    """16 bits resolve a keep rate to 1 / 131,072: below that p keeps everything (the comparison once wrapped and kept
+    nothing), above 1 - 1 / 131,072 PyTorch's masks take over (the 16-bit keep rate would be 0, its scale 1 / 0)."""
+    n = 1_000_000 if p < 0.999999 else 30_000_000  # about 3 survivors at p = 1 - 1e-7, to see their scale
+    torch.manual_seed(0)
+    x = torch.ones(n)
+    y = fast_dropout(x, p)
+    assert torch.isfinite(y).all()
+    if p == 0:
+        assert y is x
+    survivors = y[y != 0]
+    assert len(survivors) > 0 and torch.all(survivors == survivors[0])  # one scale for every survivor
+    rate = 1 / survivors[0].double().item()  # the keep rate the scale undoes
+    assert abs(rate - (1 - p)) <= 1 / 131072 + 1e-6 * (1 - p)  # 16 bits' resolution (float32 for the scale)
+    kept = len(survivors) / n  # the survivors' share matches that keep rate, so the mean stays x's
+    assert abs(kept - rate) <= 5 * (rate * (1 - rate) / n) ** 0.5 + 1 / n
+
+
+@pytest.mark.parametrize("p", [-0.1, 1.5, float("nan")])
+def test_a_p_outside_zero_to_one_is_refused(p):
+    with pytest.raises(ValueError, match="dropout probability has to be between 0 and 1, got"):
+        fast_dropout(torch.ones(4), p)
+    with pytest.raises(ValueError, match="between 0 and 1"):
+        keep_mask((4,), p)
