@@ -827,13 +827,24 @@ def full_budget_table(
                 "seeds": len(done),
                 **{c: m[c].mean() for c in ("SST", "QQP", "STS", "overall")},
                 "overall std": m["overall"].std(ddof=1) if len(done) > 1 else float("nan"),
-                "paired diff vs baseline": np.mean(paired) if paired and label != baseline_row else float("nan"),
+                # a difference is stated only with its interval: a t interval over 2+ paired seeds
+                **_paired_columns(paired if label != baseline_row else []),
                 "minutes": m["minutes"].mean(),
                 "CPU": ", ".join(c for c in cpus if c != "?") or "not recorded",
                 "dropout": ", ".join(drops),
             }
         )
     return pd.DataFrame(out).set_index("row")
+
+
+def _paired_columns(paired: list[float]) -> dict:
+    """The mean paired difference and its 95 % t interval over seeds (blank with fewer than 2 seeds)."""
+    from .compare import seed_interval
+
+    if len(paired) < 2:
+        return {"paired diff vs baseline": float("nan"), "95% interval (seeds)": ""}
+    mean, low, high = seed_interval(paired)
+    return {"paired diff vs baseline": mean, "95% interval (seeds)": f"[{low:+.3f}, {high:+.3f}]"}
 
 
 def _dropout_of(run: dict, results: dict[str, dict]) -> str:
@@ -869,3 +880,39 @@ def plot_full_budget(results: dict[str, dict], rows: dict[str, list[str]], ax=No
 
 def _metric_row(best: dict) -> dict:
     return {"SST": best["sst_acc"], "QQP": best["qqp_acc"], "STS": best["sts_pearson"], "overall": best["overall"]}
+
+
+def plot_paired_differences(comparisons) -> plt.Figure:
+    """Each comparison's overall difference: its seeds as dots, the t interval over seeds (thick) and the bootstrap
+    interval over dev examples of seed 0 (thin); 0 marked, so an interval that holds it reads at a glance."""
+    fig, ax = plt.subplots(figsize=(7.5, 0.9 + 0.8 * max(1, len(comparisons))))
+    for y, c in enumerate(comparisons):
+        o = c.overall
+        ax.plot(
+            [o["low"], o["high"]],
+            [y + 0.12] * 2,
+            color="tab:blue",
+            lw=1.5,
+            label="95% over dev examples" if y == 0 else None,
+        )
+        if c.seed_row is not None:
+            s = c.seed_row
+            ax.plot(
+                [s["low"], s["high"]],
+                [y - 0.12] * 2,
+                color="tab:orange",
+                lw=5,
+                alpha=0.7,
+                label="95% over seeds" if y == 0 else None,
+            )
+        if c.seeds is not None and len(c.seeds):
+            ax.plot(
+                c.seeds["diff"], [y - 0.12] * len(c.seeds), "o", color="black", ms=4, label="a seed" if y == 0 else None
+            )
+    ax.axvline(0, color="gray", lw=1, ls="--")
+    ax.set_yticks(range(len(comparisons)), [f"{c.a}\nvs {c.b}" for c in comparisons], fontsize=9)
+    ax.set_ylim(len(comparisons) - 0.5, -0.5)
+    ax.set_xlabel("paired difference in dev overall (A - B)")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
+    fig.tight_layout()
+    return fig

@@ -372,22 +372,108 @@ def compare_runs(
     return comparison
 
 
+def run_score(name: str, profile: str = "cpu", honest: bool = True, labels=None) -> tuple[float, str]:
+    """A run's dev overall score and where it comes from: cross-fitted from its records (``honest``, when it has
+    them), else the best epoch's score its results.json records (selected on the same examples)."""
+    import json
+
+    folder = run_folder(name, profile)
+    records = read_records(_records_folder(folder))
+    if honest and records is not None and records.epochs:
+        labels = labels or dev_labels(records.tasks)
+        return score(crossfit(records, labels)[0], labels)["overall"], "cross-fitted"
+    return float(json.loads((folder / "results.json").read_text())["best"]["overall"]), "best epoch"
+
+
+def has_records(name: str, profile: str = "cpu") -> bool:
+    """Whether a run (published or yours) has its per-example dev records."""
+    try:
+        return read_records(_records_folder(run_folder(name, profile))) is not None
+    except FileNotFoundError:
+        return False
+
+
 def seed_comparison(a: str, b: str, profile: str, honest: bool, labels) -> tuple[pd.DataFrame, dict | None]:
-    """Seed k of A's row against seed k of B's: each pair's overall scores and difference, and the t interval."""
+    """Seed k of A's row against seed k of B's: each pair's overall scores (cross-fitted where both have records,
+    else both best-epoch) and difference, and the t interval over seeds."""
     rows_a, rows_b = row_of(a) or [a], row_of(b) or [b]
     lines = []
     for k, (na, nb) in enumerate(zip(rows_a, rows_b)):
         try:
-            pa, pb = (dev_predictions(n, profile, honest) for n in (na, nb))
+            both = honest and has_records(na, profile) and has_records(nb, profile)
+            (sa, source), (sb, _) = (run_score(n, profile, both, labels) for n in (na, nb))
         except FileNotFoundError:
             continue  # a seed not trained (or published) yet
-        sa, sb = score(pa.predictions, labels)["overall"], score(pb.predictions, labels)["overall"]
-        lines.append({"seed": k, "A run": na, "B run": nb, "A": sa, "B": sb, "diff": sa - sb, "A source": pa.source})
+        lines.append({"seed": k, "A run": na, "B run": nb, "A": sa, "B": sb, "diff": sa - sb, "scores": source})
     table = pd.DataFrame(lines)
     if len(table) < 3:
         return table, None
     diff, low, high = seed_interval(table["diff"].tolist())
     return table, {"diff": diff, "low": low, "high": high, "n": len(table)}
+
+
+def selection_gap(names: list[str], profile: str = "cpu", data_dir=None) -> pd.DataFrame:
+    """Selection bias, run by run: the best epoch chosen and scored on the same dev examples, against the
+    cross-fitted score (each half's epoch chosen on the other half); runs without records are left out."""
+    lines = []
+    for name in names:
+        if not has_records(name, profile):
+            continue
+        records = read_records(_records_folder(run_folder(name, profile)))
+        labels = dev_labels(records.tasks, data_dir)
+        by_epoch = {e: score(epoch_predictions(records, e), labels)["overall"] for e in records.epochs}
+        honest = score(crossfit(records, labels)[0], labels)["overall"]
+        best = max(by_epoch.values())
+        lines.append(
+            {
+                "run": name,
+                "epochs": len(by_epoch),
+                "best epoch": best,
+                "cross-fitted": honest,
+                "optimism": best - honest,
+            }
+        )
+    return pd.DataFrame(lines)
+
+
+def selection_crossfit(rows: dict[str, list[str]], profile: str = "cpu", data_dir=None) -> pd.DataFrame:
+    """Choosing among candidate rows, honestly: on each half of dev the row with the best mean (over its seeds) of
+    best-epoch scores is chosen, and its seeds are scored on the other half with the epochs chosen on the first;
+    the naive choice picks and scores on all of dev. Rows whose runs lack records are left out."""
+    candidates = {
+        row: [read_records(_records_folder(run_folder(n, profile))) for n in names]
+        for row, names in rows.items()
+        if names and all(has_records(n, profile) for n in names)
+    }
+    if not candidates:
+        return pd.DataFrame()
+    labels = dev_labels(TASKS, data_dir)
+    per_epoch = {
+        row: [{e: epoch_predictions(r, e) for e in r.epochs} for r in recs] for row, recs in candidates.items()
+    }
+
+    def on_half(preds: dict[str, pd.Series], h: int | None) -> dict[str, pd.Series]:
+        return preds if h is None else {t: p[half_of(p.index) == h] for t, p in preds.items()}
+
+    def best_epoch(by_epoch: dict, h: int | None) -> tuple[int, float]:
+        scores = {e: score(on_half(p, h), labels)["overall"] for e, p in by_epoch.items()}
+        e = max(scores, key=lambda k: (scores[k], -k))
+        return e, scores[e]
+
+    lines = []
+    for h in (None, 0, 1):  # None: the naive choice on all of dev
+        chosen = max(candidates, key=lambda row: np.mean([best_epoch(b, h)[1] for b in per_epoch[row]]))
+        report_on = None if h is None else 1 - h
+        scores = [score(on_half(b[best_epoch(b, h)[0]], report_on), labels)["overall"] for b in per_epoch[chosen]]
+        lines.append(
+            {
+                "chosen on": "all of dev" if h is None else f"half {h}",
+                "scored on": "all of dev" if h is None else f"half {1 - h}",
+                "row chosen": chosen,
+                "overall (mean over seeds)": float(np.mean(scores)),
+            }
+        )
+    return pd.DataFrame(lines)
 
 
 def format_comparison(c: Comparison) -> str:

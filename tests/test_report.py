@@ -108,3 +108,33 @@ def test_the_page_leads_with_its_tables_and_collects_timing_notes_at_the_end(tmp
     assert lines.index("## Timing notes") > max(k for k, line in enumerate(lines) if line.startswith("|"))
     footnotes = [line for line in lines if line.startswith("<sub>Timing: 1 of these 2 runs was paused")]
     assert footnotes and all("(#timing-notes)" in line for line in footnotes)  # one under each table with the run
+
+
+def test_the_headline_states_each_difference_with_its_intervals_and_the_cross_fitted_score(tmp_path, monkeypatch):
+    import numpy as np
+
+    from mtl_lab.compare import dev_labels
+    from mtl_lab.records import write_epoch
+
+    monkeypatch.setenv("MTL_LAB_RESULTS", str(tmp_path / "runs"))
+    labels = dev_labels(("sst", "qqp", "sts"))
+    rng = np.random.default_rng(0)
+    for name in ("baseline", "full-cls-s1", "full-cls-s2", "recipe", "recipe-s1", "recipe-s2"):
+        _write(tmp_path / "runs", name, ["sst", "qqp", "sts"], 0.74)
+        for epoch in (1, 2):
+            outputs = {
+                "sst": (list(labels["sst"].index), rng.dirichlet(np.ones(5), len(labels["sst"]))),
+                "qqp": (list(labels["qqp"].index), rng.uniform(size=len(labels["qqp"]))),
+                "sts": (list(labels["sts"].index), labels["sts"].to_numpy() + rng.normal(0, 1, len(labels["sts"]))),
+            }
+            write_epoch(tmp_path / "runs" / "cpu" / name, epoch, outputs)
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# lab\n\n{report.README_START}\n{report.README_END}\n")
+    report.update_readme("cpu", readme)
+    text = readme.read_text()
+    line = next(line for line in text.splitlines() if line.startswith("- recipe vs baseline"))
+    assert "over dev examples" in line and "over 3 seeds" in line and "cross-fitted" in line
+    assert line.count("[") == 2  # an interval beside each difference
+    assert "no detectable difference" in line  # random predictions on both sides
+    row = next(line for line in text.splitlines() if line.startswith("| the lab's recipe"))
+    assert "needs records" not in row  # the cross-fitted score, from the records
