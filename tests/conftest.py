@@ -75,3 +75,24 @@ def tiny_config(**kw):
 
     base = dict(train_limit=16, dev_limit=16, epochs=1, batch_size=8, max_length=16, checkpoint_every=0)
     return profile_config("smoke", **{**base, **kw})
+
+
+# Tests that train, drive a browser, run notebooks or start a cluster: `-m "not slow"` leaves them out for a quick run.
+SLOW_MODULES = {
+    "test_browser.py",
+    "test_cluster.py",
+    "test_full_budget.py",
+    "test_grading.py",
+    "test_mixed_precision.py",
+    "test_pcgrad_training.py",
+    "test_reproduce.py",
+    "test_train.py",
+}
+
+
+def pytest_collection_modifyitems(config, items):
+    """Mark the notebooks (nbval) and the slow modules' tests ``slow``."""
+    for item in items:
+        path = item.path
+        if path.suffix == ".ipynb" or path.name in SLOW_MODULES:
+            item.add_marker(pytest.mark.slow)
