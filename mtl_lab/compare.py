@@ -282,36 +282,40 @@ def seed_interval(differences: list[float]) -> tuple[float, float, float]:
 
 @dataclass
 class Comparison:
-    """The paired comparison of run A with run B: per-task and overall rows, seeds, and the verdict."""
+    """The paired comparison of run A with run B: per-task and overall rows (None where a run has no per-example
+    predictions), seeds, and the verdict."""
 
     a: str
     b: str
-    table: pd.DataFrame
+    table: pd.DataFrame | None
     sources: tuple[str, str]
     seeds: pd.DataFrame | None = None
     seed_row: dict | None = None
 
     @property
-    def overall(self) -> dict:
-        """The overall row of the example-level comparison."""
-        return self.table.loc["overall"].to_dict()
+    def overall(self) -> dict | None:
+        """The overall row of the example-level comparison (None without per-example predictions)."""
+        return None if self.table is None else self.table.loc["overall"].to_dict()
 
     @property
     def verdict(self) -> str:
         """Better / worse only when every interval given for the overall difference excludes 0."""
-        words = {verdict(self.overall["low"], self.overall["high"])}
-        if self.seed_row is not None:
-            words.add(verdict(self.seed_row["low"], self.seed_row["high"]))
+        intervals = [r for r in (self.overall, self.seed_row) if r is not None]
+        words = {verdict(r["low"], r["high"]) for r in intervals}
         return words.pop() if len(words) == 1 else "no detectable difference"
 
     def sentence(self) -> str:
         """One line: A vs B, the overall difference with its interval(s), and the verdict."""
-        o = self.overall
-        text = f"{self.a} vs {self.b}: overall {o['diff']:+.4f} [{o['low']:+.4f}, {o['high']:+.4f}] over dev examples"
+        parts = []
+        if self.overall is not None:
+            o = self.overall
+            parts.append(f"{o['diff']:+.4f} [{o['low']:+.4f}, {o['high']:+.4f}] over dev examples")
+        else:
+            parts.append("no per-example dev predictions to resample")
         if self.seed_row is not None:
             s = self.seed_row
-            text += f", {s['diff']:+.4f} [{s['low']:+.4f}, {s['high']:+.4f}] over {s['n']} seeds"
-        return f"{text}: {self.verdict}"
+            parts.append(f"{s['diff']:+.4f} [{s['low']:+.4f}, {s['high']:+.4f}] over {s['n']} seeds")
+        return f"{self.a} vs {self.b}: overall {', '.join(parts)}: {self.verdict}"
 
 
 def compare_pair(
@@ -364,9 +368,15 @@ def compare_runs(
 ) -> Comparison:
     """Compare run A with run B on dev (cross-fitted predictions where records exist); with ``seeds``, also
     their study rows seed by seed (a t interval where both rows have 3+ seeds)."""
-    pa, pb = (dev_predictions(n, profile, honest, data_dir) for n in (a, b))
     labels = dev_labels(TASKS, data_dir)
-    comparison = Comparison(a, b, compare_pair(pa, pb, labels, n_resamples), (pa.source, pb.source))
+    try:
+        pa, pb = (dev_predictions(n, profile, honest, data_dir) for n in (a, b))
+    except FileNotFoundError:
+        if not seeds:
+            raise
+        comparison = Comparison(a, b, None, ("results.json", "results.json"))  # seeds' scores only
+    else:
+        comparison = Comparison(a, b, compare_pair(pa, pb, labels, n_resamples), (pa.source, pb.source))
     if seeds:
         comparison.seeds, comparison.seed_row = seed_comparison(a, b, profile, honest, labels)
     return comparison
@@ -478,6 +488,9 @@ def selection_crossfit(rows: dict[str, list[str]], profile: str = "cpu", data_di
 
 def format_comparison(c: Comparison) -> str:
     """The comparison as printed by ``python -m mtl_lab compare``."""
+    if c.table is None:
+        shown = pd.DataFrame({"": ["no per-example dev predictions of one of the runs: seeds only"]})
+        return _format_seeds(c, [f"A = {c.a}, B = {c.b}", shown.to_string(index=False, header=False)])
     shown = c.table.copy()
     for col in ("A", "B"):
         shown[col] = shown[col].map("{:.4f}".format)
@@ -489,6 +502,11 @@ def format_comparison(c: Comparison) -> str:
         f"({N_RESAMPLES:,} resamples, seed {BOOTSTRAP_SEED}; the overall score resampled per task):",
         shown.to_string(),
     ]
+    return _format_seeds(c, lines)
+
+
+def _format_seeds(c: Comparison, lines: list[str]) -> str:
+    """The seed-by-seed lines and the verdict sentence under a comparison's table."""
     if c.seeds is not None and len(c.seeds):
         seeds = c.seeds[["seed", "A run", "B run", "A", "B", "diff"]].to_string(index=False, float_format="%.4f")
         lines += ["", "seed by seed (overall):", seeds]

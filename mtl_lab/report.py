@@ -141,13 +141,20 @@ def _honest_section(profile: str) -> list[str]:
         "",
     ]
     for c in comparisons:
-        table = c.table.drop(columns=["verdict"]).rename(columns={"A": c.a, "B": c.b})
-        lines += [f"**{c.a} vs {c.b}** ({c.sources[0]} vs {c.sources[1]})", "", _md(table, decimals=4), ""]
+        lines += [f"**{c.a} vs {c.b}** ({c.sources[0]} vs {c.sources[1]})", ""]
+        if c.table is not None:
+            table = c.table.drop(columns=["verdict"]).rename(columns={"A": c.a, "B": c.b})
+            lines += [_md(table, decimals=4), ""]
         if c.seeds is not None and len(c.seeds):
             lines += [_md(c.seeds, decimals=4, index=False), ""]
         lines += [f"{c.sentence()}.", ""]
     selection = compare.selection_crossfit(
-        {row: names for row, names in experiments.full_budget_rows().items() if row.split()[0] in ("(a)", "(c)", "(e)")}, profile
+        {
+            row: names
+            for row, names in experiments.full_budget_rows().items()
+            if row.split()[0] in ("(a)", "(c)", "(e)")
+        },
+        profile,
     )
     lines += ["### Choosing a row honestly", ""]
     if selection.empty:
@@ -436,9 +443,11 @@ def headline_comparisons(profile: str = "cpu") -> list[compare.Comparison]:
     out = []
     for name in names.values():
         try:
-            out.append(compare.compare_runs(name, base, profile, seeds=True))
+            c = compare.compare_runs(name, base, profile, seeds=True)
         except FileNotFoundError:
-            continue  # no per-example predictions of this row yet
+            continue  # the row's first run is not published
+        if c.table is not None or c.seed_row is not None:
+            out.append(c)
     return out
 
 

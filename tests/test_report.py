@@ -2,6 +2,8 @@
 
 import json
 
+import pytest
+
 from mtl_lab import report
 
 
@@ -138,3 +140,21 @@ def test_the_headline_states_each_difference_with_its_intervals_and_the_cross_fi
     assert "no detectable difference" in line  # random predictions on both sides
     row = next(line for line in text.splitlines() if line.startswith("| the lab's recipe"))
     assert "needs records" not in row  # the cross-fitted score, from the records
+
+
+def test_rows_without_per_example_predictions_are_compared_over_seeds_only(tmp_path, monkeypatch):
+    from mtl_lab.compare import compare_runs, format_comparison
+
+    monkeypatch.setenv("MTL_LAB_RESULTS", str(tmp_path / "runs"))
+    for k, (base, other) in enumerate(
+        zip(("baseline", "full-cls-s1", "full-cls-s2"), ("recipe", "recipe-s1", "recipe-s2"))
+    ):
+        _write(tmp_path / "runs", base, ["sst", "qqp", "sts"], 0.74 + k / 1000)
+        _write(tmp_path / "runs", other, ["sst", "qqp", "sts"], 0.75 + k / 1000 + (k == 1) / 1000)
+    c = compare_runs("recipe", "baseline", "cpu", seeds=True)
+    assert c.table is None and c.seed_row["n"] == 3 and c.seed_row["low"] > 0
+    assert c.verdict == "better"  # the only interval there is excludes 0
+    text = format_comparison(c)
+    assert "no per-example dev predictions" in text and "over 3 seeds: better" in text
+    with pytest.raises(FileNotFoundError, match="neither dev records"):
+        compare_runs("recipe", "baseline", "cpu")
