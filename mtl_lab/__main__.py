@@ -285,12 +285,29 @@ def _cmd_convert(args: argparse.Namespace) -> int:
 
 
 def _cmd_exercises(args: argparse.Namespace) -> int:
-    from .exercises import write_student_edition
+    from .course.grading import release
 
-    counts = write_student_edition(args.out)
+    counts = release(args.out)  # nbgrader's release (the same as: course release)
     for name, n in counts.items():
         print(f"{name}: {n} exercise{'s' if n != 1 else ''} stubbed")
-    print(f"student edition written to {args.out} (solutions removed, outputs cleared)")
+    print(f"student edition written to {args.out} (solutions removed, outputs cleared; nbgrader release)")
+    return 0
+
+
+def _cmd_course(args: argparse.Namespace) -> int:
+    from .course import grading
+
+    if args.action == "release":
+        counts = grading.release(args.out)
+        for name, n in counts.items():
+            print(f"{name}: {n} graded exercise{'s' if n != 1 else ''}")
+        print(f"student notebooks written to {args.out} (nbgrader release: solutions stubbed, outputs cleared)")
+        return 0
+    out = Path(args.out)
+    results = grading.autograde(args.submissions, out, args.feedback, timeout=args.timeout)
+    print()
+    print(grading.summary(results))
+    print(f"\ngrades: {out}; feedback: {Path(args.feedback) if args.feedback else out.parent / 'feedback'}/<student>/")
     return 0
 
 
@@ -438,6 +455,20 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--out", required=True, help="folder for the student notebooks (not notebooks/)")
     p.set_defaults(func=_cmd_exercises)
+
+    p = sub.add_parser("course", help="run the lab as a course with nbgrader: release the notebooks, autograde")
+    course = p.add_subparsers(dest="action", required=True)
+    q = course.add_parser("release", help="the student notebooks (nbgrader generate_assignment) into a folder")
+    q.add_argument("--out", required=True, help="folder for the student notebooks (not notebooks/)")
+    q.set_defaults(func=_cmd_course)
+    q = course.add_parser(
+        "autograde", help="grade SUBMISSIONS/<student>/<notebook>.ipynb: a CSV, HTML feedback, a summary table"
+    )
+    q.add_argument("submissions", help="folder of <student>/<notebook>.ipynb")
+    q.add_argument("--out", required=True, help="the CSV: student, notebook, exercise, score, max_score, feedback")
+    q.add_argument("--feedback", help="folder for <student>/<notebook>.html (default: feedback/ beside the CSV)")
+    q.add_argument("--timeout", type=int, default=30, help="seconds per answer or checker cell (default 30)")
+    q.set_defaults(func=_cmd_course)
 
     p = sub.add_parser("report", help="write the results page (docs/results.md and its figures) of a profile")
     p.add_argument("--profile", choices=["smoke", "cpu", "gpu"], default="cpu")

@@ -1,4 +1,4 @@
-"""Two editions of the notebooks from one source: the instructor's (committed) and the student's.
+"""The one piece of the student edition nbgrader cannot express: a stub that names what to write.
 
 The committed notebooks hold each exercise's reference solution between marker lines::
 
@@ -6,21 +6,17 @@ The committed notebooks hold each exercise's reference solution between marker l
     ...
     ### END SOLUTION
 
-so papermill and nbval run them end to end. ``python -m mtl_lab exercises --out DIR`` writes the
-student edition: every such region replaced by one line,
-``raise NotImplementedError("write the AdamW update here")`` at the region's indentation, and
-every output, execution count and saved widget state cleared.
+(nbgrader's own markers, with the lab's ``: <what>``), so papermill and nbval run them end to end.
+nbgrader's generate_assignment (``python -m mtl_lab course release``, see ``mtl_lab.course``) makes
+the student edition; its ClearSolutions replaces every region with one fixed stub. The lab's
+replaces it with ``raise NotImplementedError("write the AdamW update here")`` at the region's
+indentation, so the checker's "not written yet" message says which exercise is missing, and it
+refuses unpaired markers with the cell and line.
 """
 
 from __future__ import annotations
 
-import os
 import re
-from pathlib import Path
-
-import nbformat
-
-from .notebooks import NOTEBOOK_DIR
 
 BEGIN = re.compile(r"^(?P<indent>\s*)### BEGIN SOLUTION(?::\s*(?P<what>.*))?$")
 END = re.compile(r"^\s*### END SOLUTION\s*$")
@@ -50,33 +46,3 @@ def strip_solutions(source: str, where: str = "cell") -> tuple[str, int]:
     if inside:
         raise ExerciseMarkupError(f"{where}: a solution region is not closed (### END SOLUTION missing)")
     return "\n".join(out), regions
-
-
-def student_notebook(nb: nbformat.NotebookNode, where: str = "notebook") -> tuple[nbformat.NotebookNode, int]:
-    """A copy of a notebook with its solutions stubbed and every output cleared."""
-    nb = nbformat.from_dict(nb)
-    total = 0
-    for i, cell in enumerate(nb.cells):
-        if cell.cell_type == "code":
-            cell.source, n = strip_solutions(cell.source, f"{where}, cell {i}")
-            total += n
-            cell.outputs, cell.execution_count = [], None
-        cell.metadata.pop("papermill", None)
-        cell.metadata.pop("execution", None)
-    nb.metadata.pop("widgets", None)
-    nb.metadata.pop("papermill", None)
-    return nb, total
-
-
-def write_student_edition(out_dir: str | os.PathLike, source_dir: str | os.PathLike = NOTEBOOK_DIR) -> dict[str, int]:
-    """Write every numbered notebook's student edition into ``out_dir``; return the number of exercises per notebook."""
-    out = Path(out_dir)
-    if out.resolve() == Path(source_dir).resolve():
-        raise ValueError(f"{out}: the student edition must not overwrite the instructor's notebooks")
-    out.mkdir(parents=True, exist_ok=True)
-    counts = {}
-    for path in sorted(Path(source_dir).glob("[0-9][0-9]_*.ipynb")):
-        nb, n = student_notebook(nbformat.read(path, as_version=4), path.name)
-        nbformat.write(nb, out / path.name)
-        counts[path.name] = n
-    return counts

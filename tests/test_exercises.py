@@ -1,17 +1,18 @@
-"""Two editions from one source: the student edition has no solution, and a stub answers with one clear message."""
+"""Two editions from one source (nbgrader's release with the lab's stubs): no solution, and a stub answers with one clear message."""
 
 import nbformat
 import pytest
 
 from mtl_lab.checks import ExerciseNotDone
-from mtl_lab.exercises import ExerciseMarkupError, strip_solutions, write_student_edition
+from mtl_lab.course.grading import release
+from mtl_lab.exercises import ExerciseMarkupError, strip_solutions
 from mtl_lab.notebooks import NOTEBOOK_DIR
 
 
 @pytest.fixture(scope="module")
 def student(tmp_path_factory):
     out = tmp_path_factory.mktemp("student")
-    return out, write_student_edition(out)
+    return out, release(out)
 
 
 def solution_lines(nb):
@@ -27,6 +28,7 @@ def solution_lines(nb):
     return lines
 
 
+@pytest.mark.slow  # nbgrader generate_assignment: ~10 s
 def test_every_exercise_notebook_gets_its_stubs_and_no_solution_line(student):
     out, counts = student
     assert counts["01_bert_baselines.ipynb"] == 1 and counts["02_sbert_cnn_bilstm.ipynb"] == 2
@@ -43,6 +45,7 @@ def test_every_exercise_notebook_gets_its_stubs_and_no_solution_line(student):
         assert len(pupil.cells) == len(teacher.cells)
 
 
+@pytest.mark.slow
 def test_running_a_stubbed_exercise_gives_one_clear_message(student):
     out, counts = student
     for name in (n for n, k in counts.items() if k):
@@ -69,4 +72,4 @@ def test_solution_markers_must_pair_up():
 
 def test_the_student_edition_never_overwrites_the_instructors():
     with pytest.raises(ValueError, match="must not overwrite"):
-        write_student_edition(NOTEBOOK_DIR)
+        release(NOTEBOOK_DIR)
