@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .data import REPO_ROOT, DataWarning
+from .data import REPO_ROOT, DataWarning, runs_root
 
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
 PROFILES = ("smoke", "cpu", "gpu")
@@ -67,9 +67,14 @@ def setup(name: str, profile: str = "smoke", seed: int = 0, out_dir: str | None 
     import torch
 
     torch.manual_seed(seed)
-    folder = Path(out_dir) if out_dir else REPO_ROOT / "runs" / "notebooks" / profile / name
+    folder = Path(out_dir) if out_dir else notebooks_root(profile) / name
     folder.mkdir(parents=True, exist_ok=True)
     return Lab(name, profile, seed, folder, progress=profile != "smoke")
+
+
+def notebooks_root(profile: str) -> Path:
+    """Where ``notebooks run`` writes the executed notebooks and their figures: ``<runs>/notebooks/<profile>``."""
+    return runs_root() / "notebooks" / profile
 
 
 def environment() -> dict:
@@ -248,7 +253,7 @@ def run_notebooks(
     if inplace and profile != "smoke":
         print("error: --inplace refreshes the committed notebooks, which hold smoke-profile outputs", file=sys.stderr)
         return 2
-    run_root = Path(out) if out else REPO_ROOT / "runs" / "notebooks" / profile
+    run_root = Path(out) if out else notebooks_root(profile)
     run_root.mkdir(parents=True, exist_ok=True)
     if device != "auto":
         os.environ["MTL_LAB_DEVICE"] = device
