@@ -7,8 +7,15 @@ import sys
 import warnings
 from pathlib import Path
 
-from .data import DataError
+from .data import DataError, runs_root
 from .train import TrainingError
+
+
+def add_executor_args(p: argparse.ArgumentParser) -> None:
+    """``--executor {local,slurm}`` and the Slurm options (``mtl_lab.course.cluster``)."""
+    from .course.cluster import add_executor_args as add
+
+    add(p)
 
 
 def _add_train_args(p: argparse.ArgumentParser) -> None:
@@ -155,7 +162,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         freeze_word_embeddings=False if args.train_word_embeddings else None,
         freeze_layers=args.freeze_layers,
     )
-    out = Path(args.out or f"runs/{args.profile}/{default_run_name(args, model_kw)}")
+    out = Path(args.out) if args.out else runs_root() / args.profile / default_run_name(args, model_kw)
     res = train(model_cfg, cfg, out, data_dir=args.data, resume=not args.no_resume)
     best = res["best"]
     print(f"run folder: {out}")
@@ -173,6 +180,15 @@ def _cmd_train(args: argparse.Namespace) -> int:
 def _cmd_run(args: argparse.Namespace) -> int:
     from .experiments import run_dir, run_experiment
 
+    if args.executor == "slurm":  # a job a run (and a job a missing prerequisite)
+        from .course import cluster
+
+        rc, _ = cluster.submit_runs(
+            args.names, args.profile, cluster.options_from_args(args), args.backbone, args.device
+        )
+        if rc or not args.wait:
+            return rc
+    # local: trains in this process; after slurm jobs: the finished runs' lines
     for name in args.names:
         res = run_experiment(
             name, args.profile, backbone=args.backbone, **({"device": args.device} if args.device else {})
@@ -192,9 +208,19 @@ def _cmd_recipe(args: argparse.Namespace) -> int:
     names = args.members or recipe_members(args.seed)
     what = "your members" if args.members else f"the lab's recipe, {RECIPE['label']}"
     print(f"{what}: {', '.join(names)} ({args.profile} profile)")
-    out = recipe_predictions(
-        args.out, args.profile, args.members, backbone=args.backbone, splits=tuple(args.splits), seed=args.seed
-    )
+    if args.executor == "slurm":  # a job a missing member, the ensemble's job after them
+        from .course import cluster
+
+        kwargs = dict(
+            out=args.out, profile=args.profile, members=args.members, backbone=args.backbone, splits=tuple(args.splits)
+        )
+        rc, out = cluster.submit_recipe({**kwargs, "seed": args.seed}, names, cluster.options_from_args(args))
+        if rc or out is None:  # failed, or submitted without --wait
+            return rc
+    else:
+        out = recipe_predictions(
+            args.out, args.profile, args.members, backbone=args.backbone, splits=tuple(args.splits), seed=args.seed
+        )
     for name, m in out["members"].items():
         print(f"member {name}: dev " + ", ".join(f"{k} {v:.4f}" for k, v in m.items()))
     label = "ensemble dev" if len(names) > 1 else "dev"
@@ -237,7 +263,16 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     from . import analysis, experiments
     from .evaluate import predict_files
 
-    results = experiments.sweep(args.profile, args.models, args.seeds, args.backbone, train=not args.no_train)
+    rc = 0
+    if args.executor == "slurm" and not args.no_train:  # a job a run neither finished nor queued
+        from .course import cluster
+
+        names = experiments.ablation_names(args.models, args.seeds or experiments.ABLATION_SEEDS[args.profile])
+        rc, _ = cluster.submit_runs(names, args.profile, cluster.options_from_args(args), args.backbone)
+        if not args.wait:
+            return rc
+    train = not args.no_train and args.executor == "local"
+    results = experiments.sweep(args.profile, args.models, args.seeds, args.backbone, train=train)
     table = analysis.ablation_table(results, experiments.ablation_grid(args.models))
     if table.empty:
         published = experiments.published_dir(args.profile, "")
@@ -250,6 +285,8 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     else:
         print(table.drop(columns=["run"]).round(3).to_string())
         print(f"best grid row by dev overall: {experiments.best_run(results)}")
+    if rc:
+        return rc
     if args.predict:  # your best run of any kind with its best.pt (a full-budget one first), grid or not
         name, why = experiments.best_model(args.profile)
         print(f"writing the predictions of {name} ({why})")
@@ -359,7 +396,25 @@ def _cmd_notebooks(args: argparse.Namespace) -> int:
         for path in trust():
             print(f"trusted: {path}")
         return 0
+    if args.executor == "slurm":  # a job a notebook
+        from .course import cluster
+
+        opts = cluster.options_from_args(args)
+        return cluster.submit_notebooks(args.profile, args.only, args.out, args.device, args.inplace, opts)
     return run_notebooks(args.profile, only=args.only, out=args.out, device=args.device, inplace=args.inplace)
+
+
+def _cmd_jobs(args: argparse.Namespace) -> int:
+    from .course import cluster
+
+    rows = cluster.list_jobs(show_all=args.all)
+    if not rows:
+        print(f"no Slurm jobs submitted for {runs_root()} (see {cluster.registry_path()})")
+        return 0
+    import pandas as pd
+
+    print(pd.DataFrame(rows).to_string(index=False))
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -384,6 +439,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--device", help="auto (default), cpu, cuda, ... (--profile gpu refuses to start without CUDA unless given)"
     )
+    add_executor_args(p)
     p.set_defaults(func=_cmd_run)
 
     p = sub.add_parser(
@@ -395,6 +451,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0, choices=[0, 1, 2], help="which seed's runs the recipe averages")
     p.add_argument("--splits", nargs="+", default=["dev", "test"], choices=["dev", "test"])
     p.add_argument("--model", dest="backbone", help="backbone id or folder (default: packaged MiniLM)")
+    add_executor_args(p)
     p.set_defaults(func=_cmd_recipe)
 
     p = sub.add_parser("predict", help="dev metrics and leaderboard prediction files from a checkpoint")
@@ -417,6 +474,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-train", action="store_true", help="only gather the finished runs")
     p.add_argument("--predict", metavar="OUT", help="write the best run's dev and test prediction files into OUT")
     p.add_argument("--model", dest="backbone", help="backbone id or folder (default: packaged MiniLM)")
+    add_executor_args(p)
     p.set_defaults(func=_cmd_sweep)
 
     p = sub.add_parser("publish", help="copy your finished runs' results.json (+ predictions/) from runs/ to results/")
@@ -497,7 +555,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--inplace", action="store_true", help="smoke only: write outputs back into notebooks/ (the committed copies)"
     )
+    add_executor_args(p)
     p.set_defaults(func=_cmd_notebooks)
+
+    p = sub.add_parser("jobs", help="the Slurm jobs submitted for this runs folder: name, id, state, elapsed, log")
+    p.add_argument("--all", action="store_true", help="every job, also the earlier ones of a resubmitted run")
+    p.set_defaults(func=_cmd_jobs)
 
     args = parser.parse_args(argv)
     warnings.simplefilter("default")
