@@ -5,8 +5,10 @@ The settings and the preprocessors nbgrader lacks live in ``mtl_lab/course/engin
 autograded/, feedback/, gradebook.db) go under course/, which git ignores. See docs/teaching.md.
 """
 
+from pathlib import Path
+
 from mtl_lab.course.engine import configure
 
-c = get_config()  # noqa: F821 (nbgrader provides it)
-configure(c)
-c.CourseDirectory.root = "course"
+root = Path(__file__).resolve().parent / "course"
+root.mkdir(exist_ok=True)
+configure(get_config(), root=str(root))  # noqa: F821 (nbgrader provides get_config)

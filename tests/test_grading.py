@@ -218,3 +218,13 @@ def test_the_summary_names_what_happened_and_feedback_files_exist(graded):
             (html,) = (root / "feedback" / student).glob(f"{book}_*.html")
             assert "<html" in html.read_text()[:2000].lower(), html
     assert "no bias correction" in (root / "feedback" / "bob" / "01_bert_baselines.html").read_text()
+
+
+def test_submissions_may_use_nbgraders_collect_layout(tmp_path):
+    """``<student>/<notebook>.ipynb``, or ``<student>/notebooks/<notebook>.ipynb`` as ``nbgrader collect`` leaves them."""
+    flat, nested = tmp_path / "ann", tmp_path / "ben"
+    flat.mkdir()
+    (flat / "01_bert_baselines.ipynb").write_text("{}")
+    (nested / "notebooks").mkdir(parents=True)
+    assert grading.notebook_folder(flat) == flat
+    assert grading.notebook_folder(nested) == nested / "notebooks"

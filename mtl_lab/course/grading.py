@@ -258,6 +258,12 @@ def grade_notebook(
     return graded
 
 
+def notebook_folder(student: Path) -> Path:
+    """A student's notebooks: ``<student>/`` itself, or ``<student>/notebooks/`` as nbgrader's collect lays them out."""
+    nested = student / ASSIGNMENT
+    return nested if nested.is_dir() and not any(student.glob("*.ipynb")) else student
+
+
 def autograde(
     submissions: str | os.PathLike,
     out_csv: str | os.PathLike,
@@ -265,7 +271,8 @@ def autograde(
     timeout: int = CELL_TIMEOUT_S,
     log=print,
 ) -> list[Graded]:
-    """Grade every ``<student>/<notebook>.ipynb`` under ``submissions``; write the CSV and the HTML feedback."""
+    """Grade every ``<student>/<notebook>.ipynb`` (or ``<student>/notebooks/<notebook>.ipynb``) under ``submissions``;
+    write the CSV and the HTML feedback."""
     submissions, out_csv = Path(submissions), Path(out_csv)
     feedback_dir = Path(feedback_dir) if feedback_dir else out_csv.parent / "feedback"
     graded_books = sorted({ex.notebook for ex in exercises()})
@@ -278,11 +285,12 @@ def autograde(
         template.mkdir()
         _generate_assignment(template)
         for student in students:
-            names = {p.stem for p in student.glob("*.ipynb")}
+            folder = notebook_folder(student)
+            names = {p.stem for p in folder.glob("*.ipynb")}
             for stray in sorted(names - set(graded_books)):
                 log(f"{student.name}: {stray}.ipynb ignored (no graded exercise in it)")
             for notebook in graded_books:
-                path = student / f"{notebook}.ipynb"
+                path = folder / f"{notebook}.ipynb"
                 if not path.is_file():
                     g = Graded(student.name, notebook, events=["not submitted"])
                     g.rows = [
