@@ -201,8 +201,10 @@ FULL_BUDGET_PCGRAD = {"smoke": {"batch_size": 8}, "cpu": {"batch_size": 8}, "gpu
 # pair heads (STS: cross-encoder score + 5 x cosine of the mean-pooled embeddings; QQP: the mean of
 # the cross and bi logits) -- what notebook 02's single-task study favoured (docs/study.md).
 FULL_BUDGET_MODELS = {**MODELS, "mean": {"encoder": "mean", "pair_head": "ensemble"}}
-# R-Drop's consistency weight for the ``-rdrop`` runs: 1.0, the R-Drop paper's most common GLUE setting
-# (it used 0.1-1.0), chosen before any run here -- not tuned on this dev set.
+# R-Drop's consistency weight for the ``-rdrop`` runs: 1.0 in the lab's parametrisation (the MEAN of the two passes'
+# task losses plus this weight times the symmetric KL, ``mtl_lab.rdrop``), which is alpha = 2 in the R-Drop paper's
+# (the SUM of the two losses plus alpha times the same KL): twice the top of the 0.1-1.0 its GLUE runs used.
+# Chosen before any run here -- not tuned on this dev set.
 RDROP_ALPHA = 1.0
 # Layer-wise lr decay for the ``-llrd`` runs (a recipe candidate): the heads and the sentence encoder at
 # twice the profile's lr, each backbone layer below at 0.85 x the one above (the embeddings at 0.64 x the

@@ -65,7 +65,7 @@ from .evaluate import autocast_context, eval_batch_size, evaluate, precision_cho
 from .model import ModelConfig, MultitaskModel, checkpoint_path
 from .optim import AdamW
 from .optim.pcgrad import AGGREGATORS, TaskGradients, cosine_matrix
-from .rdrop import rdrop_loss
+from .rdrop import rdrop_terms
 from .records import write_epoch
 from .simcse import MODES, EncodedPairs, collate_pairs, contrastive_loss, embedding_metrics, encode_pairs, mine_pairs
 
@@ -119,7 +119,9 @@ class TrainConfig:
     # (less work a step, a small accuracy cost: docs/performance.md). 0 = every layer trains.
     freeze_layers: int = 0
     # R-Drop (``mtl_lab.rdrop``): > 0 runs each labelled batch twice and adds this weight times the two
-    # passes' disagreement to the loss (a second forward and backward pass a step); 0 = off.
+    # passes' disagreement to the loss (a second forward and backward pass a step); 0 = off. The lab's weight w is
+    # the paper's alpha = 2 w (the paper sums the two passes' losses where the lab averages them). The run records
+    # the task loss alone as train_loss and the disagreement under rdrop_consistency.
     rdrop: float = 0.0
     # Weight averaging (``mtl_lab.ema``): > 0 keeps an exponential moving average of the weights with this
     # decay (e.g. 0.999) and scores dev / saves best.pt with it; 0 = off.
@@ -486,14 +488,25 @@ def init_run_record(init: str | os.PathLike) -> dict:
 
 
 def supervised_loss(
-    model, task: str, enc: EncodedTask, idx: np.ndarray, device: torch.device, rdrop: float = 0.0, **_
+    model,
+    task: str,
+    enc: EncodedTask,
+    idx: np.ndarray,
+    device: torch.device,
+    rdrop: float = 0.0,
+    terms: dict | None = None,
+    **_,
 ) -> torch.Tensor:
     """A labelled task's loss on rows ``idx``: the model's head for the task and the task's loss
-    (with ``rdrop`` > 0, the R-Drop loss of the rows passed twice: ``mtl_lab.rdrop``)."""
+    (with ``rdrop`` > 0, the R-Drop loss of the rows passed twice: ``mtl_lab.rdrop``; ``terms``, if given,
+    then receives its parts, detached: ``loss``, the task loss alone, and ``rdrop_consistency``)."""
     rows = np.concatenate([idx, idx]) if rdrop else idx  # R-Drop passes every row twice
     batch = _to_device(collate(enc, rows, model.views(task)), device)
     if rdrop:
-        return rdrop_loss(model, task, batch, rdrop)
+        task_loss, agreement = rdrop_terms(model, task, batch)
+        if terms is not None:
+            terms.update(loss=task_loss.detach(), rdrop_consistency=agreement.detach())
+        return task_loss + rdrop * agreement
     return model.loss(task, model(batch), batch["labels"])
 
 
@@ -519,8 +532,13 @@ def task_losses(
     precision: str,
     temperature: float = 0.05,
     rdrop: float = 0.0,
+    logged: dict | None = None,
 ) -> dict[str, torch.Tensor]:
-    """Loss of each task in a step; the batches of one task are joined into one forward pass."""
+    """Loss of each task in a step (what is back-propagated); the batches of one task are joined into one forward pass.
+
+    ``logged``, if given, receives for each task what a run records of the step: ``loss``, the task's own loss
+    (with R-Drop without its consistency term, so loss curves compare with runs without it), and with R-Drop
+    ``rdrop_consistency``."""
     by_task: dict[str, list[np.ndarray]] = {}
     for task, idx in step:
         by_task.setdefault(task, []).append(idx)
@@ -528,8 +546,13 @@ def task_losses(
     for task, parts in by_task.items():
         enc = train_sets[task]
         objective = OBJECTIVES[type(enc)]
+        terms: dict[str, torch.Tensor] = {}
         with autocast_context(device, precision):
-            out[task] = objective(model, task, enc, np.concatenate(parts), device, temperature=temperature, rdrop=rdrop)
+            out[task] = objective(
+                model, task, enc, np.concatenate(parts), device, temperature=temperature, rdrop=rdrop, terms=terms
+            )
+        if logged is not None:
+            logged[task] = {"loss": out[task].detach(), **terms}
     return out
 
 
@@ -813,6 +836,7 @@ def train(
             )
             partial = state.pop("partial", None) or {"losses": {t: [] for t in stage}, "examples": 0, "seconds": 0.0}
             losses, examples = partial["losses"], partial["examples"]
+            consistency = partial.get("rdrop_consistency", {})  # R-Drop's term, logged apart from the task losses
             t0 = time.perf_counter() - partial["seconds"]
             desc = f"{'/'.join(stage)} epoch {epoch + 1}/{cfg.epochs}"
             bar = tqdm(total=len(plan), initial=state["step"], desc=desc, disable=not progress, leave=False)
@@ -832,14 +856,19 @@ def train(
                 mult = lr_multiplier(epoch * len(plan) + step, total, cfg.warmup)
                 for group in optimizer.param_groups:
                     group["lr"] = group["base_lr"] * mult
-                step_losses = task_losses(model, plan[step], train_sets, device, precision, cfg.temperature, cfg.rdrop)
+                logged: dict[str, dict[str, torch.Tensor]] = {}
+                step_losses = task_losses(
+                    model, plan[step], train_sets, device, precision, cfg.temperature, cfg.rdrop, logged
+                )
                 for task, loss in step_losses.items():
                     if not torch.isfinite(loss):
                         raise TrainingError(
                             f"loss is {loss.item()} at step {state['global_step']} (task {task}, epoch {global_epoch + 1}); "
                             f"lower the learning rate (now {cfg.lr}) or train in fp32"
                         )
-                    losses[task].append(loss.item())
+                    losses[task].append(logged[task]["loss"].item())
+                    if "rdrop_consistency" in logged[task]:
+                        consistency.setdefault(task, []).append(logged[task]["rdrop_consistency"].item())
                 examples += sum(len(idx) for _, idx in plan[step])
                 generator = torch.Generator().manual_seed(cfg.seed * 1_000_003 + state["global_step"])
                 if not optimizer_step(
@@ -855,7 +884,12 @@ def train(
                 if cfg.checkpoint_every and state["step"] % cfg.checkpoint_every == 0 and state["step"] < len(plan):
                     now = time.perf_counter()
                     state["elapsed"] = now - start_time
-                    state["partial"] = {"losses": losses, "examples": examples, "seconds": now - t0}
+                    state["partial"] = {
+                        "losses": losses,
+                        "rdrop_consistency": consistency,
+                        "examples": examples,
+                        "seconds": now - t0,
+                    }
                     save_checkpoint()
                     del state["partial"]
                 if on_step is not None:
@@ -894,6 +928,9 @@ def train(
                 "examples": examples,
                 "examples_per_s": examples / train_seconds if train_seconds else None,
             }
+            if consistency:  # R-Drop: its consistency term (unweighted), apart from train_loss
+                record["rdrop_consistency"] = {t: float(np.mean(v)) for t, v in consistency.items()}
+                record["rdrop_consistency_curve"] = {t: block_means(v) for t, v in consistency.items()}
             history.append(record)
             if progress:
                 shown = ", ".join(f"{k} {v:.3f}" for k, v in metrics.items())
