@@ -207,12 +207,13 @@ def test_feedback_names_each_mistake_and_each_pass(graded):
 def test_the_summary_names_what_happened_and_feedback_files_exist(graded):
     root, _, results, _ = graded
     table = grading.summary(results)
-    line = {row.split()[0]: row for row in table.splitlines()[1:]}
-    assert "pair-features: the answer cell raised ModuleNotFoundError" in line["dave"]
-    assert f"info-nce: the answer cell ran past the {TIMEOUT_S} s limit" in line["dave"]
-    assert "set-up cell 'setup' deleted (restored by the grader)" in line["bob"]
-    assert "checker cell 'pcgrad' deleted (restored by the grader)" in line["carol"]
-    assert "01: not submitted" in line["dave"] and "15/15" in line["alice"] and "2/15" in line["dave"]
+    assert "dave / 02_sbert_cnn_bilstm: pair-features: the answer cell raised ModuleNotFoundError" in table
+    assert f"dave / 03_simcse: info-nce: the answer cell ran past the {TIMEOUT_S} s limit" in table
+    assert "bob / 01_bert_baselines: set-up cell 'setup' deleted (restored by the grader)" in table
+    assert "carol / 04_pcgrad: checker cell 'pcgrad' deleted (restored by the grader)" in table
+    assert "dave / 01_bert_baselines: not submitted" in table and "alice /" not in table
+    totals = {row.split()[0]: row.split()[-1] for row in table.split("\n\n")[0].splitlines()[1:]}
+    assert totals == {"alice": "15/15", "bob": "0/15", "carol": "0/15", "dave": "2/15"}
     for student, books in SUBMITTED.items():
         for book in books:
             (html,) = (root / "feedback" / student).glob(f"{book}_*.html")

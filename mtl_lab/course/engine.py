@@ -144,7 +144,8 @@ class GradingExecute(Execute):
 
     def _get_timeout(self, cell):
         meta = cell.metadata.get("nbgrader", {}) if cell is not None else {}
-        if meta.get("locked") and not meta.get("grade") and not meta.get("solution"):
+        # a grade_id survives OverwriteCells only on the gradebook's own cells: a student's "locked" cell is not set-up
+        if meta.get("grade_id") and meta.get("locked") and not meta.get("grade") and not meta.get("solution"):
             return self.setup_timeout
         return super()._get_timeout(cell)
 

@@ -327,26 +327,26 @@ def autograde(
 
 
 def summary(results: list[Graded]) -> str:
-    """The summary table: one row per student, a column per notebook, the total, and what happened."""
+    """The summary: a row per student (a column per notebook, the total), then what happened, a line each."""
     import pandas as pd
 
     table: dict[str, dict] = {}
     for g in results:
-        row = table.setdefault(g.student, {})
+        row = table.setdefault(g.student, {"student": g.student, "_score": 0.0, "_top": 0.0})
         score, top = sum(r["score"] for r in g.rows), sum(r["max_score"] for r in g.rows)
         row[g.notebook] = f"{score:g}/{top:g}"
-        row["_score"] = row.get("_score", 0) + score
-        row["_top"] = row.get("_top", 0) + top
-        row.setdefault("what happened", [])
-        row["what happened"] += [f"{g.notebook[:2]}: {e}" for e in g.events]
-    rows = []
-    for student, row in table.items():
-        rows.append(
+        row["_score"] += score
+        row["_top"] += top
+    books = list(dict.fromkeys(g.notebook for g in results))
+    frame = pd.DataFrame(
+        [
             {
-                "student": student,
-                **{k: v for k, v in row.items() if not k.startswith("_") and k != "what happened"},
+                "student": row["student"],
+                **{b: row.get(b, "-") for b in books},
                 "total": f"{row['_score']:g}/{row['_top']:g}",
-                "what happened": "; ".join(row["what happened"]) or "-",
             }
-        )
-    return pd.DataFrame(rows).to_string(index=False)
+            for row in table.values()
+        ]
+    )
+    events = [f"  {g.student} / {g.notebook}: {e}" for g in results for e in g.events]
+    return frame.to_string(index=False) + "\n\nwhat happened:\n" + ("\n".join(events) or "  nothing unusual")
