@@ -46,3 +46,37 @@ def test_prediction_files_follow_the_leaderboard_format(tmp_path):
     assert sts["Predicted_Similarity"].tolist() == [0.0, 5.0]
     path = write_predictions(tmp_path, "sst", "dev", ["x"], np.array([3.0]))
     assert pd.read_csv(path).to_dict("records") == [{"id": "x", "Predicted_Sentiment": 3}]
+
+
+def test_the_reported_sts_pearson_is_the_pearson_of_the_written_dev_file(tmp_path, tiny_backbone, monkeypatch):
+    """STS is scored on the scores clipped to 0..5 that the leaderboard file holds (docs/running.md), so the dev
+    Pearson a run reports is the one of its sts-dev-output.csv against the dev labels."""
+    import torch
+    from conftest import tiny_config
+    from scipy.stats import pearsonr
+
+    from mtl_lab import train as training
+    from mtl_lab.compare import dev_labels
+    from mtl_lab.evaluate import predict_files
+    from mtl_lab.model import ModelConfig, MultitaskModel
+    from mtl_lab.records import read_records
+
+    class Shifted(MultitaskModel):  # the random tiny model's STS scores (5 x cosine, 4.5-5.0) moved across 5
+        def __init__(self, *args, **kw):
+            super().__init__(*args, **kw)
+            torch.nn.init.constant_(self.heads["sts_cross"].bias, 0.2)
+
+    monkeypatch.setattr(training, "MultitaskModel", Shifted)
+    cfg = tiny_config(tasks=("sts",), dev_limit=40, lr=1e-7)  # a learning rate that leaves the scores where they are
+    model = ModelConfig(encoder="mean", pair_head="ensemble", backbone=tiny_backbone)
+    reported = training.train(model, cfg, tmp_path / "run", progress=False)["best"]
+    records = read_records(tmp_path / "run")
+    raw, raw_ids = records.outputs["sts"][1], list(records.ids["sts"])
+    assert (raw > 5).sum() >= 5 and (raw < 5).sum() >= 5  # the clipping matters here
+    predict_files(tmp_path / "run", tmp_path / "pred", splits=("dev",), limit=cfg.dev_limit)
+    written = pd.read_csv(tmp_path / "pred" / "sts-dev-output.csv")
+    assert len(written) == 40 and written["Predicted_Similarity"].between(0, 5).all()
+    labels = dev_labels(["sts"])["sts"]
+    file_r = pearsonr(written["Predicted_Similarity"], labels.loc[written["id"]])[0]
+    assert reported["sts_pearson"] == pytest.approx(file_r, abs=1e-9)
+    assert reported["sts_pearson"] != pytest.approx(pearsonr(raw, labels.loc[raw_ids])[0], abs=1e-3)  # not the raw r
