@@ -20,6 +20,26 @@ def _batch(rows: list[list[int]], types: bool = False):
     return ids, mask, tt
 
 
+def test_the_installed_transformers_has_what_the_lab_reads_and_meets_the_requirements_bound():
+    """unpad reads each attention layer's ``scaling`` and dropout registers a mask function with ``masking_utils``:
+    transformers 4.x has neither on BERT (its BertSdpaSelfAttention lacks ``scaling``), hence the bound."""
+    import re
+    from pathlib import Path
+
+    import transformers
+    from packaging.version import Version
+    from transformers.masking_utils import AttentionMaskInterface, eager_mask  # noqa: F401 -- what dropout imports
+
+    config = transformers.BertConfig(
+        vocab_size=16, hidden_size=8, num_hidden_layers=1, num_attention_heads=2, intermediate_size=16
+    )
+    attention = transformers.BertModel(config).encoder.layer[0].attention.self
+    assert attention.scaling == pytest.approx(4**-0.5)  # head size 4
+    requirements = (Path(__file__).parents[1] / "requirements.txt").read_text()
+    bound = re.search(r"^transformers>=([\d.]+)", requirements, re.M).group(1)
+    assert Version(transformers.__version__) >= Version(bound)
+
+
 @pytest.fixture(scope="module")
 def pair_batches(tokenizer):
     out = {}
