@@ -52,7 +52,9 @@ def _add_train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-length", type=int)
     p.add_argument("--layer-decay", type=float, help="layer-wise LR decay factor (1.0 = off)")
     p.add_argument(
-        "--rdrop", type=float, help="R-Drop: weight of the two dropout passes' disagreement (0 = off; ~2x a step)"
+        "--rdrop",
+        type=float,
+        help="R-Drop: weight of the two passes' symmetric KL beside their mean task loss (the paper's alpha / 2; 0 = off)",
     )
     p.add_argument(
         "--ema",
