@@ -888,6 +888,8 @@ def plot_paired_differences(comparisons) -> plt.Figure:
     fig, ax = plt.subplots(figsize=(7.5, 0.9 + 0.8 * max(1, len(comparisons))))
     for y, c in enumerate(comparisons):
         o = c.overall
+        if o is None:  # no per-example predictions of seed 0: the seeds alone
+            o = {"low": float("nan"), "high": float("nan")}
         ax.plot(
             [o["low"], o["high"]],
             [y + 0.12] * 2,
