@@ -205,19 +205,7 @@ def paired_interval(
         data, stat = (a, b, gold), _pearson_difference
     else:
         data, stat = ((a == gold).astype(float), (b == gold).astype(float)), _accuracy_difference
-    diff = float(stat(*data))
-    res = stats.bootstrap(
-        data,
-        stat,
-        paired=True,
-        vectorized=True,
-        n_resamples=n_resamples,
-        batch=1000,
-        confidence_level=CONFIDENCE,
-        method="percentile",
-        random_state=BOOTSTRAP_SEED,
-    )
-    return diff, float(res.confidence_interval.low), float(res.confidence_interval.high)
+    return _bootstrap(data, stat, paired=True, n_resamples=n_resamples)
 
 
 def overall_interval(samples: dict[str, tuple], n_resamples: int = N_RESAMPLES) -> tuple[float, float, float]:
@@ -229,11 +217,15 @@ def overall_interval(samples: dict[str, tuple], n_resamples: int = N_RESAMPLES) 
     def stat(*task_rows, axis=-1):
         return sum(_task_difference(t, r) for t, r in zip(tasks, task_rows)) / len(tasks)
 
-    diff = float(stat(*rows))
+    return _bootstrap(rows, stat, paired=False, n_resamples=n_resamples)
+
+
+def _bootstrap(data, stat, paired: bool, n_resamples: int) -> tuple[float, float, float]:
+    """The statistic on the data and its percentile interval (``scipy.stats.bootstrap``, fixed seed)."""
     res = stats.bootstrap(
-        rows,
+        data,
         stat,
-        paired=False,
+        paired=paired,
         vectorized=True,
         n_resamples=n_resamples,
         batch=500,
@@ -242,7 +234,7 @@ def overall_interval(samples: dict[str, tuple], n_resamples: int = N_RESAMPLES) 
         random_state=BOOTSTRAP_SEED,
         axis=-1,
     )
-    return diff, float(res.confidence_interval.low), float(res.confidence_interval.high)
+    return float(stat(*data)), float(res.confidence_interval.low), float(res.confidence_interval.high)
 
 
 def aligned(a: DevPredictions, b: DevPredictions, labels: dict[str, pd.Series]) -> dict[str, tuple]:
