@@ -144,7 +144,8 @@ export SLURM_CONF="$STATE/slurm.conf"
 /usr/sbin/slurmdbd  # reads slurmdbd.conf beside $SLURM_CONF
 for _ in $(seq 100); do sacctmgr -n list cluster >/dev/null 2>&1 && break; sleep 0.2; done
 sacctmgr -i -Q add cluster $CLUSTER >/dev/null 2>&1 || true
-/usr/sbin/slurmctld -f "$STATE/slurm.conf"
+# -c: a fresh queue (jobs of an earlier start that was not stopped cleanly would hold the node)
+/usr/sbin/slurmctld -c -f "$STATE/slurm.conf"
 for _ in $(seq 100); do scontrol ping 2>/dev/null | grep -q UP && break; sleep 0.2; done
 /usr/sbin/slurmd -f "$STATE/slurm.conf"
 for _ in $(seq 150); do

@@ -86,6 +86,7 @@ def runs(cluster, tmp_path_factory):
     t0 = time.perf_counter()
     jobs = _cli(["run", *NAMES, "--profile", PROFILE, "--executor", "slurm", "--wait"], env_shared)
     print(f"three runs as jobs, waited for: {time.perf_counter() - t0:.0f} s", file=sys.stderr)
+    print(*[x for x in jobs.stdout.splitlines() if x.startswith("submitted")], file=sys.stderr)
     out, _ = reference.communicate(timeout=900)
     assert reference.returncode == 0, out[-3000:]
     assert jobs.returncode == 0, jobs.stdout[-3000:] + jobs.stderr[-3000:]
@@ -121,8 +122,17 @@ def test_jobs_give_the_local_metrics(runs):
         job, local = _results(runs["shared"] / PROFILE / name), _results(runs["local"] / PROFILE / name)
         assert job["finished"] and local["finished"]
         assert job["best"] == local["best"], name
+        print(f"{name}: job {job['best']} == local {local['best']}", file=sys.stderr)
         assert _dev_metrics(job) == _dev_metrics(local), name
         assert (runs["shared"] / PROFILE / name / "best.pt").is_file()
+    for r in _registry(runs["shared"]):  # what a job costs beyond its training (docs/cluster.md)
+        acct = _sacct(runs["env"], r["job_id"])
+        train = _results(Path(r["folder"]))["wall_time_s"]
+        print(
+            f"job {r['job_id']} {r['key']}: submit {acct['submit']} start {acct['start']} end {acct['end']}, "
+            f"training {train:.0f} s",
+            file=sys.stderr,
+        )
     # --wait printed the runs' lines as the local executor does
     out = runs["submission"].stdout
     for name in NAMES:
@@ -180,8 +190,14 @@ def test_cancelled_job_requeues_and_resumes_to_the_same_result(runs):
     assert "this job is preempted" in log and "Exiting gracefully after preemption" in log  # submitit's lines
     assert f"{PREEMPTED} (smoke profile), job {job}, restart 1" in log
     assert f"resuming {folder}" in log
+    print(
+        *[x for x in log.splitlines() if "submitit" in x and ("signal" in x or "Starting" in x)],
+        sep="\n",
+        file=sys.stderr,
+    )
     job_res, local = _results(folder), _results(runs["local"] / PROFILE / PREEMPTED)
     assert job_res["best"] == local["best"]
+    print(f"{PREEMPTED}, requeued once: job {job_res['best']} == local {local['best']}", file=sys.stderr)
     assert _dev_metrics(job_res) == _dev_metrics(local)
     assert _sacct(env, job)["state"] == "COMPLETED"
 

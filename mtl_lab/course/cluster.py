@@ -52,6 +52,7 @@ FINAL_STATES = {
     "BOOT_FAIL",
     "DEADLINE",
     "REVOKED",
+    "PREEMPTED",  # preempted and cancelled (PreemptMode=CANCEL); a requeued job is PENDING again
 }
 # notebooks that train or read the runs of earlier ones start after them: 03 and 04 both train
 # agg-<model>-sum, 05's grid reuses 03's and 04's runs, 06 reads 05's grid
@@ -404,13 +405,16 @@ def wait(submitted: list[Submitted], poll_s: float = 10.0) -> dict[str, dict]:
     folder = slurm_folder() / "logs"
     pending = {s.job_id: s for s in submitted}
     last: dict[str, str] = {}
+    unknown: dict[str, int] = {}
     out: dict[str, dict] = {}
     while pending:
         states = job_states(list(pending))
         for jid, s in list(pending.items()):
             state = states.get(jid, {}).get("state", "UNKNOWN")
             job = submitit.SlurmJob(folder=folder, job_id=jid)
-            finished = state in FINAL_STATES or (state == "UNKNOWN" and job.paths.result_pickle.exists())
+            # UNKNOWN: neither sacct (no accounting) nor squeue (gone) knows it; ended if it stays so
+            unknown[jid] = unknown.get(jid, 0) + 1 if state == "UNKNOWN" else 0
+            finished = state in FINAL_STATES or job.paths.result_pickle.exists() or unknown[jid] >= 3
             if state != last.get(jid):
                 print(f"{s.task.key}: job {jid} {state}", flush=True)
                 last[jid] = state
@@ -483,7 +487,7 @@ def submit_runs(
     """``run``/``sweep`` with ``--executor slurm``: one job a run not yet finished nor queued.
 
     Returns (exit status, outcome by task key: empty without ``opts.wait``)."""
-    # no device check here: the GPU is on the compute nodes, not on the login node
+    require_slurm()  # no device check here: the GPU is on the compute nodes, not on the login node
     tasks = run_tasks(names, profile, backbone, device, opts)
     skipped = [n for n in names if f"{profile}/{n}" not in {t.key for t in tasks}]
     if skipped:
@@ -499,6 +503,7 @@ def submit_runs(
 
 def submit_recipe(kwargs: dict, names: list[str], opts: SlurmOptions) -> tuple[int, dict | None]:
     """``recipe --executor slurm``: a job per unfinished member, then the ensemble's job after them all."""
+    require_slurm()
     profile = kwargs["profile"]
     tasks = run_tasks(names, profile, kwargs.get("backbone"), None, opts)
     runs, data = str(runs_root().resolve()), str(resolve_data_dir(None).resolve())
@@ -529,6 +534,7 @@ def submit_notebooks(
     """``notebooks run --executor slurm``: a job a notebook, after the notebooks whose runs it reuses."""
     from ..notebooks import notebook_paths, notebooks_root
 
+    require_slurm()
     books = notebook_paths(only)
     run_root = str(Path(out).resolve() if out else notebooks_root(profile))
     runs, data = str(runs_root().resolve()), str(resolve_data_dir(None).resolve())
