@@ -635,7 +635,7 @@ def publish(profile: str, names: list[str], predictions: bool = True, replace: b
         if (src / RECORDS_FILE).is_file():  # the per-example dev records of every epoch (mtl_lab.records)
             shutil.copy2(src / RECORDS_FILE, dst / RECORDS_FILE)
             written.append(dst / RECORDS_FILE)
-        if predictions and is_full_budget(res) and "model" in res["config"] and not (src / "predictions").is_dir():
+        if predictions and (src / "best.pt").is_file() and not (src / "predictions").is_dir() and is_full_budget(res):
             # every published full-budget seed carries its best epoch's dev and test files for the leaderboard
             from .evaluate import predict_files
 

@@ -212,3 +212,33 @@ def test_the_recipe_records_each_seed_as_an_ensemble_run_of_its_rows(tmp_path, m
     row = table.loc[experiments.HEADLINE_ROWS["the lab's recipe"][0]]
     assert row["seeds"] == 1 and row["overall"] == out["metrics"]["overall"]
     assert row["minutes"] == record["wall_time_s"] / 60
+
+
+def test_publish_writes_a_full_budget_runs_leaderboard_files_and_copies_its_records(tmp_path, monkeypatch):
+    import json
+
+    from mtl_lab import evaluate
+
+    monkeypatch.setenv("MTL_LAB_RUNS", str(tmp_path / "runs"))
+    monkeypatch.setenv("MTL_LAB_RESULTS", str(tmp_path / "results"))
+    model, train = experiments.experiment("full-cls-s1", "cpu")
+    src = tmp_path / "runs" / "cpu" / "full-cls-s1"
+    src.mkdir(parents=True)
+    record = {"config": {"model": model.to_dict(), "train": train.to_dict()}, "finished": True, "best": {}}
+    (src / "results.json").write_text(json.dumps(record))
+    (src / "best.pt").write_bytes(b"weights")
+    (src / "dev-records.npz").write_bytes(b"records")
+    calls = []
+
+    def fake_predict(checkpoint, out):
+        calls.append((checkpoint, out))
+        out.mkdir()
+        (out / "sst-test-output.csv").write_text("id,Predicted_Sentiment\n")
+
+    monkeypatch.setattr(evaluate, "predict_files", fake_predict)
+    experiments.publish("cpu", ["full-cls-s1"])
+    dst = tmp_path / "results" / "cpu" / "full-cls-s1"
+    assert calls == [(src, src / "predictions")]  # the best epoch's dev and test files, from best.pt
+    assert (dst / "predictions" / "sst-test-output.csv").is_file() and (dst / "dev-records.npz").is_file()
+    experiments.publish("cpu", ["full-cls-s1"])
+    assert len(calls) == 1  # written once: the run's files are reused
