@@ -250,6 +250,7 @@ def test_the_train_command_freezes_layers_and_names_the_run_after_it(tmp_path, m
     from mtl_lab.__main__ import main
 
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MTL_LAB_RUNS", str(tmp_path / "runs"))  # train writes under the runs folder, as run does
     small = ["--train-limit", "16", "--dev-limit", "16", "--epochs", "1", "--batch-size", "8", "--max-length", "16"]
     args = ["train", "--profile", "smoke", "--model", tiny_backbone, "--tasks", "sst", "sts", "--freeze-layers", "1"]
     assert main([*args, *small]) == 0
