@@ -5,7 +5,7 @@ assignment, named ``notebooks``), each exercise an answer cell (``solution``) fo
 checker (an autograded test cell with points), and the parameters and imports cells read-only
 set-up cells. What the lab adds:
 
-- :class:`NamedClearSolutions`: each solution region becomes ``raise NotImplementedError("write
+- :class:`NamedClearSolutions`: each solution region becomes the student's stub ``raise NotImplementedError("write
   <what> here")``, naming what to write (nbgrader's stub is one fixed text), so the checker's
   "not written yet" message says which exercise.
 - :class:`ClearLabMetadata`: saved widget state and papermill/execution timings leave the release.
@@ -72,7 +72,7 @@ _w.showwarning = lambda message, category, *_, **__: print(f"warning: {category.
 
 
 class NamedClearSolutions(ClearSolutions):
-    """nbgrader's ClearSolutions with the lab's stub: ``raise NotImplementedError("write <what> here")``."""
+    """nbgrader's ClearSolutions with the student's stub: ``raise NotImplementedError("write <what> here")``."""
 
     def _replace_solution_region(self, cell, language: str) -> bool:
         if cell.cell_type != "code":
