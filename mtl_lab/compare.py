@@ -358,11 +358,12 @@ def compare_runs(
     data_dir=None,
     n_resamples: int = N_RESAMPLES,
 ) -> Comparison:
-    """Compare run A with run B on dev (cross-fitted predictions where records exist); with ``seeds``, also
-    their study rows seed by seed (a t interval where both rows have 3+ seeds)."""
+    """Compare run A with run B on dev (cross-fitted predictions where both have records, else both at their best
+    epoch); with ``seeds``, also their study rows seed by seed (a t interval where both rows have 3+ seeds)."""
     labels = dev_labels(TASKS, data_dir)
+    both = honest and has_records(a, profile) and has_records(b, profile)  # never cross-fitted against best epoch
     try:
-        pa, pb = (dev_predictions(n, profile, honest, data_dir) for n in (a, b))
+        pa, pb = (dev_predictions(n, profile, both, data_dir) for n in (a, b))
     except FileNotFoundError:
         if not seeds:
             raise

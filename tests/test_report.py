@@ -158,3 +158,27 @@ def test_rows_without_per_example_predictions_are_compared_over_seeds_only(tmp_p
     assert "no per-example dev predictions" in text and "over 3 seeds: better" in text
     with pytest.raises(FileNotFoundError, match="neither dev records"):
         compare_runs("recipe", "baseline", "cpu")
+
+
+def test_a_run_with_records_is_not_cross_fitted_against_one_scored_at_its_best_epoch(tmp_path, monkeypatch):
+    import numpy as np
+
+    from mtl_lab.compare import compare_runs, dev_labels
+    from mtl_lab.records import write_epoch
+
+    monkeypatch.setenv("MTL_LAB_RESULTS", str(tmp_path / "runs"))
+    labels = dev_labels(("sst",))["sst"]
+    rng = np.random.default_rng(1)
+    for name in ("baseline", "recipe"):
+        _write(tmp_path / "runs", name, ["sst"], 0.4)
+    for epoch in (1, 2):
+        probs = rng.dirichlet(np.ones(5), len(labels))
+        write_epoch(tmp_path / "runs" / "cpu" / "baseline", epoch, {"sst": (list(labels.index), probs)})
+    files = tmp_path / "runs" / "cpu" / "recipe" / "predictions"
+    files.mkdir()
+    (files / "sst-dev-output.csv").write_text(
+        "id,Predicted_Sentiment\n" + "".join(f"{i},{int(v)}\n" for i, v in labels.items())
+    )
+    c = compare_runs("recipe", "baseline", "cpu", n_resamples=200)
+    assert c.sources == ("best epoch (prediction files)", "best epoch (records)")
+    assert c.table.loc["SST acc", "A"] == 1.0  # the recipe's file holds the gold labels
