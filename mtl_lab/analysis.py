@@ -18,6 +18,7 @@ import seaborn as sns
 import torch
 
 from . import data
+from .evaluate import prediction_path, read_predictions
 from .paper import paper_frame
 
 TASK_LABELS = {"sst": "SST-5 (acc)", "qqp": "Quora (acc)", "sts": "STS-B (Pearson r)"}
@@ -612,11 +613,11 @@ def dev_predictions(pred_dir: str | os.PathLike, data_dir=None, limit: int | Non
     ``limit``: the files cover only that many dev examples a task (the subset a profile's ``dev_limit`` scores).
     """
     out = {}
-    for task, spec in data.TASKS.items():
-        path = Path(pred_dir) / f"{spec.pred_file}-dev-output.csv"
+    for task in data.TASKS:
+        path = prediction_path(pred_dir, task, "dev")
         if not path.is_file():
             raise FileNotFoundError(f"{path}: no dev predictions (run `python -m mtl_lab predict ... --splits dev`)")
-        preds = pd.read_csv(path).rename(columns={spec.pred_col: "pred"})
+        preds = read_predictions(pred_dir, task).rename_axis("id").reset_index()
         dev = data.subsample(load_quietly(task, "dev", data_dir), limit, 0).rename(columns={"label": "gold"})
         dev["id"] = dev["id"].str.replace(" ", "")
         merged = dev.merge(preds, on="id", how="inner", validate="one_to_one")

@@ -27,7 +27,14 @@ import pandas as pd
 from scipy import stats
 
 from .data import TASKS, load_split, results_root, runs_root
-from .evaluate import METRIC_NAMES, outputs_to_predictions, overall_score, task_metrics
+from .evaluate import (
+    METRIC_NAMES,
+    outputs_to_predictions,
+    overall_score,
+    prediction_path,
+    read_predictions,
+    task_metrics,
+)
 from .records import DevRecords, read_records
 
 CONFIDENCE = 0.95
@@ -128,13 +135,8 @@ def crossfit(records: DevRecords, labels: dict[str, pd.Series]) -> tuple[dict[st
 
 def _prediction_files(folder: Path) -> dict[str, pd.Series]:
     """The committed leaderboard dev files of a run (its best epoch), indexed by id."""
-    out = {}
-    for task, spec in TASKS.items():
-        path = folder / "predictions" / f"{spec.pred_file}-dev-output.csv"
-        if path.is_file():
-            df = pd.read_csv(path, dtype={"id": str})
-            out[task] = pd.Series(df[spec.pred_col].to_numpy(), index=df["id"].str.strip())
-    return out
+    found = [t for t in TASKS if prediction_path(folder / "predictions", t, "dev").is_file()]
+    return {t: read_predictions(folder / "predictions", t) for t in found}
 
 
 def dev_predictions(

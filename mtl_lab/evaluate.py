@@ -207,11 +207,6 @@ def outputs_to_predictions(task: str, outputs: np.ndarray) -> np.ndarray:
     return np.clip(outputs, 0.0, 5.0)  # scored clipped too: the dev metric is the 0..5 file's (docs/running.md)
 
 
-def predict_task(model, enc: EncodedTask, batch_size: int = 64, precision: str = "fp32") -> np.ndarray:
-    """Predictions for every example of an encoded split, in the split's order."""
-    return outputs_to_predictions(enc.task, task_outputs(model, enc, batch_size, precision))
-
-
 def evaluate(
     model,
     splits: dict[str, EncodedTask],
@@ -249,11 +244,21 @@ def prediction_frame(task: str, ids: list[str], predictions: np.ndarray) -> pd.D
 
 def write_predictions(out_dir: str | os.PathLike, task: str, split: str, ids: list[str], predictions) -> Path:
     """Write ``<out>/{sst,para,sts}-{dev,test}-output.csv`` (comma-separated, with header)."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / f"{TASKS[task].pred_file}-{split}-output.csv"
+    path = prediction_path(out_dir, task, split)
+    path.parent.mkdir(parents=True, exist_ok=True)
     prediction_frame(task, ids, predictions).to_csv(path, index=False)
     return path
+
+
+def prediction_path(out_dir: str | os.PathLike, task: str, split: str) -> Path:
+    """Where a task's leaderboard file lies: ``<out>/{sst,para,sts}-{dev,test}-output.csv``."""
+    return Path(out_dir) / f"{TASKS[task].pred_file}-{split}-output.csv"
+
+
+def read_predictions(out_dir: str | os.PathLike, task: str, split: str = "dev") -> pd.Series:
+    """A leaderboard file read back: the predictions indexed by id (surrounding spaces stripped)."""
+    df = pd.read_csv(prediction_path(out_dir, task, split), dtype={"id": str})
+    return pd.Series(df[TASKS[task].pred_col].to_numpy(), index=df["id"].str.strip(), name="pred")
 
 
 def predict_files(
