@@ -18,6 +18,7 @@ Two questions, kept apart:
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -89,8 +90,6 @@ def run_folder(name: str | os.PathLike, profile: str = "cpu") -> Path:
 
 def _records_folder(folder: Path) -> Path:
     """Where a run's dev records are: the run itself, or the single member of a recipe record."""
-    import json
-
     res = json.loads((folder / "results.json").read_text())
     members = res.get("config", {}).get("members") or []
     if not (folder / "dev-records.npz").is_file() and len(members) == 1:
@@ -144,8 +143,6 @@ def dev_predictions(
 ) -> DevPredictions:
     """A run's dev predictions: cross-fitted from its records (``honest``), else its best epoch's; runs without
     records fall back to their committed best-epoch prediction files."""
-    import json
-
     folder = run_folder(name, profile)
     records = read_records(_records_folder(folder))
     if records is not None and records.epochs:
@@ -380,8 +377,6 @@ def compare_runs(
 def run_score(name: str, profile: str = "cpu", honest: bool = True, labels=None) -> tuple[float, str]:
     """A run's dev overall score and where it comes from: cross-fitted from its records (``honest``, when it has
     them), else the best epoch's score its results.json records (selected on the same examples)."""
-    import json
-
     folder = run_folder(name, profile)
     records = read_records(_records_folder(folder))
     if honest and records is not None and records.epochs:
