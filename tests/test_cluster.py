@@ -105,16 +105,23 @@ def _registry(runs_folder: Path) -> list[dict]:
     return [json.loads(line) for line in (runs_folder / "slurm" / "jobs.jsonl").read_text().splitlines()]
 
 
-def _sacct(env: dict, job: str) -> dict:
-    out = subprocess.run(
-        ["sacct", "-X", "-n", "-P", "-o", "JobID,JobName,State,Submit,Start,End", "-j", job],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    line = next(x for x in out.splitlines() if x.split("|")[0] == job)
-    return dict(zip(["id", "name", "state", "submit", "start", "end"], line.split("|")))
+def _sacct(env: dict, job: str, settle: float = 30.0) -> dict:
+    """The job's accounting record; slurmdbd records a job's end a moment after it ends, so wait (up to ``settle``
+    seconds) for a final state."""
+    deadline = time.time() + settle
+    while True:
+        out = subprocess.run(
+            ["sacct", "-X", "-n", "-P", "-o", "JobID,JobName,State,Submit,Start,End", "-j", job],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        lines = [x for x in out.splitlines() if x.split("|")[0] == job]
+        record = dict(zip(["id", "name", "state", "submit", "start", "end"], lines[-1].split("|"))) if lines else {}
+        if record.get("state") not in (None, "PENDING", "RUNNING", "REQUEUED", "COMPLETING") or time.time() > deadline:
+            return record
+        time.sleep(0.5)
 
 
 def test_jobs_give_the_local_metrics(runs):
