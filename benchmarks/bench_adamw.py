@@ -1,4 +1,4 @@
-"""AdamW step time: the hand-written mtl_lab.optim.AdamW vs torch.optim.AdamW(foreach=True).
+"""AdamW step time: the hand-written mtl_lab.training.optim.AdamW vs torch.optim.AdamW(foreach=True).
 
 Both optimizers update the full all-MiniLM-L6-v2 parameter set (+ the baseline heads) with the
 same random gradients; steps alternate between the two so drift in machine load hits both.
@@ -11,8 +11,8 @@ import time
 
 import torch
 
-from mtl_lab.model import ModelConfig, MultitaskModel
-from mtl_lab.optim import AdamW
+from mtl_lab.models.model import ModelConfig, MultitaskModel
+from mtl_lab.training.optim import AdamW
 
 
 def timed_step(opt) -> float:
@@ -45,7 +45,7 @@ def main() -> None:
     mo, mr = statistics.median(t_ours) * 1e3, statistics.median(t_ref) * 1e3
     print(f"AdamW step on {n_params / 1e6:.1f}M parameters in {n_tensors} tensors, {torch.get_num_threads()} threads")
     print(f"| optimizer | median ms/step |\n| --- | --- |\n| torch.optim.AdamW(foreach=True) | {mr:.1f} |")
-    print(f"| mtl_lab.optim.AdamW | {mo:.1f} |")
+    print(f"| mtl_lab.training.optim.AdamW | {mo:.1f} |")
     print(f"ratio ours / torch = {mo / mr:.2f}x (target <= 1.0x)")
 
 

@@ -24,13 +24,13 @@ import time
 import numpy as np
 import torch
 
-from mtl_lab.backbone import load_tokenizer
 from mtl_lab.data import TASK_NAMES, collate, encode, load_split
 from mtl_lab.evaluate import autocast_context, precision_choice
-from mtl_lab.model import ModelConfig, MultitaskModel
-from mtl_lab.optim import AdamW
-from mtl_lab.optim.pcgrad import TaskGradients, project_conflicting
-from mtl_lab.train import cpu_name, prepare_for_training, profile_config
+from mtl_lab.models.backbone import load_tokenizer
+from mtl_lab.models.model import ModelConfig, MultitaskModel
+from mtl_lab.training.loop import cpu_name, prepare_for_training, profile_config
+from mtl_lab.training.optim import AdamW
+from mtl_lab.training.optim.pcgrad import TaskGradients, project_conflicting
 
 PRECISION = "fp32"  # set in main() from the machine's choice
 

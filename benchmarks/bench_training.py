@@ -3,13 +3,13 @@
 All train the [CLS] baseline's SST path on the same SST training subset with the same batch size
 for one epoch:
 
-- ``mtl_lab``: mtl_lab.train.train -- length-bucketed batches, the lab's model as it trains on a CPU
+- ``mtl_lab``: mtl_lab.training.loop.train -- length-bucketed batches, the lab's model as it trains on a CPU
   (over real tokens only, the last layer for [CLS] alone, frozen word embeddings, the lab's dropout),
   hand-written AdamW;
 - ``hf-trainer``: transformers.Trainer over the plain padded BERT (as transformers ships it: its
   default attention and dropout, every weight trained), dynamic padding per batch
   (DataCollatorWithPadding), default random batches; once more with its length-grouped sampler; and
-  once more length-grouped around the lab's own model (``mtl_lab.unpad``), which compares the loops alone;
+  once more length-grouped around the lab's own model (``mtl_lab.models.fast.unpad``), which compares the loops alone;
 - ``pad128-fp32``: the CS224N starter's style -- every batch padded to 128 tokens, fp32, random order.
 
 Each loop runs twice, the loops taking turns, and keeps its faster try (a machine whose speed drifts
@@ -29,12 +29,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from mtl_lab.backbone import load_tokenizer
 from mtl_lab.data import encode, load_split, subsample
 from mtl_lab.evaluate import precision_choice
-from mtl_lab.experiments import experiment
-from mtl_lab.model import ModelConfig, MultitaskModel
-from mtl_lab.train import cpu_name, prepare_for_training, profile_config, train
+from mtl_lab.models.backbone import load_tokenizer
+from mtl_lab.models.model import ModelConfig, MultitaskModel
+from mtl_lab.study.experiments import experiment
+from mtl_lab.training.loop import cpu_name, prepare_for_training, profile_config, train
 
 
 def ours(n: int, batch_size: int, precision: str) -> float:
@@ -55,7 +55,7 @@ def ours(n: int, batch_size: int, precision: str) -> float:
 
 class TrainerAdapter(nn.Module):
     """The MultitaskModel's SST path behind the (input_ids, attention_mask, labels) -> loss interface; over the
-    plain padded BERT unless ``lab_model`` (then ``mtl_lab.unpad``, the lab's default on a CPU)."""
+    plain padded BERT unless ``lab_model`` (then ``mtl_lab.models.fast.unpad``, the lab's default on a CPU)."""
 
     def __init__(self, lab_model: bool = False):
         super().__init__()
@@ -157,12 +157,12 @@ def _step_setup(
 ):
     """A cpu-profile multi-task model, its optimizer and the first ``steps + 2`` batches of its epoch plan
     (``dropout="torch"``: PyTorch's dropout instead of the lab's; ``attention``: another attention kernel;
-    ``unpad=False``: the padded backbone instead of ``mtl_lab.unpad``; ``cnn="conv"``: the n-gram CNN as four
+    ``unpad=False``: the padded backbone instead of ``mtl_lab.models.fast.unpad``; ``cnn="conv"``: the n-gram CNN as four
     convolutions, as before it became one multiplication)."""
-    from mtl_lab.dropout import use_torch_dropout
-    from mtl_lab.experiments import MODELS
-    from mtl_lab.optim import AdamW
-    from mtl_lab.train import epoch_plan, load_task_data
+    from mtl_lab.models.fast.dropout import use_torch_dropout
+    from mtl_lab.study.experiments import MODELS
+    from mtl_lab.training.loop import epoch_plan, load_task_data
+    from mtl_lab.training.optim import AdamW
 
     cfg = profile_config("cpu", precision=precision, batch_size=batch_size, **train_kw)
     train_sets, _ = load_task_data(cfg, load_tokenizer())
@@ -280,7 +280,7 @@ def top_operations(model_name: str, precision: str, steps: int = 8, rows: int = 
     self CPU time): (name, share of the profiled time, calls) -- what a further speed-up would have to shrink."""
     from torch.profiler import ProfilerActivity, profile
 
-    from mtl_lab.train import optimizer_step, task_losses
+    from mtl_lab.training.loop import optimizer_step, task_losses
 
     cfg, model, opt, plan, train_sets = _step_setup(model_name, precision, steps, 32, None)
     device = torch.device("cpu")
@@ -303,7 +303,7 @@ def paired_ab(model_name: str, precision: str, change, steps: int = 20) -> dict:
     """ms per training step of the lab's loop and of a copy changed by ``change(model)`` (the reference): the two
     take the same batches in turn, so a machine that slows down for a while slows both (returns both, and the
     median ratio)."""
-    from mtl_lab.train import optimizer_step, task_losses
+    from mtl_lab.training.loop import optimizer_step, task_losses
 
     cfg, lab, lab_opt, plan, train_sets = _step_setup(model_name, precision, steps, 32, None)
     _, ref, ref_opt, _, _ = _step_setup(model_name, precision, steps, 32, None)
@@ -355,8 +355,8 @@ def eval_speed(
     """Examples/s of dev evaluation (what runs after every epoch and in ``predict``): ``limit`` examples a task,
     in batches of ``batch_size`` (None: the lab's default for this device); ``unpad=False``: the padded backbone."""
     from mtl_lab.evaluate import eval_batch_size, evaluate
-    from mtl_lab.experiments import MODELS
-    from mtl_lab.train import load_task_data
+    from mtl_lab.study.experiments import MODELS
+    from mtl_lab.training.loop import load_task_data
 
     cfg = profile_config("cpu", precision=precision, dev_limit=limit)
     _, dev = load_task_data(cfg, load_tokenizer())
@@ -419,9 +419,9 @@ def print_breakdown(precision: str, steps: int) -> None:
         )
     print(
         "before: word embeddings trained, SDPA attention, PyTorch's dropout, padded batches, the n-gram CNN as four "
-        "convolutions; now: the lab's loop (frozen word embeddings, eager attention, mtl_lab.dropout's 16-bit masks, "
+        "convolutions; now: the lab's loop (frozen word embeddings, eager attention, mtl_lab.models.fast.dropout's 16-bit masks, "
         "the backbone over real tokens only with one pass for a pair task's two views and the last layer for [CLS] "
-        "alone where only [CLS] is read: mtl_lab.unpad; the CNN as one multiplication); "
+        "alone where only [CLS] is read: mtl_lab.models.fast.unpad; the CNN as one multiplication); "
         f"{FAST_LAYERS} layers frozen: now with --freeze-layers {FAST_LAYERS} (the embeddings and the lowest "
         f"{FAST_LAYERS} transformer layers fixed; "
         "its share of the ceiling counts a full training step's FLOPs per token, which it does not all do)"
@@ -441,12 +441,12 @@ def print_breakdown(precision: str, steps: int) -> None:
         "number at a time on one core; in the SBERT step, aten::fill_ of [tokens, 512] is the packed BiLSTM's "
         "backward zeroing its gate gradients step by step)"
     )
-    from mtl_lab.dropout import use_torch_dropout
+    from mtl_lab.models.fast.dropout import use_torch_dropout
 
     comparisons = [
-        ("dropout, PyTorch's vs the lab's (mtl_lab.dropout)", "PyTorch's", "the lab's", use_torch_dropout),
+        ("dropout, PyTorch's vs the lab's (mtl_lab.models.fast.dropout)", "PyTorch's", "the lab's", use_torch_dropout),
         (
-            "the backbone over padded batches vs over real tokens only (mtl_lab.unpad, with the [CLS]-only last layer)",
+            "the backbone over padded batches vs over real tokens only (mtl_lab.models.fast.unpad, with the [CLS]-only last layer)",
             "padded",
             "unpadded",
             padded,

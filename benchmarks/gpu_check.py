@@ -32,11 +32,11 @@ from pathlib import Path
 
 import torch
 
-from mtl_lab.backbone import backbone_path, load_tokenizer, quiet_transformers
 from mtl_lab.data import TASK_NAMES, load_split, resolve_data_dir
 from mtl_lab.evaluate import precision_choice, resolve_device
-from mtl_lab.model import ModelConfig
-from mtl_lab.train import PROFILES, cpu_name, profile_config, train
+from mtl_lab.models.backbone import backbone_path, load_tokenizer, quiet_transformers
+from mtl_lab.models.model import ModelConfig
+from mtl_lab.training.loop import PROFILES, cpu_name, profile_config, train
 
 
 def device_info(device: torch.device) -> dict:
@@ -120,7 +120,7 @@ def throughput(
 
 def run_smoke_notebooks(out: Path, only: list[str] | None = None) -> dict:
     """The smoke notebook series (or the ``only`` ones) on this device with papermill, with its wall time."""
-    from mtl_lab.notebooks import run_notebooks
+    from mtl_lab.course.notebooks import run_notebooks
 
     t0 = time.perf_counter()
     code = run_notebooks("smoke", only=only or None, out=str(out), device="cuda")

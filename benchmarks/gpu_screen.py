@@ -29,7 +29,7 @@ def train_one(name: str, args: dict) -> dict:
     """Train one named run in this process and return its summary (the parent's environment decides paths)."""
     import torch
 
-    from mtl_lab.experiments import run_experiment
+    from mtl_lab.study.experiments import run_experiment
 
     torch.set_num_threads(1)
     os.environ["MTL_LAB_RUNS"] = args["runs"]

@@ -4,11 +4,11 @@ import importlib
 
 __all__ = ["ModelConfig", "MultitaskModel", "TrainConfig", "load_model", "profile_config", "train"]
 __version__ = "0.1.0"
-_HOMES = {"ModelConfig": "model", "MultitaskModel": "model", "load_model": "model"}
+_HOMES = {"ModelConfig": "models.model", "MultitaskModel": "models.model", "load_model": "models.model"}
 
 
 def __getattr__(name: str):
     """Import torch and the model only when asked: ``mtl_lab.course`` tools (nbgrader's processes) start fast."""
     if name in __all__:
-        return getattr(importlib.import_module(f".{_HOMES.get(name, 'train')}", __name__), name)
+        return getattr(importlib.import_module(f".{_HOMES.get(name, 'training.loop')}", __name__), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -7,13 +7,13 @@ import sys
 import warnings
 from pathlib import Path
 
-from .data import DataError, runs_root
-from .train import TrainingError
+from mtl_lab.data import DataError, runs_root
+from mtl_lab.training.loop import TrainingError
 
 
 def add_executor_args(p: argparse.ArgumentParser) -> None:
     """``--executor {local,slurm}`` and the Slurm options (``mtl_lab.course.cluster``)."""
-    from .course.cluster import add_executor_args as add
+    from mtl_lab.course.cluster import add_executor_args as add
 
     add(p)
 
@@ -121,8 +121,8 @@ def refuse_unused_options(args: argparse.Namespace) -> None:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from .model import ModelConfig
-    from .train import profile_config, require_device, train
+    from mtl_lab.models.model import ModelConfig
+    from mtl_lab.training.loop import profile_config, require_device, train
 
     model_kw = {
         k: v
@@ -180,10 +180,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from .experiments import run_dir, run_experiment
+    from mtl_lab.study.experiments import run_dir, run_experiment
 
     if args.executor == "slurm":  # a job a run (and a job a missing prerequisite)
-        from .course import cluster
+        from mtl_lab.course import cluster
 
         rc, _ = cluster.submit_runs(
             args.names, args.profile, cluster.options_from_args(args), args.backbone, args.device
@@ -205,13 +205,13 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_recipe(args: argparse.Namespace) -> int:
-    from .experiments import RECIPE, recipe_members, recipe_name, recipe_predictions, run_dir
+    from mtl_lab.study.experiments import RECIPE, recipe_members, recipe_name, recipe_predictions, run_dir
 
     names = args.members or recipe_members(args.seed)
     what = "your members" if args.members else f"the lab's recipe, {RECIPE['label']}"
     print(f"{what}: {', '.join(names)} ({args.profile} profile)")
     if args.executor == "slurm":  # a job a missing member, the ensemble's job after them
-        from .course import cluster
+        from mtl_lab.course import cluster
 
         kwargs = dict(
             out=args.out, profile=args.profile, members=args.members, backbone=args.backbone, splits=tuple(args.splits)
@@ -234,7 +234,7 @@ def _cmd_recipe(args: argparse.Namespace) -> int:
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
-    from .evaluate import predict_files
+    from mtl_lab.evaluate import predict_files
 
     members: dict = {}
     metrics = predict_files(
@@ -249,7 +249,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
 
 def _cmd_data(args: argparse.Namespace) -> int:
-    from . import data
+    from mtl_lab import data
 
     if args.action == "download":
         for path in data.download(args.out):
@@ -262,12 +262,12 @@ def _cmd_data(args: argparse.Namespace) -> int:
 
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
-    from . import analysis, experiments
-    from .evaluate import predict_files
+    from mtl_lab.evaluate import predict_files
+    from mtl_lab.study import analysis, experiments
 
     rc = 0
     if args.executor == "slurm" and not args.no_train:  # a job a run neither finished nor queued
-        from .course import cluster
+        from mtl_lab.course import cluster
 
         names = experiments.ablation_names(args.models, args.seeds or experiments.ABLATION_SEEDS[args.profile])
         rc, _ = cluster.submit_runs(names, args.profile, cluster.options_from_args(args), args.backbone)
@@ -300,7 +300,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def _cmd_publish(args: argparse.Namespace) -> int:
-    from .experiments import publish
+    from mtl_lab.study.experiments import publish
 
     for path in publish(args.profile, args.names, predictions=not args.no_predictions, replace=args.replace):
         print(f"published {path}")
@@ -308,7 +308,7 @@ def _cmd_publish(args: argparse.Namespace) -> int:
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
-    from .compare import compare_runs, format_comparison
+    from mtl_lab.study.compare import compare_runs, format_comparison
 
     comparison = compare_runs(args.run_a, args.run_b, args.profile, seeds=args.seeds, honest=not args.best_epoch)
     print(format_comparison(comparison))
@@ -316,7 +316,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
 
 
 def _cmd_convert(args: argparse.Namespace) -> int:
-    from .checkpoint import convert
+    from mtl_lab.checkpoint import convert
 
     for path in args.paths:
         print(f"converted {convert(path)} (it now loads with weights_only=True)")
@@ -324,7 +324,7 @@ def _cmd_convert(args: argparse.Namespace) -> int:
 
 
 def _cmd_exercises(args: argparse.Namespace) -> int:
-    from .course.grading import release
+    from mtl_lab.course.grading import release
 
     counts = release(args.out)  # nbgrader's release (the same as: course release)
     for name, n in counts.items():
@@ -334,7 +334,7 @@ def _cmd_exercises(args: argparse.Namespace) -> int:
 
 
 def _cmd_course(args: argparse.Namespace) -> int:
-    from .course import grading
+    from mtl_lab.course import grading
 
     if args.action == "release":
         counts = grading.release(args.out)
@@ -351,7 +351,7 @@ def _cmd_course(args: argparse.Namespace) -> int:
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
-    from .report import build, update_readme
+    from mtl_lab.study.report import build, update_readme
 
     print(f"wrote {build(args.profile, args.out)}")
     if args.profile == "cpu" and update_readme(args.profile):
@@ -360,9 +360,9 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 
 def _cmd_figures(args: argparse.Namespace) -> int:
-    from . import analysis, experiments
-    from .backbone import load_tokenizer, quiet_transformers
-    from .train import load_encoded
+    from mtl_lab.models.backbone import load_tokenizer, quiet_transformers
+    from mtl_lab.study import analysis, experiments
+    from mtl_lab.training.loop import load_encoded
 
     quiet_transformers()
     sts_dev = load_encoded("sts", "dev", load_tokenizer(args.backbone), 128, None, 0)
@@ -389,7 +389,7 @@ def _cmd_figures(args: argparse.Namespace) -> int:
 
 
 def _cmd_notebooks(args: argparse.Namespace) -> int:
-    from .notebooks import refresh_published, run_notebooks, trust
+    from mtl_lab.course.notebooks import refresh_published, run_notebooks, trust
 
     if args.action == "refresh":
         refresh_published(args.only)
@@ -399,7 +399,7 @@ def _cmd_notebooks(args: argparse.Namespace) -> int:
             print(f"trusted: {path}")
         return 0
     if args.executor == "slurm":  # a job a notebook
-        from .course import cluster
+        from mtl_lab.course import cluster
 
         opts = cluster.options_from_args(args)
         return cluster.submit_notebooks(args.profile, args.only, args.out, args.device, args.inplace, opts)
@@ -407,7 +407,7 @@ def _cmd_notebooks(args: argparse.Namespace) -> int:
 
 
 def _cmd_jobs(args: argparse.Namespace) -> int:
-    from .course import cluster
+    from mtl_lab.course import cluster
 
     rows = cluster.list_jobs(show_all=args.all)
     if not rows:

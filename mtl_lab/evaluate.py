@@ -11,7 +11,7 @@ import torch
 from scipy.stats import pearsonr, spearmanr
 from sklearn.metrics import accuracy_score
 
-from .data import TASKS, DataError, EncodedTask, bucket_batches, collate, encode, load_split, subsample
+from mtl_lab.data import TASKS, DataError, EncodedTask, bucket_batches, collate, encode, load_split, subsample
 
 METRIC_NAMES = {"sst": "sst_acc", "qqp": "qqp_acc", "sts": "sts_pearson"}
 
@@ -279,8 +279,8 @@ def predict_files(
     that many examples a task (the seeded subset a profile's ``dev_limit`` picks), not leaderboard files.
     ``batch_size``: None for the device's default (``eval_batch_size``).
     """
-    from .backbone import load_tokenizer
-    from .model import load_model
+    from mtl_lab.models.backbone import load_tokenizer
+    from mtl_lab.models.model import load_model
 
     paths = list(checkpoint) if isinstance(checkpoint, (list, tuple)) else [checkpoint]
     dev = resolve_device(device)

@@ -2,7 +2,7 @@
 
 A run folder holds ``dev-records.npz`` beside its results.json: per task the dev example ids and,
 per epoch, the model's outputs (SST: the five class probabilities; QQP: P(paraphrase); STS: the raw
-score). Every comparison of runs (``mtl_lab.compare``) is recomputed from these, without the weights.
+score). Every comparison of runs (``mtl_lab.study.compare``) is recomputed from these, without the weights.
 """
 
 from __future__ import annotations

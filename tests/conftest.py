@@ -10,7 +10,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 @pytest.fixture(scope="session")
 def tokenizer():
-    from mtl_lab.backbone import load_tokenizer
+    from mtl_lab.models.backbone import load_tokenizer
 
     return load_tokenizer()
 
@@ -18,7 +18,7 @@ def tokenizer():
 @pytest.fixture(scope="session")
 def backbone():
     """The packaged backbone, loaded once; tests take deep copies (see ``make_model``)."""
-    from mtl_lab.backbone import load_backbone
+    from mtl_lab.models.backbone import load_backbone
 
     return load_backbone()
 
@@ -30,7 +30,7 @@ def make_model(backbone):
 
     import torch
 
-    from mtl_lab.model import ModelConfig, MultitaskModel
+    from mtl_lab.models.model import ModelConfig, MultitaskModel
 
     def build(**kw):
         torch.manual_seed(0)
@@ -71,7 +71,7 @@ def frozen_runs(tmp_path_factory):
 
 def tiny_config(**kw):
     """A training config of a few steps on a few examples (tests of the loop's machinery, not of learning)."""
-    from mtl_lab.train import profile_config
+    from mtl_lab.training.loop import profile_config
 
     base = dict(train_limit=16, dev_limit=16, epochs=1, batch_size=8, max_length=16, checkpoint_every=0)
     return profile_config("smoke", **{**base, **kw})

@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from mtl_lab import analysis, experiments
+from mtl_lab.study import analysis, experiments
 
 
 def _result(tasks, sst, qqp, sts, minutes=1.0):
@@ -90,7 +90,7 @@ def test_full_budget_table_pairs_seeds_against_the_baseline():
     assert table.loc["(c)", "dropout"] == "torch"
     # a row of other seeds (trained with the lab's dropout) has no paired difference: no baseline of its seeds
     later = {**res(0.48, 0.83, 0.86, 25), "config": {"train": {"seed": 3}}}
-    later["environment"]["dropout"] = "mtl_lab.dropout"
+    later["environment"]["dropout"] = "mtl_lab.models.fast.dropout"
     table = analysis.full_budget_table({**results, "a-s3": later}, {**rows, "(a*)": ["a-s3"]})
     assert math.isnan(table.loc["(a*)", "paired diff vs baseline"]) and table.loc["(a*)", "dropout"] == "16-bit"
     fig = analysis.plot_full_budget(results, rows)

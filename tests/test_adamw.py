@@ -5,7 +5,7 @@ import copy
 import pytest
 import torch
 
-from mtl_lab.optim import AdamW
+from mtl_lab.training.optim import AdamW
 
 
 def make_model(seed=0):

@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from mtl_lab.backbone import BackboneError, backbone_path, load_tokenizer
+from mtl_lab.models.backbone import BackboneError, backbone_path, load_tokenizer
 
 
 def test_default_backbone_is_the_packaged_minilm():

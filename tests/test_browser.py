@@ -23,7 +23,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from mtl_lab.notebooks import NOTEBOOK_DIR, jupyterlab_form
+from mtl_lab.course.notebooks import NOTEBOOK_DIR, jupyterlab_form
 
 playwright = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install playwright)")
 CHROMIUM = next(
@@ -89,7 +89,9 @@ def lab(tmp_path_factory, frozen_runs):
 
 def _trust(lab, path: Path) -> None:
     """Sign a notebook in the lab server's trust database, as ``python -m mtl_lab notebooks trust`` does."""
-    code = "import sys; from pathlib import Path; from mtl_lab.notebooks import trust; trust([Path(sys.argv[1])])"
+    code = (
+        "import sys; from pathlib import Path; from mtl_lab.course.notebooks import trust; trust([Path(sys.argv[1])])"
+    )
     subprocess.run([sys.executable, "-c", code, str(path)], env=lab["env"], check=True)
 
 
@@ -202,7 +204,7 @@ def _wait_changed(page, old: str, timeout_s: float = 60) -> str:
 
 def test_live_slider_redraws_the_pcgrad_figure(lab):
     name = "live_04.ipynb"
-    setup = "from mtl_lab import widgets"
+    setup = "from mtl_lab.course import widgets"
     _live_copy(BOOKS[0], setup, "playground = widgets.pcgrad_playground()", lab["root"] / name)
     page = _open_live(lab, name)
     try:
@@ -221,8 +223,8 @@ def test_live_slider_redraws_the_pcgrad_figure(lab):
 def test_typing_into_the_playground_changes_its_answer(lab):
     name = "live_06.ipynb"
     setup = (
-        "from mtl_lab import experiments, frozen, widgets\n"
-        "from mtl_lab.backbone import load_tokenizer\n"
+        "from mtl_lab.course import widgets\nfrom mtl_lab.models import frozen\nfrom mtl_lab.study import experiments\n"
+        "from mtl_lab.models.backbone import load_tokenizer\n"
         "tokenizer = load_tokenizer()\n"
         "compared = {}  # no trained checkpoints here: the frozen model alone"
     )

@@ -3,12 +3,12 @@
 import pytest
 import torch
 
-from mtl_lab import checks
-from mtl_lab.checks import CheckFailed, ExerciseNotDone
-from mtl_lab.encoders import build_encoder
-from mtl_lab.optim import AdamW
-from mtl_lab.optim.pcgrad import project_conflicting
-from mtl_lab.simcse import info_nce
+from mtl_lab.course import checks
+from mtl_lab.course.checks import CheckFailed, ExerciseNotDone
+from mtl_lab.models.encoders import build_encoder
+from mtl_lab.training.optim import AdamW
+from mtl_lab.training.optim.pcgrad import project_conflicting
+from mtl_lab.training.simcse import info_nce
 
 # -- (i) AdamW --------------------------------------------------------------------------------------
 

@@ -1,10 +1,11 @@
-"""Per-example records, cross-fitted scores and paired bootstrap intervals (mtl_lab.records, mtl_lab.compare)."""
+"""Per-example records, cross-fitted scores and paired bootstrap intervals (mtl_lab.records, mtl_lab.study.compare)."""
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from mtl_lab.compare import (
+from mtl_lab.records import DevRecords, read_records, write_epoch
+from mtl_lab.study.compare import (
     DevPredictions,
     compare_pair,
     crossfit,
@@ -16,7 +17,6 @@ from mtl_lab.compare import (
     seed_interval,
     verdict,
 )
-from mtl_lab.records import DevRecords, read_records, write_epoch
 
 
 def _ids(n: int, prefix: str) -> list[str]:
@@ -77,7 +77,7 @@ def test_a_constant_difference_gives_a_degenerate_interval():
 
 
 def _independent_bootstrap(a, b, labels, n=4000, seed=1):
-    """A plain resampler written apart from mtl_lab.compare: per task, resample examples with replacement."""
+    """A plain resampler written apart from mtl_lab.study.compare: per task, resample examples with replacement."""
     rng = np.random.default_rng(seed)
     out = []
     for _ in range(n):

@@ -1,12 +1,12 @@
-"""mtl_lab.dropout: the same dropout as PyTorch's (keep rate, scale, gradient), its masks reproducible by seed."""
+"""mtl_lab.models.fast.dropout: the same dropout as PyTorch's (keep rate, scale, gradient), its masks reproducible by seed."""
 
 import pytest
 import torch
 from conftest import tiny_config
 from torch import nn
 
-from mtl_lab import dropout as lab_dropout
-from mtl_lab.dropout import ATTENTION, Dropout, eager_attention, fast_dropout, keep_mask, use_fast_dropout
+from mtl_lab.models.fast import dropout as lab_dropout
+from mtl_lab.models.fast.dropout import ATTENTION, Dropout, eager_attention, fast_dropout, keep_mask, use_fast_dropout
 
 
 @pytest.mark.parametrize("p", [0.1, 0.5, 0.25])
@@ -87,9 +87,9 @@ def test_attention_equals_transformers_eager_attention_without_dropout():
 def test_the_model_trains_with_it_everywhere_and_scores_exactly_as_before(monkeypatch):
     import numpy as np
 
-    from mtl_lab.backbone import load_tokenizer
     from mtl_lab.data import collate, encode, load_split
-    from mtl_lab.model import ModelConfig, MultitaskModel
+    from mtl_lab.models.backbone import load_tokenizer
+    from mtl_lab.models.model import ModelConfig, MultitaskModel
 
     torch.manual_seed(0)
     model = MultitaskModel(ModelConfig(encoder="sbert_cnn_bilstm")).eval()
@@ -115,18 +115,20 @@ def test_the_model_trains_with_it_everywhere_and_scores_exactly_as_before(monkey
     assert calls.count(4) == layers  # every attention map
     assert len(calls) >= 1 + 3 * layers  # embeddings, attention maps, attention and feed-forward outputs
     padded, calls[:] = len(calls), []
-    model.unpad = True  # over real tokens only (mtl_lab.unpad, a CPU's default): the same dropouts, each once
+    model.unpad = (
+        True  # over real tokens only (mtl_lab.models.fast.unpad, a CPU's default): the same dropouts, each once
+    )
     model(batch)
     assert len(calls) == padded
 
 
 def test_training_on_a_cpu_uses_it_and_records_it(tmp_path):
-    from mtl_lab.model import ModelConfig
-    from mtl_lab.train import train
+    from mtl_lab.models.model import ModelConfig
+    from mtl_lab.training.loop import train
 
     res = train(ModelConfig(), tiny_config(), tmp_path, progress=False)
-    assert res["environment"]["dropout"] == "mtl_lab.dropout"
-    assert res["environment"]["tokens"] == "unpadded"  # mtl_lab.unpad, a CPU's default
+    assert res["environment"]["dropout"] == "mtl_lab.models.fast.dropout"
+    assert res["environment"]["tokens"] == "unpadded"  # mtl_lab.models.fast.unpad, a CPU's default
 
 
 @pytest.mark.parametrize("p", [0.0, 1e-7, 1e-6, 1e-5, 0.1, 0.5, 0.9, 0.999, 1 - 1e-7])

@@ -1,13 +1,13 @@
-"""Weight averaging (mtl_lab.ema): the moving average's arithmetic, the swap, and a run scored with it."""
+"""Weight averaging (mtl_lab.training.ema): the moving average's arithmetic, the swap, and a run scored with it."""
 
 import pytest
 import torch
 from torch import nn
 
-from mtl_lab import experiments
-from mtl_lab.ema import WeightAverage
-from mtl_lab.model import ModelConfig, load_model
-from mtl_lab.train import profile_config, train
+from mtl_lab.models.model import ModelConfig, load_model
+from mtl_lab.study import experiments
+from mtl_lab.training.ema import WeightAverage
+from mtl_lab.training.loop import profile_config, train
 
 
 def test_the_average_follows_the_weights_with_a_warm_start_and_swaps_in_and_out():

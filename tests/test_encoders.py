@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from mtl_lab.encoders import ENCODERS, build_encoder, masked_max, masked_mean
+from mtl_lab.models.encoders import ENCODERS, build_encoder, masked_max, masked_mean
 
 H = 16
 

@@ -4,9 +4,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mtl_lab import analysis, widgets
+from mtl_lab.course import widgets
 from mtl_lab.data import TASKS, load_split
 from mtl_lab.evaluate import write_predictions
+from mtl_lab.study import analysis
 
 
 @pytest.fixture(scope="module")

@@ -55,11 +55,11 @@ def test_the_reported_sts_pearson_is_the_pearson_of_the_written_dev_file(tmp_pat
     from conftest import tiny_config
     from scipy.stats import pearsonr
 
-    from mtl_lab import train as training
-    from mtl_lab.compare import dev_labels
     from mtl_lab.evaluate import predict_files
-    from mtl_lab.model import ModelConfig, MultitaskModel
+    from mtl_lab.models.model import ModelConfig, MultitaskModel
     from mtl_lab.records import read_records
+    from mtl_lab.study.compare import dev_labels
+    from mtl_lab.training import loop as training
 
     class Shifted(MultitaskModel):  # the random tiny model's STS scores (5 x cosine, 4.5-5.0) moved across 5
         def __init__(self, *args, **kw):

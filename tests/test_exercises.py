@@ -3,10 +3,10 @@
 import nbformat
 import pytest
 
-from mtl_lab.checks import ExerciseNotDone
+from mtl_lab.course.checks import ExerciseNotDone
+from mtl_lab.course.exercises import ExerciseMarkupError, strip_solutions
 from mtl_lab.course.grading import release
-from mtl_lab.exercises import ExerciseMarkupError, strip_solutions
-from mtl_lab.notebooks import NOTEBOOK_DIR
+from mtl_lab.course.notebooks import NOTEBOOK_DIR
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +53,7 @@ def test_running_a_stubbed_exercise_gives_one_clear_message(student):
         stub = next(i for i, s in enumerate(cells) if 'raise NotImplementedError("write ' in s)
         check = next(i for i in range(stub, len(cells)) if "checks.check_" in cells[i])
         namespace: dict = {}
-        exec("import torch\nimport torch.nn.functional as F\nfrom mtl_lab import checks", namespace)
+        exec("import torch\nimport torch.nn.functional as F\nfrom mtl_lab.course import checks", namespace)
         exec(cells[stub], namespace)
         with pytest.raises(ExerciseNotDone) as err:
             exec(cells[check], namespace)

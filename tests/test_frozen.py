@@ -7,7 +7,8 @@ sentence move the sentiment the right way; a paraphrase scores above an unrelate
 import numpy as np
 import pytest
 
-from mtl_lab import frozen, widgets
+from mtl_lab.course import widgets
+from mtl_lab.models import frozen
 
 CLASSES = np.arange(5)
 

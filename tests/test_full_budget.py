@@ -2,7 +2,7 @@
 
 import pytest
 
-from mtl_lab import experiments
+from mtl_lab.study import experiments
 
 
 def test_full_cls_is_the_baseline_with_another_seed():
@@ -186,7 +186,7 @@ def test_the_recipe_command_trains_missing_members_then_writes_averaged_files(tm
 
 
 def test_the_recipe_records_each_seed_as_an_ensemble_run_of_its_rows(tmp_path, monkeypatch, tiny_backbone):
-    from mtl_lab.analysis import full_budget_table
+    from mtl_lab.study.analysis import full_budget_table
 
     monkeypatch.setenv("MTL_LAB_RUNS", str(tmp_path / "runs"))
     monkeypatch.setenv("MTL_LAB_RESULTS", str(tmp_path / "results"))

@@ -6,10 +6,10 @@ import pytest
 import torch
 
 from mtl_lab.data import collate
-from mtl_lab.model import ModelConfig
-from mtl_lab.optim import AdamW
-from mtl_lab.optim.pcgrad import TaskGradients
-from mtl_lab.train import load_encoded, optimizer_step, profile_config, train
+from mtl_lab.models.model import ModelConfig
+from mtl_lab.training.loop import load_encoded, optimizer_step, profile_config, train
+from mtl_lab.training.optim import AdamW
+from mtl_lab.training.optim.pcgrad import TaskGradients
 
 
 def tiny(**kw):

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from mtl_lab import data
-from mtl_lab.model import ModelConfig
+from mtl_lab.models.model import ModelConfig
 
 
 @pytest.fixture(scope="module")

@@ -2,7 +2,7 @@
 
 import pytest
 
-from mtl_lab.notebooks import NOTEBOOK_DIR, jupyterlab_form
+from mtl_lab.course.notebooks import NOTEBOOK_DIR, jupyterlab_form
 
 BOOKS = sorted(NOTEBOOK_DIR.glob("[0-9][0-9]_*.ipynb"))
 
@@ -30,7 +30,7 @@ def test_trust_signs_notebooks_in_the_users_trust_database(tmp_path, monkeypatch
     import nbformat
     from nbformat.sign import NotebookNotary
 
-    from mtl_lab.notebooks import trust
+    from mtl_lab.course.notebooks import trust
 
     monkeypatch.setenv("JUPYTER_DATA_DIR", str(tmp_path / "data"))
     copy = tmp_path / "04_pcgrad.ipynb"
@@ -42,7 +42,7 @@ def test_trust_signs_notebooks_in_the_users_trust_database(tmp_path, monkeypatch
 
 def test_widgets_carry_a_picture_of_their_view():
     """Where widgets cannot render (untrusted, GitHub, HTML export) the output shows a picture, not 'VBox(...)'."""
-    from mtl_lab import widgets
+    from mtl_lab.course import widgets
 
     box = widgets.pcgrad_playground()
     bundle = box._repr_mimebundle_()
@@ -56,7 +56,7 @@ def test_widgets_carry_a_picture_of_their_view():
 def test_rerun_cells_refreshes_only_the_given_cells(tmp_path):
     import nbformat
 
-    from mtl_lab.notebooks import rerun_cells
+    from mtl_lab.course.notebooks import rerun_cells
 
     nb = nbformat.v4.new_notebook()
     setup = nbformat.v4.new_code_cell("x = 1\nprint('setup ran')")
@@ -75,12 +75,12 @@ def test_rerun_cells_refreshes_only_the_given_cells(tmp_path):
     assert path.read_text() == written
 
 
-@pytest.mark.parametrize("stem", sorted(__import__("mtl_lab.notebooks").notebooks.PUBLISHED_SECTIONS))
+@pytest.mark.parametrize("stem", sorted(__import__("mtl_lab.course.notebooks").course.notebooks.PUBLISHED_SECTIONS))
 def test_the_published_sections_name_the_cells_that_read_results(stem):
     import json
     import re
 
-    from mtl_lab.notebooks import PUBLISHED_SECTIONS
+    from mtl_lab.course.notebooks import PUBLISHED_SECTIONS
 
     cells = json.loads((NOTEBOOK_DIR / f"{stem}.ipynb").read_text())["cells"]
     setup, shown, _ = PUBLISHED_SECTIONS[stem]

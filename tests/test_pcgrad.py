@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from mtl_lab.optim.pcgrad import project_conflicting, project_conflicting_reference
+from mtl_lab.training.optim.pcgrad import project_conflicting, project_conflicting_reference
 
 
 def test_no_conflict_gives_the_plain_mean_and_sum():
@@ -70,7 +70,7 @@ def test_mean_and_sum_differ_by_k():
 
 
 def test_task_gradients_collects_each_loss_without_copies():
-    from mtl_lab.optim.pcgrad import TaskGradients
+    from mtl_lab.training.optim.pcgrad import TaskGradients
 
     torch.manual_seed(0)
     shared = torch.nn.Linear(4, 3)
@@ -96,7 +96,7 @@ def test_task_gradients_collects_each_loss_without_copies():
 @pytest.mark.parametrize("name", ["sum", "pcgrad", "imtl_g"])
 @pytest.mark.parametrize("reduction", ["mean", "sum"])
 def test_an_aggregator_writes_the_same_vector_into_a_reused_out(name, reduction):
-    from mtl_lab.optim.pcgrad import AGGREGATORS, TaskGradients
+    from mtl_lab.training.optim.pcgrad import AGGREGATORS, TaskGradients
 
     grads = torch.randn(3, 50, generator=torch.Generator().manual_seed(1))
     grads[1] = -0.5 * grads[0] + 0.1 * grads[1]  # a conflict, so PCGrad projects
@@ -110,7 +110,7 @@ def test_an_aggregator_writes_the_same_vector_into_a_reused_out(name, reduction)
 
 
 def test_cosine_matrix():
-    from mtl_lab.optim.pcgrad import cosine_matrix
+    from mtl_lab.training.optim.pcgrad import cosine_matrix
 
     g = torch.tensor([[1.0, 0.0], [0.0, 2.0], [-3.0, 0.0], [0.0, 0.0]])
     cos = cosine_matrix(g)
@@ -120,7 +120,7 @@ def test_cosine_matrix():
 
 @pytest.mark.parametrize("seed", range(5))
 def test_imtl_g_projects_equally_on_every_task(seed):
-    from mtl_lab.optim.pcgrad import imtl_g
+    from mtl_lab.training.optim.pcgrad import imtl_g
 
     torch.manual_seed(seed)
     g = torch.randn(3, 30, dtype=torch.float64)
@@ -133,7 +133,7 @@ def test_imtl_g_projects_equally_on_every_task(seed):
 
 
 def test_toy_objective_plain_descent_stalls_and_pcgrad_does_not():
-    from mtl_lab.optim.toy import optimize_toys, toy_losses
+    from mtl_lab.training.optim.toy import optimize_toys, toy_losses
 
     # One path in the valley is chaotic: a start moved by 1e-13, or another CPU's last bit of tanh, ends
     # elsewhere. What holds is the average over a small cloud of starts (24 starts: plain 5.5-8.2, mean 7.0;
@@ -147,7 +147,7 @@ def test_toy_objective_plain_descent_stalls_and_pcgrad_does_not():
 
 
 def test_2d_geometry_of_the_widget():
-    from mtl_lab.widgets import pcgrad_2d
+    from mtl_lab.course.widgets import pcgrad_2d
 
     agree = pcgrad_2d(45)
     np.testing.assert_allclose(agree["pcgrad"], agree["plain"])  # no conflict: nothing projected
@@ -159,7 +159,7 @@ def test_2d_geometry_of_the_widget():
 
 
 def test_toy_points_optimised_together_move_as_if_alone():
-    from mtl_lab.optim.toy import optimize_toy, optimize_toys
+    from mtl_lab.training.optim.toy import optimize_toy, optimize_toys
 
     runs = [((-8.5, 7.5), "sum"), ((-8.5, 7.5), "pcgrad"), ((9.0, 9.0), "imtl_g"), ((0.0, -3.0), "pcgrad")]
     together = optimize_toys(runs, steps=300, seed=3)

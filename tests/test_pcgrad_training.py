@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from mtl_lab import data
-from mtl_lab.model import ModelConfig
-from mtl_lab.optim.pcgrad import AGGREGATORS, TaskGradients, imtl_g, project_conflicting
-from mtl_lab.train import aggregate_backward, epoch_plan, profile_config, train
+from mtl_lab.models.model import ModelConfig
+from mtl_lab.training.loop import aggregate_backward, epoch_plan, profile_config, train
+from mtl_lab.training.optim.pcgrad import AGGREGATORS, TaskGradients, imtl_g, project_conflicting
 
 
 @pytest.fixture(scope="module")

@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 import torch
 
-from mtl_lab import experiments
 from mtl_lab.data import collate
-from mtl_lab.rdrop import consistency, rdrop_loss
-from mtl_lab.train import load_encoded, profile_config, supervised_loss, task_losses, train
+from mtl_lab.study import experiments
+from mtl_lab.training.loop import load_encoded, profile_config, supervised_loss, task_losses, train
+from mtl_lab.training.rdrop import consistency, rdrop_loss
 
 
 @pytest.mark.parametrize("task,shape", [("sst", (6, 5)), ("qqp", (6,)), ("sts", (6,))])
@@ -49,7 +49,7 @@ def test_the_rdrop_option_is_checked_and_trains(tmp_path):
         profile_config("smoke", rdrop=-1.0)
     with pytest.raises(ValueError, match="rdrop regularises the labelled tasks"):
         profile_config("smoke", pretrain="unsup", rdrop=1.0)
-    from mtl_lab.model import ModelConfig
+    from mtl_lab.models.model import ModelConfig
 
     cfg = profile_config("smoke", train_limit=16, dev_limit=16, epochs=1, batch_size=8, max_length=16, rdrop=1.0)
     res = train(ModelConfig(encoder="mean", pair_head="ensemble"), cfg, tmp_path, progress=False)
@@ -86,7 +86,7 @@ def test_a_step_logs_the_task_loss_apart_from_the_consistency_and_backpropagates
 
 
 def test_an_rdrop_run_records_its_task_loss_and_its_consistency_apart_and_resumes_exactly(tmp_path, tiny_backbone):
-    from mtl_lab.model import ModelConfig
+    from mtl_lab.models.model import ModelConfig
 
     model = ModelConfig(encoder="mean", pair_head="ensemble", backbone=tiny_backbone)
     small = dict(train_limit=16, dev_limit=16, epochs=2, batch_size=8, max_length=16, checkpoint_every=2)

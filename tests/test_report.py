@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from mtl_lab import report
+from mtl_lab.study import report
 
 
 def _write(root, name, tasks, overall=0.7, **extra):
@@ -76,7 +76,7 @@ def test_the_readme_headline_is_rewritten_from_the_full_budget_runs(tmp_path, mo
 
 
 def test_stopped_candidates_are_not_listed_as_still_to_train(tmp_path, monkeypatch):
-    from mtl_lab import experiments
+    from mtl_lab.study import experiments
 
     monkeypatch.setenv("MTL_LAB_RESULTS", str(tmp_path / "runs"))
     tasks = ["sst", "qqp", "sts"]
@@ -115,8 +115,8 @@ def test_the_page_leads_with_its_tables_and_collects_timing_notes_at_the_end(tmp
 def test_the_headline_states_each_difference_with_its_intervals_and_the_cross_fitted_score(tmp_path, monkeypatch):
     import numpy as np
 
-    from mtl_lab.compare import dev_labels
     from mtl_lab.records import write_epoch
+    from mtl_lab.study.compare import dev_labels
 
     monkeypatch.setenv("MTL_LAB_RESULTS", str(tmp_path / "runs"))
     labels = dev_labels(("sst", "qqp", "sts"))
@@ -143,7 +143,7 @@ def test_the_headline_states_each_difference_with_its_intervals_and_the_cross_fi
 
 
 def test_rows_without_per_example_predictions_are_compared_over_seeds_only(tmp_path, monkeypatch):
-    from mtl_lab.compare import compare_runs, format_comparison
+    from mtl_lab.study.compare import compare_runs, format_comparison
 
     monkeypatch.setenv("MTL_LAB_RESULTS", str(tmp_path / "runs"))
     for k, (base, other) in enumerate(
@@ -163,8 +163,8 @@ def test_rows_without_per_example_predictions_are_compared_over_seeds_only(tmp_p
 def test_a_run_with_records_is_not_cross_fitted_against_one_scored_at_its_best_epoch(tmp_path, monkeypatch):
     import numpy as np
 
-    from mtl_lab.compare import compare_runs, dev_labels
     from mtl_lab.records import write_epoch
+    from mtl_lab.study.compare import compare_runs, dev_labels
 
     monkeypatch.setenv("MTL_LAB_RESULTS", str(tmp_path / "runs"))
     labels = dev_labels(("sst",))["sst"]

@@ -8,12 +8,12 @@ import pandas as pd
 import pytest
 from conftest import tiny_config
 
-from mtl_lab import experiments
 from mtl_lab.__main__ import main
 from mtl_lab.data import DataError, resolve_data_dir
 from mtl_lab.evaluate import predict_files
-from mtl_lab.model import ModelConfig
-from mtl_lab.train import TrainingError, profile_config, require_device, train
+from mtl_lab.models.model import ModelConfig
+from mtl_lab.study import experiments
+from mtl_lab.training.loop import TrainingError, profile_config, require_device, train
 
 tiny = tiny_config
 
@@ -217,10 +217,10 @@ def test_an_ensemble_averages_its_members_probabilities_and_scores(tmp_path, che
     alone = [predict_files(p, tmp_path / f"m{i}", splits=("dev",)) for i, p in enumerate((checkpoint, other))]
     assert [members[str(p)] for p in (checkpoint, other)] == alone  # each member's own score, shown beside
     # the files hold the decision on the members' averaged probabilities (SST) and scores (STS)
-    from mtl_lab.backbone import load_tokenizer
     from mtl_lab.data import encode, load_split
     from mtl_lab.evaluate import outputs_to_predictions, task_outputs
-    from mtl_lab.model import load_model
+    from mtl_lab.models.backbone import load_tokenizer
+    from mtl_lab.models.model import load_model
 
     models = [load_model(p) for p in (checkpoint, other)]
     for task, col in (("sst", "Predicted_Sentiment"), ("sts", "Predicted_Similarity")):
@@ -266,8 +266,8 @@ def test_a_run_with_the_same_configuration_under_another_name_is_shared_not_retr
 
 
 def test_limited_dev_predictions_cover_the_subset_training_scores(tmp_path, checkpoint, tokenizer):
-    from mtl_lab import analysis
-    from mtl_lab.train import load_encoded
+    from mtl_lab.study import analysis
+    from mtl_lab.training.loop import load_encoded
 
     run = tmp_path / "run"
     run.mkdir()

@@ -9,8 +9,8 @@ import pytest
 import torch
 from conftest import tiny_config
 
-from mtl_lab import simcse
 from mtl_lab.data import load_sick, load_split
+from mtl_lab.training import simcse
 
 
 def _direct(a, p, tau, n=None):
@@ -107,7 +107,7 @@ def test_unknown_mode_is_a_clear_error():
 
 
 def test_pretraining_with_the_conflict_monitor_is_a_clear_error():
-    from mtl_lab.train import TrainConfig
+    from mtl_lab.training.loop import TrainConfig
 
     with pytest.raises(ValueError, match="pre-training has one"):
         TrainConfig(pretrain="nli", monitor_every=10)
@@ -136,8 +136,8 @@ def _direct_masked(a, p, n_kept, tau):
 
 
 def test_pretraining_runs_through_the_loop_and_fine_tuning_starts_from_it(tmp_path):
-    from mtl_lab.model import ModelConfig, MultitaskModel
-    from mtl_lab.train import profile_config, train
+    from mtl_lab.models.model import ModelConfig, MultitaskModel
+    from mtl_lab.training.loop import profile_config, train
 
     cfg = profile_config("smoke", pretrain="nli", epochs=1, train_limit=64, dev_limit=64, batch_size=16)
     assert cfg.tasks == ("simcse",)
@@ -165,7 +165,7 @@ def test_pretraining_runs_through_the_loop_and_fine_tuning_starts_from_it(tmp_pa
 
 
 def test_named_pretraining_chain_trains_its_prerequisites_and_records_the_geometry_before(tmp_path, monkeypatch):
-    from mtl_lab.experiments import experiment, prerequisites, run_dir, run_experiment
+    from mtl_lab.study.experiments import experiment, prerequisites, run_dir, run_experiment
 
     monkeypatch.setenv("MTL_LAB_RUNS", str(tmp_path))
     assert prerequisites("ft-cls-nli_qqp_sts", "smoke") == ["pre-cls-nli", "pre-cls-nli_qqp_sts"]

@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 import torch
 
-from mtl_lab.analysis import load_quietly
-from mtl_lab.compare import dev_labels, epoch_predictions, score
 from mtl_lab.data import subsample
-from mtl_lab.model import ModelConfig, MultitaskModel, load_model
+from mtl_lab.models.model import ModelConfig, MultitaskModel, load_model
 from mtl_lab.records import read_records
-from mtl_lab.train import (
+from mtl_lab.study.analysis import load_quietly
+from mtl_lab.study.compare import dev_labels, epoch_predictions, score
+from mtl_lab.training.loop import (
     TrainConfig,
     TrainingError,
     config_diff,
@@ -233,8 +233,8 @@ def test_the_eval_batch_size_does_not_make_another_run():
 
 
 def test_the_eval_batch_size_changes_how_fast_not_what_is_scored():
-    from mtl_lab.backbone import load_tokenizer
     from mtl_lab.evaluate import eval_batch_size, evaluate
+    from mtl_lab.models.backbone import load_tokenizer
 
     assert eval_batch_size(torch.device("cpu")) == 32
     tokenizer = load_tokenizer()

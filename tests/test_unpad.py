@@ -1,11 +1,12 @@
-"""mtl_lab.unpad: the backbone over real tokens only gives the padded backbone's states, outputs and gradients."""
+"""mtl_lab.models.fast.unpad: the backbone over real tokens only gives the padded backbone's states, outputs and gradients."""
 
 import numpy as np
 import pytest
 import torch
 
-from mtl_lab import data, unpad
-from mtl_lab.dropout import use_fast_dropout
+from mtl_lab import data
+from mtl_lab.models.fast import unpad
+from mtl_lab.models.fast.dropout import use_fast_dropout
 
 
 def _batch(rows: list[list[int]], types: bool = False):

@@ -9,7 +9,7 @@ job also waits for the one before it in its lane), so no more than N run at once
 
 A job whose time runs out or that is preempted gets submitit's signal (USR2, 90 s ahead), requeues
 itself and starts the same call again, and the training loop resumes from the run folder's
-``checkpoint.pt`` (``mtl_lab.train``: the same result as an uninterrupted run). A plain ``scancel``
+``checkpoint.pt`` (``mtl_lab.training.loop``: the same result as an uninterrupted run). A plain ``scancel``
 stops a job for good; the next submission of the same command resumes its run from the checkpoint.
 
 Every submitted job is recorded in ``<runs>/slurm/jobs.jsonl`` (name, Slurm id, log); its log is
@@ -34,7 +34,7 @@ from pathlib import Path
 
 import submitit
 
-from ..data import resolve_data_dir, runs_root
+from mtl_lab.data import resolve_data_dir, runs_root
 
 JOB_PREFIX = "mtl-lab"
 # time limits (minutes) when --time is not given: a run of the profile with its prerequisites' margin
@@ -169,7 +169,7 @@ class RunJob(submitit.helpers.Checkpointable):
         self, name: str, profile: str, backbone: str | None, runs: str, data: str | None, device: str | None
     ) -> dict:
         _job_environment(runs, data)
-        from ..experiments import run_dir, run_experiment
+        from mtl_lab.study.experiments import run_dir, run_experiment
 
         restarts = os.environ.get("SLURM_RESTART_COUNT", "0")
         print(f"{name} ({profile} profile), job {_job_id()}, restart {restarts}: {run_dir(profile, name)}", flush=True)
@@ -182,7 +182,7 @@ class RecipeJob(submitit.helpers.Checkpointable):
 
     def __call__(self, kwargs: dict, runs: str, data: str | None) -> dict:
         _job_environment(runs, data)
-        from ..experiments import recipe_predictions
+        from mtl_lab.study.experiments import recipe_predictions
 
         print(f"recipe ensemble, job {_job_id()}", flush=True)
         out = recipe_predictions(**kwargs)
@@ -194,7 +194,7 @@ class NotebookJob(submitit.helpers.Checkpointable):
 
     def __call__(self, stem: str, profile: str, out: str, device: str, inplace: bool, runs: str, data) -> dict:
         _job_environment(runs, data)
-        from ..notebooks import run_notebooks
+        from mtl_lab.course.notebooks import run_notebooks
 
         print(f"notebook {stem} ({profile} profile), job {_job_id()}", flush=True)
         rc = run_notebooks(profile, only=[stem], out=out, device=device, inplace=inplace)
@@ -445,8 +445,8 @@ def report_failures(outcome: dict[str, dict]) -> int:
 
 
 def _finished(profile: str, name: str) -> bool:
-    from ..experiments import run_dir
-    from ..train import load_results
+    from mtl_lab.study.experiments import run_dir
+    from mtl_lab.training.loop import load_results
 
     res = load_results(run_dir(profile, name))
     return bool(res and res.get("finished")) and (run_dir(profile, name) / "best.pt").is_file()
@@ -456,7 +456,7 @@ def run_tasks(
     names: list[str], profile: str, backbone: str | None = None, device: str | None = None, opts=None
 ) -> list[Task]:
     """The jobs that train named runs, their unfinished prerequisites first (afterok); finished runs are left out."""
-    from ..experiments import prerequisites, run_dir
+    from mtl_lab.study.experiments import prerequisites, run_dir
 
     runs, data = str(runs_root().resolve()), str(resolve_data_dir(None).resolve())
     order: list[str] = []
@@ -532,7 +532,7 @@ def submit_notebooks(
     profile: str, only: list[str] | None, out: str | None, device: str, inplace: bool, opts: SlurmOptions
 ) -> int:
     """``notebooks run --executor slurm``: a job a notebook, after the notebooks whose runs it reuses."""
-    from ..notebooks import notebook_paths, notebooks_root
+    from mtl_lab.course.notebooks import notebook_paths, notebooks_root
 
     require_slurm()
     books = notebook_paths(only)

@@ -52,9 +52,9 @@ from nbgrader.preprocessors import (
 )
 from traitlets import Bool, Integer, Unicode
 
-from ..exercises import strip_solutions
+from mtl_lab.course.exercises import strip_solutions
 
-# not imported from mtl_lab.notebooks: nbgrader's processes start without torch
+# not imported from mtl_lab.course.notebooks: nbgrader's processes start without torch
 NOTEBOOK_DIR = Path(__file__).resolve().parents[2] / "notebooks"
 
 COURSE_ID = "mtl-lab"

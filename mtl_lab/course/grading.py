@@ -29,7 +29,7 @@ from pathlib import Path
 
 import nbformat
 
-from .engine import ASSIGNMENT, CELL_TIMEOUT_S, NOTEBOOK_DIR, SETUP_TIMEOUT_S
+from mtl_lab.course.engine import ASSIGNMENT, CELL_TIMEOUT_S, NOTEBOOK_DIR, SETUP_TIMEOUT_S
 
 COLUMNS = ["student", "notebook", "exercise", "score", "max_score", "feedback"]
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -77,7 +77,7 @@ def _api(root: Path, timeout: int = CELL_TIMEOUT_S):
     from nbgrader.coursedir import CourseDirectory
     from traitlets.config import Config
 
-    from .engine import configure
+    from mtl_lab.course.engine import configure
 
     c = Config()
     configure(c, timeout=timeout, root=str(root))

@@ -27,8 +27,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .backbone import load_backbone, load_tokenizer
-from .encoders import masked_mean
+from mtl_lab.models.backbone import load_backbone, load_tokenizer
+from mtl_lab.models.encoders import masked_mean
 
 TASKS = ("sst", "qqp", "sts")
 
@@ -78,7 +78,7 @@ class FrozenSentenceModel:
         """Fit the three heads on small training subsets (seconds); returns self."""
         from sklearn.linear_model import LogisticRegression
 
-        from .data import load_split, subsample
+        from mtl_lab.data import load_split, subsample
 
         start = time.perf_counter()
         cfg = self.config
@@ -123,7 +123,7 @@ class FrozenSentenceModel:
         """The heads on the dev sets (or a seeded subset of ``limit`` rows each): SST acc, QQP acc, STS Pearson."""
         from scipy.stats import pearsonr
 
-        from .data import load_split, subsample
+        from mtl_lab.data import load_split, subsample
 
         sst, qqp, sts = (subsample(load_split(t, "dev", data_dir, warn=False), limit, 0) for t in ("sst", "qqp", "sts"))
         return {
@@ -134,8 +134,8 @@ class FrozenSentenceModel:
 
 
 def _cache_path(config: FrozenConfig, data_dir=None) -> Path:
-    from .backbone import backbone_path
-    from .data import data_fingerprint, runs_root, task_file
+    from mtl_lab.data import data_fingerprint, runs_root, task_file
+    from mtl_lab.models.backbone import backbone_path
 
     files = [task_file(t, "train") for t in ("sst", "qqp", "sts")]
     key = json.dumps(

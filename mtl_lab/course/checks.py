@@ -8,8 +8,8 @@ a hint naming it. In a notebook the message is shown alone, without a traceback.
 - ``check_adamw(optimizer_cls)``: the AdamW step (notebook 01); ``torch.optim.AdamW`` passes too.
 - ``check_mean_pooling(fn)``: masked mean pooling, fn(hidden B x T x H, mask B x T) -> B x H (notebook 02).
 - ``check_pair_features(fn)``: the paraphrase head's features [u; v; |u - v|], fn(u, v) -> B x 3D (notebook 02).
-- ``check_info_nce(fn)``: the SimCSE loss, same signature as ``mtl_lab.simcse.info_nce`` (notebook 03).
-- ``check_project_conflicting(fn)``: PCGrad, same signature as ``mtl_lab.optim.pcgrad.project_conflicting`` (notebook 04).
+- ``check_info_nce(fn)``: the SimCSE loss, same signature as ``mtl_lab.training.simcse.info_nce`` (notebook 03).
+- ``check_project_conflicting(fn)``: PCGrad, same signature as ``mtl_lab.training.optim.pcgrad.project_conflicting`` (notebook 04).
 """
 
 from __future__ import annotations
@@ -20,9 +20,9 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-from .optim import AdamW
-from .optim.pcgrad import project_conflicting_reference
-from .simcse import info_nce
+from mtl_lab.training.optim import AdamW
+from mtl_lab.training.optim.pcgrad import project_conflicting_reference
+from mtl_lab.training.simcse import info_nce
 
 
 class CheckFailed(AssertionError):
@@ -195,7 +195,7 @@ def check_pair_features(fn: Callable) -> None:
 
 
 def check_info_nce(fn: Callable) -> None:
-    """Your SimCSE loss against ``mtl_lab.simcse.info_nce``: in-batch negatives, then hard negatives (+ mask)."""
+    """Your SimCSE loss against ``mtl_lab.training.simcse.info_nce``: in-batch negatives, then hard negatives (+ mask)."""
     gen = torch.Generator().manual_seed(3)
     a = torch.randn(6, 8, generator=gen) * 3
     p = a + torch.randn(6, 8, generator=gen) * 2

@@ -16,7 +16,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from .optim.pcgrad import project_conflicting
+from mtl_lab.training.optim.pcgrad import project_conflicting
 
 
 def pcgrad_2d(angle_deg: float, ratio: float = 1.0) -> dict[str, np.ndarray]:
@@ -127,7 +127,7 @@ def predict_text(model, tokenizer, sentence: str, pair: tuple[str, str]) -> dict
     """One model's answers: SST class probabilities of ``sentence``; paraphrase probability and similarity of ``pair``."""
     import pandas as pd
 
-    from .data import collate, encode
+    from mtl_lab.data import collate, encode
 
     model.eval()
     device = next(model.parameters()).device
@@ -154,7 +154,7 @@ def predict_text(model, tokenizer, sentence: str, pair: tuple[str, str]) -> dict
 
 def plot_prediction(result: dict, ax=None, heading: str | None = None):
     """The sentiment distribution as bars, with the pair's paraphrase probability and similarity in the title."""
-    from .analysis import SST_CLASSES
+    from mtl_lab.study.analysis import SST_CLASSES
 
     if ax is None:
         _, ax = plt.subplots(figsize=(5.5, 2.6))
@@ -185,13 +185,13 @@ def playground(models: dict, tokenizer, sentence: str = "it is n't funny .", pai
     """Type a sentence and a pair; see the chosen model's sentiment, paraphrase and similarity, live.
 
     ``models`` maps a label to a MultitaskModel, a run folder / best.pt, or an object with
-    ``answer(sentence, pair)`` (e.g. :class:`mtl_lab.frozen.FrozenSentenceModel`); the first is
+    ``answer(sentence, pair)`` (e.g. :class:`mtl_lab.models.frozen.FrozenSentenceModel`); the first is
     shown first. The returned box keeps the latest answers in ``box.result`` (what the display shows).
     """
     import ipywidgets as w
     from IPython.display import display
 
-    from .model import load_model
+    from mtl_lab.models.model import load_model
 
     models = {
         k: v if isinstance(v, torch.nn.Module) or hasattr(v, "answer") else load_model(v) for k, v in models.items()

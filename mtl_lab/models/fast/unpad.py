@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import dropout
+from mtl_lab.models.fast import dropout
 
 Group = tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]
 """One padded batch: token ids [B, L], attention mask [B, L] (1 = real token), token types [B, L] or None."""

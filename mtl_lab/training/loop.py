@@ -11,7 +11,7 @@ A run is ``train(ModelConfig, TrainConfig, out_dir)``. It
    optional layer-wise LR decay, and autocast (precision "auto": bf16 on a CPU with native bf16 where
    a timed training step is faster in it, else fp32; bf16/fp16 + GradScaler on CUDA),
 4. evaluates on dev after each epoch, keeps the best epoch by the overall score (``best.pt``;
-   with ``ema`` > 0 both use a moving average of the weights, ``mtl_lab.ema``),
+   with ``ema`` > 0 both use a moving average of the weights, ``mtl_lab.training.ema``),
 5. checkpoints atomically (``checkpoint.pt``) every ``checkpoint_every`` steps and at each epoch
    end; a run started again in the same folder resumes from there and ends where an
    uninterrupted run would have ended (the epoch plans are functions of seed and epoch, and the
@@ -41,9 +41,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .backbone import backbone_path, load_tokenizer
-from .checkpoint import atomic_save, safe_load
-from .data import (
+from mtl_lab.checkpoint import atomic_save, safe_load
+from mtl_lab.data import (
     SPLITS,
     TASK_NAMES,
     DataError,
@@ -58,16 +57,25 @@ from .data import (
     subsample,
     task_file,
 )
-from .data import bucket_batches as _bucket_batches
-from .dropout import dropout_kind, use_fast_dropout
-from .ema import WeightAverage
-from .evaluate import autocast_context, eval_batch_size, evaluate, precision_choice, resolve_device
-from .model import ModelConfig, MultitaskModel, checkpoint_path
-from .optim import AdamW
-from .optim.pcgrad import AGGREGATORS, TaskGradients, cosine_matrix
-from .rdrop import rdrop_terms
-from .records import write_epoch
-from .simcse import MODES, EncodedPairs, collate_pairs, contrastive_loss, embedding_metrics, encode_pairs, mine_pairs
+from mtl_lab.data import bucket_batches as _bucket_batches
+from mtl_lab.evaluate import autocast_context, eval_batch_size, evaluate, precision_choice, resolve_device
+from mtl_lab.models.backbone import backbone_path, load_tokenizer
+from mtl_lab.models.fast.dropout import dropout_kind, use_fast_dropout
+from mtl_lab.models.model import ModelConfig, MultitaskModel, checkpoint_path
+from mtl_lab.records import write_epoch
+from mtl_lab.training.ema import WeightAverage
+from mtl_lab.training.optim import AdamW
+from mtl_lab.training.optim.pcgrad import AGGREGATORS, TaskGradients, cosine_matrix
+from mtl_lab.training.rdrop import rdrop_terms
+from mtl_lab.training.simcse import (
+    MODES,
+    EncodedPairs,
+    collate_pairs,
+    contrastive_loss,
+    embedding_metrics,
+    encode_pairs,
+    mine_pairs,
+)
 
 SAMPLERS = ("proportional", "round_robin", "sqrt", "annealed", "uniform")
 
@@ -118,12 +126,12 @@ class TrainConfig:
     # Freeze the lowest k transformer layers and every embedding beneath them: backward then stops above them
     # (less work a step, a small accuracy cost: docs/performance.md). 0 = every layer trains.
     freeze_layers: int = 0
-    # R-Drop (``mtl_lab.rdrop``): > 0 runs each labelled batch twice and adds this weight times the two
+    # R-Drop (``mtl_lab.training.rdrop``): > 0 runs each labelled batch twice and adds this weight times the two
     # passes' disagreement to the loss (a second forward and backward pass a step); 0 = off. The lab's weight w is
     # the paper's alpha = 2 w (the paper sums the two passes' losses where the lab averages them). The run records
     # the task loss alone as train_loss and the disagreement under rdrop_consistency.
     rdrop: float = 0.0
-    # Weight averaging (``mtl_lab.ema``): > 0 keeps an exponential moving average of the weights with this
+    # Weight averaging (``mtl_lab.training.ema``): > 0 keeps an exponential moving average of the weights with this
     # decay (e.g. 0.999) and scores dev / saves best.pt with it; 0 = off.
     ema: float = 0.0
 
@@ -357,7 +365,7 @@ def lr_multiplier(step: int, total: int, warmup: float) -> float:
 
 def cpu_name() -> str:
     """The CPU's model name (from /proc/cpuinfo, else the platform), recorded with every run's timings."""
-    from .evaluate import cpuinfo_field
+    from mtl_lab.evaluate import cpuinfo_field
 
     return cpuinfo_field(("model name",)) or platform.processor() or platform.machine()
 
@@ -498,7 +506,7 @@ def supervised_loss(
     **_,
 ) -> torch.Tensor:
     """A labelled task's loss on rows ``idx``: the model's head for the task and the task's loss
-    (with ``rdrop`` > 0, the R-Drop loss of the rows passed twice: ``mtl_lab.rdrop``; ``terms``, if given,
+    (with ``rdrop`` > 0, the R-Drop loss of the rows passed twice: ``mtl_lab.training.rdrop``; ``terms``, if given,
     then receives its parts, detached: ``loss``, the task loss alone, and ``rdrop_consistency``)."""
     rows = np.concatenate([idx, idx]) if rdrop else idx  # R-Drop passes every row twice
     batch = _to_device(collate(enc, rows, model.views(task)), device)
@@ -667,8 +675,8 @@ def optimizer_step(
 def prepare_for_training(model: MultitaskModel, cfg: TrainConfig, device: torch.device) -> MultitaskModel:
     """Freeze the word embeddings (``cfg.freeze_word_embeddings``), the lowest ``cfg.freeze_layers`` layers, and, on
     a CPU, use the plain ("eager") attention -- the same maths as PyTorch's fused SDPA kernels, which train slower on
-    a CPU -- and dropout masks drawn 16 bits at a time (``mtl_lab.dropout``: the same dropout, faster steps). On a
-    CPU the model also runs its backbone over real tokens only (``mtl_lab.unpad``, decided by
+    a CPU -- and dropout masks drawn 16 bits at a time (``mtl_lab.models.fast.dropout``: the same dropout, faster steps). On a
+    CPU the model also runs its backbone over real tokens only (``mtl_lab.models.fast.unpad``, decided by
     ``MultitaskModel.unpadded``). ``benchmarks/bench_training.py`` measures each (docs/performance.md)."""
     if cfg.freeze_word_embeddings:
         model.freeze_word_embeddings()
@@ -699,7 +707,7 @@ def train(
 
     ``optimizer_cls`` replaces the hand-written AdamW (any ``torch.optim.Optimizer`` taking param
     groups, lr and weight_decay: a student's own AdamW); ``aggregator`` replaces the function of
-    ``cfg.aggregation`` (same signature as ``mtl_lab.optim.pcgrad.project_conflicting``: a
+    ``cfg.aggregation`` (same signature as ``mtl_lab.training.optim.pcgrad.project_conflicting``: a
     student's own PCGrad). results.json names what was used.
     """
     data_dir = resolve_data_dir(data_dir)  # a wrong data folder fails before anything is written
@@ -805,7 +813,7 @@ def train(
                 "cpu": cpu_name(),
                 "backbone_path": backbone_path(model_cfg.backbone),
                 "dropout": dropout_kind(model),
-                "tokens": "unpadded" if model.unpadded() else "padded",  # mtl_lab.unpad
+                "tokens": "unpadded" if model.unpadded() else "padded",  # mtl_lab.models.fast.unpad
             },
             "data": {
                 "train": {t: len(enc) for t, enc in train_sets.items()},

@@ -147,7 +147,7 @@ class SBERTCNNBiLSTMEncoder(nn.Module):
 
 ENCODERS = ("cls", "pooled", "mean", "cnn", "bilstm", "bilstm_cnn", "sbert_cnn_bilstm")
 FIRST_TOKEN_ONLY = ("cls", "pooled")
-"""The encoders whose sentence vector reads the first token's final state alone (see ``mtl_lab.unpad.encode``)."""
+"""The encoders whose sentence vector reads the first token's final state alone (see ``mtl_lab.models.fast.unpad.encode``)."""
 
 
 def build_encoder(

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .data import REPO_ROOT, DataWarning, runs_root
+from mtl_lab.data import REPO_ROOT, DataWarning, runs_root
 
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
 PROFILES = ("smoke", "cpu", "gpu")
@@ -51,7 +51,7 @@ def setup(name: str, profile: str = "smoke", seed: int = 0, out_dir: str | None 
         raise ValueError(f"PROFILE must be one of {PROFILES}, got {profile!r}")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    from .backbone import quiet_transformers
+    from mtl_lab.models.backbone import quiet_transformers
 
     quiet_transformers()
     warnings.filterwarnings("ignore", category=DataWarning)  # the notebooks show skipped rows as tables
@@ -82,8 +82,8 @@ def environment() -> dict:
     import torch
     import transformers
 
-    from .backbone import backbone_path
-    from .evaluate import precision_choice, resolve_device
+    from mtl_lab.evaluate import precision_choice, resolve_device
+    from mtl_lab.models.backbone import backbone_path
 
     return {
         "python": sys.version.split()[0],
@@ -148,8 +148,9 @@ PUBLISHED_SECTIONS = {
     "06_error_analysis": (  # its set-up cell reads your smoke runs: only what the cpu section needs
         [1],
         [20, 21, 22, 23],
-        "from mtl_lab import analysis, experiments, notebooks\n"
-        "from mtl_lab.backbone import load_tokenizer\n"
+        "from mtl_lab.course import notebooks\n"
+        "from mtl_lab.study import analysis, experiments\n"
+        "from mtl_lab.models.backbone import load_tokenizer\n"
         'lab = notebooks.setup("06_error_analysis", PROFILE, SEED, OUT_DIR)\n'
         "tokenizer = load_tokenizer(MODEL)",
     ),

@@ -17,9 +17,9 @@ import pandas as pd
 import seaborn as sns
 import torch
 
-from . import data
-from .evaluate import prediction_path, read_predictions
-from .paper import paper_frame
+from mtl_lab import data
+from mtl_lab.evaluate import prediction_path, read_predictions
+from mtl_lab.study.paper import paper_frame
 
 TASK_LABELS = {"sst": "SST-5 (acc)", "qqp": "Quora (acc)", "sts": "STS-B (Pearson r)"}
 METRIC_COLUMNS = {"sst_acc": "SST", "qqp_acc": "QQP", "sts_pearson": "STS", "overall": "overall"}
@@ -158,7 +158,7 @@ def results_table(results: dict[str, dict], paper: dict[str, str] | None = None,
 
 def single_task_ensemble(results: dict[str, dict]) -> dict:
     """A pseudo-run combining the single-task runs ``single-<task>``: each task by its own model."""
-    from .evaluate import overall_score
+    from mtl_lab.evaluate import overall_score
 
     best, wall, epochs = {}, 0.0, []
     for task in data.TASKS:
@@ -359,7 +359,7 @@ def plot_gradient_conflicts(results: dict[str, dict]) -> plt.Figure:
 
 def plot_toy_trajectories(paths: dict[str, torch.Tensor]) -> plt.Figure:
     """The PCGrad toy objective's total loss as contours, with each optimizer's trajectory on it."""
-    from .optim.toy import toy_losses
+    from mtl_lab.training.optim.toy import toy_losses
 
     xs, ys = np.linspace(-10, 10, 161), np.linspace(-10, 10, 161)
     grid = toy_losses(torch.tensor(np.stack(np.meshgrid(xs, ys), axis=-1))).sum(-1).numpy()  # rows: y, columns: x
@@ -388,7 +388,7 @@ def plot_toy_trajectories(paths: dict[str, torch.Tensor]) -> plt.Figure:
 @torch.no_grad()
 def encoder_walkthrough(model, tokenizer, sentences: list[str]) -> pd.DataFrame:
     """Tensor shapes at each stage of an SBERT + CNN-BiLSTM model, for a batch of sentences (eval mode)."""
-    from .encoders import masked_max, masked_mean
+    from mtl_lab.models.encoders import masked_max, masked_mean
 
     enc = model.encoder
     if not hasattr(enc, "cnn") or not hasattr(enc, "lstm"):
@@ -465,7 +465,7 @@ def embedding_maps(models: dict[str, torch.nn.Module], sts_dev, max_pairs: int =
     from matplotlib.collections import LineCollection
     from sklearn.decomposition import PCA
 
-    from .simcse import STS_POSITIVE_ABOVE, pair_embeddings
+    from mtl_lab.training.simcse import STS_POSITIVE_ABOVE, pair_embeddings
 
     n = min(max_pairs, len(sts_dev))
     gold = np.asarray(sts_dev.labels, dtype=float)[:n]
@@ -530,7 +530,7 @@ def ablation_table(results: dict[str, dict], grid: dict[str, dict[str, str]]) ->
     ``grid`` maps a sentence model (``cls``/``sbert``) to its rows, strategy label -> run name
     (``experiments.ablation_grid``); runs ``<name>-s<k>`` are further seeds of a row.
     """
-    from .paper import PAPER_MODELS, paper_rows
+    from mtl_lab.study.paper import PAPER_MODELS, paper_rows
 
     rows = []
     ref = paper_frame()
@@ -634,7 +634,7 @@ def run_dev_predictions(
 
     With ``limit`` (e.g. the smoke profile's 100), only that many dev examples a task, in ``predictions-dev<limit>/``.
     """
-    from .evaluate import predict_files
+    from mtl_lab.evaluate import predict_files
 
     folder = Path(run_folder) / ("predictions" if limit is None else f"predictions-dev{limit}")
     if not (folder / f"{data.TASKS['sst'].pred_file}-dev-output.csv").is_file():
@@ -820,7 +820,7 @@ def full_budget_table(
         )
         paired = [r["best"]["overall"] - base[seed(k, r)]["best"]["overall"] for k, r in done if seed(k, r) in base]
         cpus = sorted({r.get("environment", {}).get("cpu", "?") for _, r in done})
-        # runs before mtl_lab.dropout existed trained with PyTorch's (an ensemble record: its members')
+        # runs before mtl_lab.models.fast.dropout existed trained with PyTorch's (an ensemble record: its members')
         drops = sorted({_dropout_of(r, results) for _, r in done})
         out.append(
             {
@@ -840,7 +840,7 @@ def full_budget_table(
 
 def _paired_columns(paired: list[float]) -> dict:
     """The mean paired difference and its 95 % t interval over seeds (blank with fewer than 2 seeds)."""
-    from .compare import seed_interval
+    from mtl_lab.study.compare import seed_interval
 
     if len(paired) < 2:
         return {"paired diff vs baseline": float("nan"), "95% interval (seeds)": ""}
@@ -849,11 +849,11 @@ def _paired_columns(paired: list[float]) -> dict:
 
 
 def _dropout_of(run: dict, results: dict[str, dict]) -> str:
-    """Which dropout masks a run trained with: ``torch`` (PyTorch's) or ``16-bit`` (``mtl_lab.dropout``)."""
+    """Which dropout masks a run trained with: ``torch`` (PyTorch's) or ``16-bit`` (``mtl_lab.models.fast.dropout``)."""
     members = run.get("config", {}).get("members")
     if members:  # an ensemble record: what its members trained with (those in ``results``)
         return ", ".join(sorted({_dropout_of(results[m], results) for m in members if m in results})) or "?"
-    return "16-bit" if run.get("environment", {}).get("dropout") == "mtl_lab.dropout" else "torch"
+    return "16-bit" if run.get("environment", {}).get("dropout") == "mtl_lab.models.fast.dropout" else "torch"
 
 
 def plot_full_budget(results: dict[str, dict], rows: dict[str, list[str]], ax=None):

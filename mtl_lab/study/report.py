@@ -17,9 +17,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from . import analysis, compare, experiments
-from .data import REPO_ROOT
-from .paper import PAPER_TABLE2, paper_rows
+from mtl_lab.data import REPO_ROOT
+from mtl_lab.study import analysis, compare, experiments
+from mtl_lab.study.paper import PAPER_TABLE2, paper_rows
 
 DOCS = REPO_ROOT / "docs"
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import torch
 
-from .pcgrad import AGGREGATORS
+from mtl_lab.training.optim.pcgrad import AGGREGATORS
 
 _LOWER = 5e-6
 

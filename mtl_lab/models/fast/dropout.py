@@ -129,5 +129,5 @@ def _swap_dropouts(model: nn.Module, old: type, new: type) -> None:
 
 
 def dropout_kind(model: nn.Module) -> str:
-    """Which dropout a model trains with: ``mtl_lab.dropout`` (16-bit masks) or ``torch`` (``bernoulli_``)."""
-    return "mtl_lab.dropout" if any(isinstance(m, Dropout) for m in model.modules()) else "torch"
+    """Which dropout a model trains with: ``mtl_lab.models.fast.dropout`` (16-bit masks) or ``torch`` (``bernoulli_``)."""
+    return "mtl_lab.models.fast.dropout" if any(isinstance(m, Dropout) for m in model.modules()) else "torch"

@@ -27,8 +27,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from .data import TASKS, load_split, results_root, runs_root
-from .evaluate import (
+from mtl_lab.data import TASKS, load_split, results_root, runs_root
+from mtl_lab.evaluate import (
     METRIC_NAMES,
     outputs_to_predictions,
     overall_score,
@@ -36,7 +36,7 @@ from .evaluate import (
     read_predictions,
     task_metrics,
 )
-from .records import DevRecords, read_records
+from mtl_lab.records import DevRecords, read_records
 
 CONFIDENCE = 0.95
 N_RESAMPLES = 10_000
@@ -340,7 +340,7 @@ def _merged(dicts) -> dict:
 
 def row_of(name: str) -> list[str] | None:
     """The seeds of the full-budget study row whose first run (or any run) is ``name``, else None."""
-    from .experiments import full_budget_rows
+    from mtl_lab.study.experiments import full_budget_rows
 
     for runs in full_budget_rows().values():
         if name in runs:

@@ -28,7 +28,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from .data import load_sick, load_split
+from mtl_lab.data import load_sick, load_split
 
 MODES = ("qqp_sts", "sst_qqp_sts", "unsup", "nli")
 STS_POSITIVE_ABOVE = 4.0
@@ -183,7 +183,7 @@ def encode_pairs(pairs: pd.DataFrame, tokenizer, max_length: int = 128) -> Encod
 
 def collate_pairs(enc: EncodedPairs, idx: np.ndarray) -> dict:
     """Padded anchors, positives and hard negatives (``n_valid`` marks the rows that have one)."""
-    from .data import _pad
+    from mtl_lab.data import _pad
 
     batch: dict = {"task": enc.task, "index": np.asarray(idx)}
     batch["a_ids"], batch["a_mask"] = _pad([enc.anchor[i] for i in idx], enc.pad_id)
@@ -210,7 +210,7 @@ def contrastive_loss(model, batch: dict, temperature: float = 0.05) -> torch.Ten
 
 def pair_embeddings(model, enc, batch_size: int = 128, precision: str = "fp32") -> tuple[torch.Tensor, torch.Tensor]:
     """Sentence embeddings u, v (float32, in the split's order) of a pair task split, in eval mode."""
-    from .evaluate import map_batches
+    from mtl_lab.evaluate import map_batches
 
     us, vs, order = [], [], []
     for idx, (u, v) in map_batches(model, enc, ("pair",), model.embed_pair, batch_size, precision):

@@ -17,10 +17,10 @@ import shutil
 import time
 from pathlib import Path
 
-from .data import results_root, runs_root
-from .model import ModelConfig, MultitaskModel, load_model
-from .records import RECORDS_FILE
-from .train import (
+from mtl_lab.data import results_root, runs_root
+from mtl_lab.models.model import ModelConfig, MultitaskModel, load_model
+from mtl_lab.records import RECORDS_FILE
+from mtl_lab.training.loop import (
     PROFILES,
     StaleDataError,
     TrainConfig,
@@ -102,7 +102,7 @@ ENCODER_VARIANTS = {
 ENCODER_VARIANTS["sts"] = ENCODER_VARIANTS["qqp"]
 
 # Notebook 03's pre-training strategies (the paper's Table 2 rows): a SimCSE / NLI mode of
-# ``mtl_lab.simcse``, or ``nli_<mode>`` = that mode continued from the NLI pre-trained weights.
+# ``mtl_lab.training.simcse``, or ``nli_<mode>`` = that mode continued from the NLI pre-trained weights.
 PRETRAIN_STRATEGIES = ("nli", "qqp_sts", "sst_qqp_sts", "nli_qqp_sts")
 PRETRAIN_LABELS = {
     "nli": "NLI",
@@ -202,7 +202,7 @@ FULL_BUDGET_PCGRAD = {"smoke": {"batch_size": 8}, "cpu": {"batch_size": 8}, "gpu
 # the cross and bi logits) -- what notebook 02's single-task study favoured (docs/study.md).
 FULL_BUDGET_MODELS = {**MODELS, "mean": {"encoder": "mean", "pair_head": "ensemble"}}
 # R-Drop's consistency weight for the ``-rdrop`` runs: 1.0 in the lab's parametrisation (the MEAN of the two passes'
-# task losses plus this weight times the symmetric KL, ``mtl_lab.rdrop``), which is alpha = 2 in the R-Drop paper's
+# task losses plus this weight times the symmetric KL, ``mtl_lab.training.rdrop``), which is alpha = 2 in the R-Drop paper's
 # (the SUM of the two losses plus alpha times the same KL): twice the top of the 0.1-1.0 its GLUE runs used.
 # Chosen before any run here -- not tuned on this dev set.
 RDROP_ALPHA = 1.0
@@ -211,7 +211,7 @@ RDROP_ALPHA = 1.0
 # profile's lr), so the six layers' mean lr stays near the profile's (1.18 x). Chosen before any run
 # here from the usual fine-tuning ranges (top lr 1-2 x, decay 0.8-0.95) -- not tuned on this dev set.
 LLRD = {"lr_scale": 2.0, "layer_decay": 0.85}
-# The weight average's decay for the ``-ema`` runs (``mtl_lab.ema``: a recipe candidate): 0.999 spans about the
+# The weight average's decay for the ``-ema`` runs (``mtl_lab.training.ema``: a recipe candidate): 0.999 spans about the
 # last 1,000 of a cpu-profile run's ~2,900 steps. The usual setting, chosen before any run here -- not tuned on dev.
 EMA_DECAY = 0.999
 
@@ -222,8 +222,8 @@ def full_budget_experiment(name: str, profile: str, model_kw: dict, **overrides)
     ``full-cls`` is the [CLS] baseline's configuration; ``full-sbert`` the SBERT + CNN-BiLSTM model with
     the ensembled pair heads; a pre-training strategy (``PRETRAIN_STRATEGIES``) starts it from
     ``pre-<model>-<strategy>``; ``pcgrad`` trains with PCGrad and the paper's sampling (3 task
-    batches a step, tasks drawn uniformly with replacement); ``rdrop`` adds R-Drop (``mtl_lab.rdrop``, weight
-    ``RDROP_ALPHA``: a recipe candidate); ``llrd`` layer-wise lr decay (``LLRD``), ``ema`` a moving average of the weights (``EMA_DECAY``, ``mtl_lab.ema``):
+    batches a step, tasks drawn uniformly with replacement); ``rdrop`` adds R-Drop (``mtl_lab.training.rdrop``, weight
+    ``RDROP_ALPHA``: a recipe candidate); ``llrd`` layer-wise lr decay (``LLRD``), ``ema`` a moving average of the weights (``EMA_DECAY``, ``mtl_lab.training.ema``):
     recipe candidates; ``wemb`` trains the word embeddings too
     (frozen by default since the CPU speed-up: the first full-budget runs were made that way); ``f<k>`` freezes the
     lowest k transformer layers (``TrainConfig.freeze_layers``: faster steps, a small accuracy cost); ``e<n>`` trains
@@ -282,7 +282,7 @@ def full_budget_rows() -> dict[str, list[str]]:
         ],
         "(d) mean pooling + ensembled pair heads": ["full-mean", "full-mean-s1", "full-mean-s2"],
         "(e) the lab's recipe: (d) + R-Drop, 4 epochs, one model (= row (i))": ["recipe", "recipe-s1", "recipe-s2"],
-        # a recipe candidate: R-Drop (``mtl_lab.rdrop``) on row (d), about twice its training time
+        # a recipe candidate: R-Drop (``mtl_lab.training.rdrop``) on row (d), about twice its training time
         "(f) (d) + R-Drop (recipe candidate)": ["full-mean-rdrop", "full-mean-rdrop-s1", "full-mean-rdrop-s2"],
         # a recipe candidate: layer-wise lr decay (``LLRD``) on row (d), the same training time
         "(g) (d) + layer-wise lr decay (recipe candidate)": [
@@ -290,7 +290,7 @@ def full_budget_rows() -> dict[str, list[str]]:
             "full-mean-llrd-s1",
             "full-mean-llrd-s2",
         ],
-        # a recipe candidate: a moving average of the weights (``mtl_lab.ema``) on row (d), the same training time
+        # a recipe candidate: a moving average of the weights (``mtl_lab.training.ema``) on row (d), the same training time
         "(h) (d) + weight averaging (recipe candidate)": ["full-mean-ema", "full-mean-ema-s1", "full-mean-ema-s2"],
         # row (f) with its lr schedule stretched over 4 epochs, 8/3 of row (d)'s training time: the recipe since
         # its three seeds averaged .752 (RECIPE below)
@@ -299,10 +299,10 @@ def full_budget_rows() -> dict[str, list[str]]:
             "full-mean-rdrop-e4-s1",
             "full-mean-rdrop-e4-s2",
         ],
-        # the accuracy check of mtl_lab.dropout: seeds 3 and 4 of row (a), trained with the 16-bit masks,
+        # the accuracy check of mtl_lab.models.fast.dropout: seeds 3 and 4 of row (a), trained with the 16-bit masks,
         # against row (a)'s spread (its seeds 0-2 trained with PyTorch's dropout)
         "(a*) (a), seeds 3-4, with the lab's dropout masks": ["full-cls-s3", "full-cls-s4"],
-        # the accuracy check of mtl_lab.unpad (the backbone over real tokens only, one pass for a pair task's
+        # the accuracy check of mtl_lab.models.fast.unpad (the backbone over real tokens only, one pass for a pair task's
         # two views) and of the dropout masks' two multiplications: seeds 5 and 6 of row (a), against its spread
         "(a-u) (a), seeds 5-6, the backbone over real tokens only": ["full-cls-s5", "full-cls-s6"],
         # the accuracy check of the last layer for [CLS] alone (exact maths, fewer dropout draws) and the
@@ -503,7 +503,7 @@ def recipe_predictions(
     ``runs/<profile>/recipe[-s<k>]/`` (results.json: the ensemble's dev metrics as ``best``, its members'
     own metrics, their training minutes summed; predictions/), which ``publish`` commits like a trained run.
     """
-    from .evaluate import predict_files
+    from mtl_lab.evaluate import predict_files
 
     start = time.perf_counter()
     names = list(members or recipe_members(seed))
@@ -637,7 +637,7 @@ def publish(profile: str, names: list[str], predictions: bool = True, replace: b
             written.append(dst / RECORDS_FILE)
         if predictions and (src / "best.pt").is_file() and not (src / "predictions").is_dir() and is_full_budget(res):
             # every published full-budget seed carries its best epoch's dev and test files for the leaderboard
-            from .evaluate import predict_files
+            from mtl_lab.evaluate import predict_files
 
             predict_files(src, src / "predictions")
         replace_predictions(src / "predictions" if predictions else None, dst)

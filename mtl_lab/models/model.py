@@ -5,7 +5,7 @@ Every variant of the lab is this one class with a different :class:`ModelConfig`
 - ``encoder`` picks the sentence representation used by SST and by the bi-encoder pair heads
   (``cls`` baseline, ``mean`` = SBERT, ``sbert_cnn_bilstm`` = the paper's combined embedding, ...).
 - ``init`` starts the backbone and sentence encoder from a pre-training run (``best.pt`` of a
-  SimCSE / NLI run, see ``mtl_lab.simcse``) instead of the plain backbone; the heads start fresh.
+  SimCSE / NLI run, see ``mtl_lab.training.simcse``) instead of the plain backbone; the heads start fresh.
 - ``pair_head`` picks how QQP and STS compare two sentences:
 
   * ``cross``: a cross-encoder -- ``[CLS] a [SEP] b [SEP]`` through the backbone, the [CLS]
@@ -30,11 +30,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import unpad
-from .backbone import DEFAULT_BACKBONE, load_backbone
-from .checkpoint import safe_load
-from .data import TASK_NAMES, TASKS, runs_root
-from .encoders import FIRST_TOKEN_ONLY, build_encoder
+from mtl_lab.checkpoint import safe_load
+from mtl_lab.data import TASK_NAMES, TASKS, runs_root
+from mtl_lab.models.backbone import DEFAULT_BACKBONE, load_backbone
+from mtl_lab.models.encoders import FIRST_TOKEN_ONLY, build_encoder
+from mtl_lab.models.fast import unpad
 
 PAIR_HEADS = ("cross", "bi", "ensemble")
 
@@ -138,7 +138,7 @@ class MultitaskModel(nn.Module):
 
     # -- encoding ---------------------------------------------------------------------------
     def unpadded(self) -> bool:
-        """Whether the backbone runs over real tokens only (``mtl_lab.unpad``): ``self.unpad``, or by
+        """Whether the backbone runs over real tokens only (``mtl_lab.models.fast.unpad``): ``self.unpad``, or by
         default on a CPU (a GPU keeps the padded passes and their fused attention kernels)."""
         if self.unpad is not None:
             return self.unpad
