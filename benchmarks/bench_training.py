@@ -32,6 +32,7 @@ from torch import nn
 from mtl_lab.data import encode, load_split, subsample
 from mtl_lab.evaluate import precision_choice
 from mtl_lab.models.backbone import load_tokenizer
+from mtl_lab.models.encoders import NGramCNN
 from mtl_lab.models.model import ModelConfig, MultitaskModel
 from mtl_lab.study.experiments import experiment
 from mtl_lab.training.loop import cpu_name, prepare_for_training, profile_config, train
@@ -158,7 +159,7 @@ def _step_setup(
     """A cpu-profile multi-task model, its optimizer and the first ``steps + 2`` batches of its epoch plan
     (``dropout="torch"``: PyTorch's dropout instead of the lab's; ``attention``: another attention kernel;
     ``unpad=False``: the padded backbone instead of ``mtl_lab.models.fast.unpad``; ``cnn="conv"``: the n-gram CNN as four
-    convolutions, as before it became one multiplication)."""
+    convolutions, ``NGramCNN.conv_features``, as before it became one multiplication)."""
     from mtl_lab.models.fast.dropout import use_torch_dropout
     from mtl_lab.study.experiments import MODELS
     from mtl_lab.training.loop import epoch_plan, load_task_data
@@ -174,8 +175,8 @@ def _step_setup(
     if attention:
         model.backbone.set_attn_implementation(attention)
     model.unpad = unpad
-    if cnn == "conv" and hasattr(model.encoder, "cnn"):
-        model.encoder.cnn.features = types.MethodType(conv_features, model.encoder.cnn)
+    if cnn == "conv":
+        use_conv_features(model)
     opt = AdamW(model.parameter_groups(cfg.lr, cfg.weight_decay), lr=cfg.lr)
     plan = epoch_plan(train_sets, cfg.tasks, cfg.sampler, batch_size, 0, 0, cfg.epochs)[: steps + 2]
     return cfg, model, opt, plan, train_sets
@@ -324,14 +325,11 @@ def paired_ab(model_name: str, precision: str, change, steps: int = 20) -> dict:
     }
 
 
-def conv_features(cnn, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """``NGramCNN.features`` as it was before the speed-up: each width's ``nn.Conv1d`` over the transposed states."""
-    x = (hidden * mask.unsqueeze(-1).to(hidden.dtype)).transpose(1, 2)  # [B, H, T], padding zeroed
-    t = x.shape[-1]
-    feats = [
-        torch.relu(conv(nn.functional.pad(x, (0, k - 1)))[..., :t]) for conv, k in zip(cnn.convs, cnn.kernel_sizes)
-    ]
-    return cnn.dropout(torch.cat(feats, 1).transpose(1, 2))
+def use_conv_features(model) -> None:
+    """The n-gram CNN as it was before the speed-up: ``NGramCNN.conv_features``, each width's ``nn.Conv1d``."""
+    for module in model.modules():
+        if isinstance(module, NGramCNN):
+            module.fused = False
 
 
 def padded(model) -> None:

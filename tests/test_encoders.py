@@ -57,18 +57,35 @@ def test_cnn_ngrams_see_neighbouring_tokens():
     assert not torch.equal(feats[0, 0, 32:64], feats2[0, 0, 32:64])
 
 
-def test_cnn_features_equal_the_convolutions_they_hold():
+@pytest.mark.parametrize("name", ["cnn", "bilstm_cnn", "sbert_cnn_bilstm"])
+def test_fused_cnn_features_equal_the_four_convolutions(name):
     torch.manual_seed(0)
-    cnn = build_encoder("cnn", 16, filters=8).eval()
-    hidden = torch.randn(3, 7, 16, requires_grad=True)
+    enc = build_encoder(name, H, filters=8, lstm_hidden=6).eval()
+    cnn = enc if name == "cnn" else enc.cnn
+    hidden = torch.randn(3, 7, H, requires_grad=True)
     mask = torch.tensor([[1] * 7, [1] * 4 + [0] * 3, [1] * 2 + [0] * 5])
-    x = (hidden * mask.unsqueeze(-1)).transpose(1, 2)  # [B, H, T]
-    ref = torch.cat(
-        [torch.relu(conv(torch.nn.functional.pad(x, (0, k - 1)))) for conv, k in zip(cnn.convs, cnn.kernel_sizes)], 1
-    ).transpose(1, 2)
-    got = cnn.features(hidden, mask)
-    torch.testing.assert_close(got, ref)
+    ref, fast = cnn.conv_features(hidden, mask), cnn.fused_features(hidden, mask)
+    torch.testing.assert_close(fast, ref, rtol=1e-5, atol=1e-5)
     weights = torch.randn_like(ref)
-    grads = [torch.autograd.grad((t * weights).sum(), [hidden, *cnn.parameters()]) for t in (got, ref)]
+    grads = [torch.autograd.grad((t * weights).sum(), [hidden, *cnn.parameters()]) for t in (fast, ref)]
     for g, r in zip(*grads):
-        torch.testing.assert_close(g, r)
+        torch.testing.assert_close(g, r, rtol=1e-5, atol=1e-5)
+    # the whole encoder on either path: same embedding, same gradients of every weight
+    outs = []
+    for fused in (True, False):
+        cnn.fused = fused
+        out = enc(hidden, mask)
+        outs.append((out, torch.autograd.grad(out.pow(2).sum(), [hidden, *enc.parameters()])))
+    torch.testing.assert_close(outs[0][0], outs[1][0], rtol=1e-5, atol=1e-5)
+    for g, r in zip(outs[0][1], outs[1][1]):
+        torch.testing.assert_close(g, r, rtol=1e-5, atol=1e-5)
+
+
+def test_cnn_weights_live_in_the_convolutions_whichever_path_runs():
+    cnn = build_encoder("cnn", H, filters=8)
+    assert cnn.fused  # the fast path by default
+    keys = {f"convs.{i}.{w}" for i in range(4) for w in ("weight", "bias")}
+    assert set(cnn.state_dict()) == keys
+    cnn.fused = False
+    assert set(cnn.state_dict()) == keys
+    assert [c.weight.shape for c in cnn.convs] == [(8, H, k) for k in (1, 2, 3, 4)]

@@ -62,10 +62,21 @@ class MeanEncoder(CLSEncoder):
 
 
 class NGramCNN(nn.Module):
-    """Uni-, bi-, tri- and four-gram convolutions over token states (the paper's CNN)."""
+    """Uni-, bi-, tri- and four-gram convolutions over token states (the paper's CNN).
+
+    ``conv_features`` is the reference to read first: one ``nn.Conv1d`` per n-gram width, as in the
+    paper. ``fused_features`` computes the same numbers from the same weights as one matrix
+    multiplication, faster on a CPU; ``features`` uses it unless ``fused`` is False. Both read the
+    weights of ``self.convs``, so a checkpoint holds the same keys and values whichever path ran.
+    """
 
     def __init__(
-        self, hidden: int, filters: int = 128, kernel_sizes: tuple[int, ...] = (1, 2, 3, 4), dropout: float = 0.1
+        self,
+        hidden: int,
+        filters: int = 128,
+        kernel_sizes: tuple[int, ...] = (1, 2, 3, 4),
+        dropout: float = 0.1,
+        fused: bool = True,
     ):
         super().__init__()
         self.kernel_sizes = kernel_sizes
@@ -73,14 +84,23 @@ class NGramCNN(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.feat_dim = filters * len(kernel_sizes)
         self.out_dim = self.feat_dim
+        self.fused = fused  # a plain attribute, not a buffer: the state_dict does not depend on it
 
-    def features(self, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """Per-token n-gram features [B, T, F]; the n-gram starting at token t covers t..t+k-1.
+    def conv_features(self, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Per-token n-gram features [B, T, F] by four convolutions; the n-gram starting at token t covers t..t+k-1.
 
-        The same maths as ``conv(pad(x, (0, k - 1)))`` of each ``nn.Conv1d`` (which hold the weights), computed as
-        one multiplication: every tap j of every filter width k applied to every token at once, [B, T, H] x
-        [H, sum(k) * filters], then tap j of width k read j tokens later and the taps summed -- faster on a CPU
-        than four convolutions over the transposed [B, H, T] states, forward and backward."""
+        Each width k pads k - 1 zeros after the last token, so every token starts one n-gram and
+        the output keeps the T positions; padded tokens are zeroed first, so they add nothing."""
+        x = (hidden * mask.unsqueeze(-1).to(hidden.dtype)).transpose(1, 2)  # [B, H, T], padding zeroed
+        feats = [torch.relu(conv(nn.functional.pad(x, (0, k - 1)))) for conv, k in zip(self.convs, self.kernel_sizes)]
+        return self.dropout(torch.cat(feats, 1).transpose(1, 2))  # [B, F, T] -> [B, T, F]
+
+    def fused_features(self, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """``conv_features`` computed as one multiplication: the same numbers, faster on a CPU, forward and backward.
+
+        Every tap j of every filter width k is applied to every token at once, [B, T, H] x
+        [H, sum(k) * filters]; then tap j of width k is read j tokens later and the taps summed.
+        Four convolutions over the transposed [B, H, T] states are slower on a CPU."""
         x = hidden * mask.unsqueeze(-1).to(hidden.dtype)  # [B, T, H], padding zeroed
         taps = torch.cat([conv.weight[:, :, j] for conv in self.convs for j in range(conv.kernel_size[0])])
         applied = (x @ taps.t().to(x.dtype)).split(self.convs[0].out_channels, dim=-1)  # [B, T, filters] per tap
@@ -92,6 +112,10 @@ class NGramCNN(nn.Module):
             feats.append(torch.relu(out))
             i += k
         return self.dropout(torch.cat(feats, -1))
+
+    def features(self, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Per-token n-gram features [B, T, F]: ``fused_features``, or ``conv_features`` when ``fused`` is False."""
+        return self.fused_features(hidden, mask) if self.fused else self.conv_features(hidden, mask)
 
     def forward(self, hidden: torch.Tensor, mask: torch.Tensor, pooled: torch.Tensor | None = None) -> torch.Tensor:
         """Masked max pooling of the n-gram features, shape [B, F]."""
