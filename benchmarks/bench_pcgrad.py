@@ -25,14 +25,17 @@ import numpy as np
 import torch
 
 from mtl_lab.data import TASK_NAMES, collate, encode, load_split
-from mtl_lab.evaluate import autocast_context, precision_choice
 from mtl_lab.models.backbone import load_tokenizer
 from mtl_lab.models.model import ModelConfig, MultitaskModel
-from mtl_lab.training.loop import cpu_name, prepare_for_training, profile_config
+from mtl_lab.runtime import autocast_context, cpu_name, precision_choice
+from mtl_lab.training.config import profile_config
 from mtl_lab.training.optim import AdamW
-from mtl_lab.training.optim.pcgrad import TaskGradients, project_conflicting
+from mtl_lab.training.optim.aggregation import as_aggregator
+from mtl_lab.training.optim.aggregation.task_gradients import TaskGradients
+from mtl_lab.training.step import prepare_for_training
 
 PRECISION = "fp32"  # set in main() from the machine's choice
+PCGRAD = as_aggregator("pcgrad")  # "sum": the loss weights of losses_of took the mean
 
 
 def losses_of(model, batches):
@@ -53,7 +56,7 @@ def plain_step(model, opt, batches, _):
 
 def pcgrad_step(model, opt, batches, tg):
     grads = tg.backward(losses_of(model, batches))
-    tg.assign(project_conflicting(grads, "sum", out=tg.result))  # as the training loop does
+    tg.assign(PCGRAD(grads, None, tg.result))  # as the training loop does
     opt.step()
     opt.zero_grad(set_to_none=True)
 

@@ -7,7 +7,7 @@ from mtl_lab.course import checks
 from mtl_lab.course.checks import CheckFailed, ExerciseNotDone
 from mtl_lab.models.encoders import build_encoder
 from mtl_lab.training.optim import AdamW
-from mtl_lab.training.optim.pcgrad import project_conflicting
+from mtl_lab.training.optim.aggregation.pcgrad import project_conflicting
 from mtl_lab.training.simcse import info_nce
 
 # -- (i) AdamW --------------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""PCGrad's pure projection function against Algorithm 1 and on the paper's toy cases."""
+"""The aggregators: PCGrad against Algorithm 1 and on the paper's toy cases, IMTL-G, TaskGradients, the adapter."""
 
 import itertools
 
@@ -6,7 +6,12 @@ import numpy as np
 import pytest
 import torch
 
-from mtl_lab.training.optim.pcgrad import project_conflicting, project_conflicting_reference
+from mtl_lab.training.optim.aggregation import AGGREGATORS, Aggregator, as_aggregator
+from mtl_lab.training.optim.aggregation.imtl_g import imtl_g
+from mtl_lab.training.optim.aggregation.matrix import cosine_matrix
+from mtl_lab.training.optim.aggregation.pcgrad import project_conflicting, project_conflicting_reference
+from mtl_lab.training.optim.aggregation.sum import sum_gradients
+from mtl_lab.training.optim.aggregation.task_gradients import TaskGradients
 
 
 def test_no_conflict_gives_the_plain_mean_and_sum():
@@ -70,8 +75,6 @@ def test_mean_and_sum_differ_by_k():
 
 
 def test_task_gradients_collects_each_loss_without_copies():
-    from mtl_lab.training.optim.pcgrad import TaskGradients
-
     torch.manual_seed(0)
     shared = torch.nn.Linear(4, 3)
     heads = torch.nn.ModuleList([torch.nn.Linear(3, 1), torch.nn.Linear(3, 1)])
@@ -96,8 +99,6 @@ def test_task_gradients_collects_each_loss_without_copies():
 @pytest.mark.parametrize("name", ["sum", "pcgrad", "imtl_g"])
 @pytest.mark.parametrize("reduction", ["mean", "sum"])
 def test_an_aggregator_writes_the_same_vector_into_a_reused_out(name, reduction):
-    from mtl_lab.training.optim.pcgrad import AGGREGATORS, TaskGradients
-
     grads = torch.randn(3, 50, generator=torch.Generator().manual_seed(1))
     grads[1] = -0.5 * grads[0] + 0.1 * grads[1]  # a conflict, so PCGrad projects
     fresh = AGGREGATORS[name](grads, reduction, torch.Generator().manual_seed(0))
@@ -109,9 +110,58 @@ def test_an_aggregator_writes_the_same_vector_into_a_reused_out(name, reduction)
         torch.testing.assert_close(got, fresh)
 
 
-def test_cosine_matrix():
-    from mtl_lab.training.optim.pcgrad import cosine_matrix
+def test_the_registry_names_the_functions_of_their_modules():
+    assert AGGREGATORS == {"sum": sum_gradients, "pcgrad": project_conflicting, "imtl_g": imtl_g}
 
+
+@pytest.mark.parametrize("name", ["sum", "pcgrad", "imtl_g"])
+def test_the_adapter_of_a_built_in_aggregator_writes_into_out(name):
+    grads = torch.randn(3, 50, generator=torch.Generator().manual_seed(1))
+    grads[1] = -0.5 * grads[0] + 0.1 * grads[1]
+    for reduction in ("mean", "sum"):
+        expected = AGGREGATORS[name](grads, reduction, torch.Generator().manual_seed(0))
+        for spec in (name, AGGREGATORS[name]):  # by name or as the function itself
+            agg = as_aggregator(spec, reduction)
+            out = torch.zeros(50)
+            got = agg(grads, torch.Generator().manual_seed(0), out)
+            assert got.data_ptr() == out.data_ptr()
+            torch.testing.assert_close(got, expected)
+            assert as_aggregator(agg) is agg
+
+
+def test_the_adapter_of_your_own_aggregator_never_passes_out():
+    calls = []
+
+    def first_task_only(grads, reduction="mean", generator=None):  # a student's signature: no ``out``
+        calls.append(reduction)
+        return grads[0].clone()
+
+    class Unhashable:  # a callable object that cannot be hashed (a dataclass with eq, say)
+        __hash__ = None
+
+        def __call__(self, grads, reduction, generator):
+            return first_task_only(grads, reduction, generator)
+
+    grads = torch.randn(3, 8)
+    for fn in (first_task_only, Unhashable()):
+        got = as_aggregator(fn)(grads, torch.Generator(), out=torch.zeros(8))
+        torch.testing.assert_close(got, grads[0])
+    assert calls == ["sum", "sum"]  # the training step's loss weights took the mean already
+    assert isinstance(as_aggregator(first_task_only, "mean"), Aggregator)
+
+
+def test_the_adapter_refuses_clearly():
+    with pytest.raises(ValueError, match=r"aggregation must be one of \('sum', 'pcgrad', 'imtl_g'\), got 'gradvac'"):
+        as_aggregator("gradvac")
+    with pytest.raises(ValueError, match="reduction"):
+        as_aggregator("pcgrad", "max")
+    with pytest.raises(TypeError, match="a name in"):
+        as_aggregator(3)
+    with pytest.raises(ValueError, match=r"aggregator <lambda> returned \(3, 8\), expected a vector of 8"):
+        as_aggregator(lambda g, r, gen: g)(torch.randn(3, 8))
+
+
+def test_cosine_matrix():
     g = torch.tensor([[1.0, 0.0], [0.0, 2.0], [-3.0, 0.0], [0.0, 0.0]])
     cos = cosine_matrix(g)
     assert cos[0, 1] == 0 and cos[0, 2] == pytest.approx(-1.0) and cos[0, 0] == pytest.approx(1.0)
@@ -120,8 +170,6 @@ def test_cosine_matrix():
 
 @pytest.mark.parametrize("seed", range(5))
 def test_imtl_g_projects_equally_on_every_task(seed):
-    from mtl_lab.training.optim.pcgrad import imtl_g
-
     torch.manual_seed(seed)
     g = torch.randn(3, 30, dtype=torch.float64)
     g[1] *= 10  # one task with a much larger gradient must not dominate

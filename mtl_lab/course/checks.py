@@ -9,7 +9,7 @@ a hint naming it. In a notebook the message is shown alone, without a traceback.
 - ``check_mean_pooling(fn)``: masked mean pooling, fn(hidden B x T x H, mask B x T) -> B x H (notebook 02).
 - ``check_pair_features(fn)``: the paraphrase head's features [u; v; |u - v|], fn(u, v) -> B x 3D (notebook 02).
 - ``check_info_nce(fn)``: the SimCSE loss, same signature as ``mtl_lab.training.simcse.info_nce`` (notebook 03).
-- ``check_project_conflicting(fn)``: PCGrad, same signature as ``mtl_lab.training.optim.pcgrad.project_conflicting`` (notebook 04).
+- ``check_project_conflicting(fn)``: PCGrad, same signature as ``mtl_lab.training.optim.aggregation.pcgrad.project_conflicting`` (notebook 04).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from mtl_lab.training.optim import AdamW
-from mtl_lab.training.optim.pcgrad import project_conflicting_reference
+from mtl_lab.training.optim.aggregation.pcgrad import project_conflicting_reference
 from mtl_lab.training.simcse import info_nce
 
 

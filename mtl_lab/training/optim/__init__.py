@@ -1,6 +1,5 @@
-"""Hand-written optimisation pieces: AdamW and multi-task gradient aggregation."""
+"""Hand-written optimisation pieces: AdamW (``adam``) and multi-task gradient aggregation (``aggregation``)."""
 
 from mtl_lab.training.optim.adam import AdamW
-from mtl_lab.training.optim.pcgrad import project_conflicting
 
-__all__ = ["AdamW", "project_conflicting"]
+__all__ = ["AdamW"]

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import torch
 
-from mtl_lab.training.optim.pcgrad import AGGREGATORS
+from mtl_lab.training.optim.aggregation import as_aggregator
 
 _LOWER = 5e-6
 
@@ -41,6 +41,7 @@ def optimize_toys(
     x = torch.tensor([start for start, _ in runs], dtype=torch.float32, requires_grad=True)
     opt = torch.optim.Adam([x], lr=lr)
     gens = [torch.Generator().manual_seed(seed) for _ in runs]
+    aggregators = [as_aggregator(agg, "sum") for _, agg in runs]
     one_hot = torch.eye(2)[:, None, :].expand(2, len(runs), 2)  # task k's loss of every point
     path = [x.detach().clone()]
     threads = torch.get_num_threads()
@@ -49,9 +50,7 @@ def optimize_toys(
         for _ in range(steps):
             # K x N x 2: task k's gradient at each point (point n's loss depends on point n only)
             (grads,) = torch.autograd.grad(toy_losses(x), x, grad_outputs=one_hot, is_grads_batched=True)
-            x.grad = torch.stack(
-                [AGGREGATORS[agg](grads[:, n], "sum", gen) for n, ((_, agg), gen) in enumerate(zip(runs, gens))]
-            )
+            x.grad = torch.stack([agg(grads[:, n], gen) for n, (agg, gen) in enumerate(zip(aggregators, gens))])
             opt.step()
             path.append(x.detach().clone())
     finally:
