@@ -68,8 +68,31 @@ def test_parameter_groups_decay_and_layerwise_lr(make_model):
     assert next(g for g in groups if any(p is bias for p in g["params"]))["weight_decay"] == 0.0
 
 
-def test_unknown_config_values_are_clear_errors():
-    with pytest.raises(ValueError, match="pair_head"):
-        ModelConfig(pair_head="siamese")
+def test_unknown_tasks_are_a_clear_error():
     with pytest.raises(ValueError, match="unknown task"):
         ModelConfig(tasks=("sst", "mnli"))
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "choices"),
+    [
+        ("encoder", "sbert", "'cls', 'pooled', 'mean', 'cnn', 'bilstm', 'bilstm_cnn', 'sbert_cnn_bilstm'"),
+        ("pair_head", "siamese", "'cross', 'bi', 'ensemble'"),
+    ],
+)
+def test_a_bad_encoder_or_pair_head_fails_before_any_weights_load(monkeypatch, tmp_path, field, value, choices):
+    import mtl_lab.models.model as model_module
+
+    def no_loading(*args, **kwargs):
+        raise AssertionError("weights loaded before the config was checked")
+
+    monkeypatch.setattr(model_module, "load_backbone", no_loading)
+    expected = f"ModelConfig.{field} must be one of {choices}; got {value!r}"
+    with pytest.raises(ValueError) as raised:
+        ModelConfig(**{field: value})
+    assert str(raised.value) == expected
+    # a checkpoint whose config names it fails the same way, before its weights are read into a model
+    torch.save({"model_config": {field: value}, "state_dict": {}}, tmp_path / "best.pt")
+    with pytest.raises(ValueError) as raised:
+        model_module.load_model(tmp_path)
+    assert str(raised.value) == expected

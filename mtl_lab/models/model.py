@@ -31,10 +31,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from mtl_lab.checkpoint import safe_load
-from mtl_lab.data import TASK_NAMES, TASKS, runs_root
+from mtl_lab.data import TASK_NAMES, TASKS
 from mtl_lab.models.backbone import DEFAULT_BACKBONE, load_backbone
-from mtl_lab.models.encoders import FIRST_TOKEN_ONLY, build_encoder
+from mtl_lab.models.encoders import ENCODERS, FIRST_TOKEN_ONLY, build_encoder
 from mtl_lab.models.fast import unpad
+from mtl_lab.runs import runs_root
 
 PAIR_HEADS = ("cross", "bi", "ensemble")
 
@@ -54,8 +55,9 @@ class ModelConfig:
 
     def __post_init__(self):
         self.tasks = tuple(self.tasks)
-        if self.pair_head not in PAIR_HEADS:
-            raise ValueError(f"pair_head must be one of {PAIR_HEADS}, got {self.pair_head!r}")
+        # checked here, before any weights load: a typo fails at once, not after the backbone is read
+        _check_choice("encoder", self.encoder, ENCODERS)
+        _check_choice("pair_head", self.pair_head, PAIR_HEADS)
         unknown = [t for t in self.tasks if t not in TASKS and t != "simcse"]
         if unknown:
             raise ValueError(f"unknown task(s) {unknown}; expected some of {list(TASKS)}")
@@ -63,6 +65,12 @@ class ModelConfig:
     def to_dict(self) -> dict:
         """Plain-dict form (for results.json and checkpoints)."""
         return asdict(self)
+
+
+def _check_choice(name: str, value: object, choices: tuple[str, ...]) -> None:
+    """Raise a ValueError naming the ModelConfig field, its bad value and the choices, unless value is a choice."""
+    if value not in choices:
+        raise ValueError(f"ModelConfig.{name} must be one of {', '.join(map(repr, choices))}; got {value!r}")
 
 
 class MultitaskModel(nn.Module):
@@ -191,11 +199,6 @@ class MultitaskModel(nn.Module):
         """u, v for the two sentences of a pair batch, encoded together in one backbone pass."""
         u, v = self.embed(*self._pair_batch(batch)).split(batch["a_ids"].shape[0])
         return u, v
-
-    def cross_cls(self, batch: dict) -> torch.Tensor:
-        """[CLS] state of the joint ``[CLS] a [SEP] b [SEP]`` encoding."""
-        ids, mask, types = batch["input_ids"], batch["attention_mask"], batch.get("token_type_ids")
-        return self._states(ids, mask, types, first_only=True)[0][:, 0]
 
     # -- heads ------------------------------------------------------------------------------
     def forward(self, batch: dict) -> torch.Tensor:
