@@ -38,7 +38,7 @@ PRECISION = "fp32"  # set in main() from the machine's choice
 PCGRAD = as_aggregator("pcgrad")  # "sum": the loss weights of losses_of took the mean
 
 
-def losses_of(model, batches):
+def losses_of(model: MultitaskModel, batches: dict[str, dict]) -> list[torch.Tensor]:
     """The three task losses (in the cpu profile's precision on this machine)."""
     out = []
     for task, batch in batches.items():
@@ -48,20 +48,23 @@ def losses_of(model, batches):
     return out
 
 
-def plain_step(model, opt, batches, _):
+def plain_step(model: MultitaskModel, opt: AdamW, batches: dict[str, dict], _: TaskGradients) -> None:
+    """One backward of the summed task losses, then the optimizer step."""
     sum(losses_of(model, batches)).backward()
     opt.step()
     opt.zero_grad(set_to_none=True)
 
 
-def pcgrad_step(model, opt, batches, tg):
+def pcgrad_step(model: MultitaskModel, opt: AdamW, batches: dict[str, dict], tg: TaskGradients) -> None:
+    """The lab's PCGrad step: one backward per task into the K x D buffer, the projection, the optimizer step."""
     grads = tg.backward(losses_of(model, batches))
     tg.assign(PCGRAD(grads, None, tg.result))  # as the training loop does
     opt.step()
     opt.zero_grad(set_to_none=True)
 
 
-def naive_pcgrad_step(model, opt, batches, _):
+def naive_pcgrad_step(model: MultitaskModel, opt: AdamW, batches: dict[str, dict], _: TaskGradients) -> None:
+    """PCGrad as the paper's appendix listing does it: gradients copied out and back, projected in a Python loop."""
     shared = model.shared_parameters()
     losses = losses_of(model, batches)
     flat = []

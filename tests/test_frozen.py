@@ -4,6 +4,7 @@ The "Try this" prompts of notebook 06 are checked against it: negation and a cle
 sentence move the sentiment the right way; a paraphrase scores above an unrelated pair.
 """
 
+import ipywidgets
 import numpy as np
 import pytest
 
@@ -54,7 +55,8 @@ def test_its_dev_scores_are_far_above_chance(quick):
 def test_the_playground_offers_it_beside_trained_checkpoints(quick, make_model, tokenizer):
     box = widgets.playground({"frozen": quick, "untrained": make_model()}, tokenizer, sentence="it is funny .")
     first = box.result["sentiment"]
-    box.children[0].value = "untrained"  # the dropdown switches the model answering
+    dropdown = next(c for c in box.children if isinstance(c, ipywidgets.Dropdown))
+    dropdown.value = "untrained"  # the dropdown switches the model answering
     assert not np.allclose(box.result["sentiment"], first)
     bundle = box._repr_mimebundle_()
     assert "application/vnd.jupyter.widget-view+json" in bundle

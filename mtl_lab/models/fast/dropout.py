@@ -38,7 +38,7 @@ def keep_mask(
     p: float,
     device: torch.device | str = "cpu",
     dtype: torch.dtype = torch.bool,
-):
+) -> tuple[torch.Tensor, float]:
     """A mask of ``shape`` keeping each element with probability ~``1 - p`` (1 / True: kept), and that exact
     probability. ``dtype``: bool, or a float type for a 0./1. mask written by the comparison itself (on a CPU
     faster than a boolean mask converted afterwards)."""
@@ -78,10 +78,20 @@ class Dropout(nn.Dropout):
     """``nn.Dropout`` with the masks of :func:`fast_dropout` (a drop-in: same ``p``, same train/eval behaviour)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` with this module's dropout (the identity in eval mode)."""
         return fast_dropout(x, self.p, self.training)
 
 
-def eager_attention(module, query, key, value, attention_mask, scaling=None, dropout=0.0, **kwargs):
+def eager_attention(
+    module: nn.Module,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    scaling: float | None = None,
+    dropout: float = 0.0,
+    **kwargs,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """transformers' plain ("eager") BERT attention, softmax(QK^T * scale + mask) V, with this dropout on the map."""
     if scaling is None:
         scaling = query.size(-1) ** -0.5

@@ -164,7 +164,7 @@ class Layout:
 
     def attend(
         self, attention: nn.Module, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, kind: str, first: bool = False
-    ):
+    ) -> torch.Tensor:
         """softmax(QK^T * scale + mask) V for this batch's sentences (queries, keys, values: its [head positions,
         head size] blocks; ``first``: one query per row and head, the first token's), with dropout on the attention
         map (the lab's masks where the backbone uses the lab's attention); returns [queries * heads, head size]."""
