@@ -2,6 +2,7 @@
 
 import math
 
+import pandas as pd
 import pytest
 
 from mtl_lab.study import analysis, experiments
@@ -93,6 +94,74 @@ def test_full_budget_table_pairs_seeds_against_the_baseline():
     later["environment"]["dropout"] = "mtl_lab.models.fast.dropout"
     table = analysis.full_budget_table({**results, "a-s3": later}, {**rows, "(a*)": ["a-s3"]})
     assert math.isnan(table.loc["(a*)", "paired diff vs baseline"]) and table.loc["(a*)", "dropout"] == "16-bit"
+    later["environment"]["dropout"] = "mtl_lab.dropout"  # what runs recorded before the subpackages
+    table = analysis.full_budget_table({**results, "a-s3": later}, {**rows, "(a*)": ["a-s3"]})
+    assert table.loc["(a*)", "dropout"] == "16-bit"
     fig = analysis.plot_full_budget(results, rows)
     assert len(fig.axes[0].patches) >= 2  # a bar per trained row (plus the baseline's band)
     assert "not trained yet" in [t.get_text() for t in fig.axes[0].texts]
+
+
+def _width_px(fig) -> int:
+    """The figure's width in pixels as a notebook shows it (the notebooks' dpi, cropped to what is drawn)."""
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=analysis.NOTEBOOK_DPI, bbox_inches="tight")
+    return Image.open(buf).size[0]
+
+
+def test_figures_fit_jupyterlab_with_their_legends_beside_the_data():
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    names = ["3 single-task models", "baseline", "sequential-sst-sts-qqp"] + [f"sampler-{k}" for k in range(6)]
+    runs = {}
+    for k, name in enumerate(names):
+        res = _result("sst qqp sts".split(), 0.4 + k / 100, 0.7, 0.8)
+        res["history"] = [{"epoch": e, "stage": "all", "dev": res["best"]} for e in (1, 2, 3)]
+        res["gradient_conflicts"] = [{"step": s, "epoch": 1, "sst-qqp": 0.1, "sst-sts": -0.1} for s in range(5)]
+        runs[name] = res
+    table = analysis.results_table(runs, paper={"baseline": "BERT [CLS] multi-task, initial"})
+    grid = analysis.ablation_table({**runs, "agg-cls-sum": runs["baseline"]}, experiments.ablation_grid())
+    figures = {
+        "results": analysis.plot_results(table),
+        "learning curves": analysis.plot_learning_curves(runs),
+        "gradient conflicts": analysis.plot_gradient_conflicts(runs),
+        "ablation": analysis.plot_ablation(grid),
+        "full budget": analysis.plot_full_budget(runs, {"(a) the baseline, a long row label": names}),
+        "in-batch logits": analysis.plot_in_batch_similarities(
+            pd.DataFrame(np.zeros((9, 9)), index=[f"an anchor sentence of thirty-two {k}" for k in range(9)])
+        ),
+    }
+    for name, fig in figures.items():
+        assert _width_px(fig) <= 1100, name
+        for ax in fig.axes:  # a legend sits outside every axes' data area
+            legend = ax.get_legend()
+            if legend is not None:
+                fig.canvas.draw()
+                box, frame = legend.get_window_extent(), ax.get_window_extent()
+                assert box.x0 >= frame.x1 or box.y1 <= frame.y0, f"{name}: a legend over the data"
+        for legend in fig.legends:  # a figure's legend: under (or beside) all its panels
+            fig.canvas.draw()
+            box = legend.get_window_extent()
+            assert all(box.y1 <= ax.get_window_extent().y0 or box.x0 >= ax.get_window_extent().x1 for ax in fig.axes)
+        plt.close(fig)
+
+
+def test_tables_for_students_show_three_decimals_and_no_nan():
+    table = pd.DataFrame(
+        {"SST": [0.48312, float("nan")], "seeds": [3.0, 1.0], "minutes": [12.345, float("nan")], "CPU": ["x", None]},
+        index=["a", "b"],
+    )
+    shown = analysis.format_table(table)
+    assert shown.to_dict("list") == {
+        "run": ["a", "b"],
+        "SST": ["0.483", ""],
+        "seeds": ["3", "1"],
+        "minutes": ["12.3", ""],
+        "CPU": ["x", ""],
+    }
+    assert "nan" not in analysis.markdown(table).lower()

@@ -15,6 +15,7 @@ from mtl_lab.study.compare import (
     paired_interval,
     score,
     seed_interval,
+    seed_pairs,
     verdict,
 )
 
@@ -150,3 +151,17 @@ def test_crossfit_picks_each_halfs_epoch_on_the_other_half():
     # every example is predicted by the epoch chosen on the other half: all wrong, where the best epoch looks half right
     assert score(preds, labels)["qqp_acc"] == 0.0
     assert max(score(epoch_predictions(rec, e), labels)["qqp_acc"] for e in (1, 2)) == pytest.approx(0.5, abs=0.06)
+
+
+def test_seeds_are_paired_by_seed_not_by_place_in_the_row():
+    def run(seed=None):
+        return {"config": {"train": {} if seed is None else {"seed": seed}}}
+
+    results = {"base": run(0), "base-s1": run(1), "base-s2": run(2), "x-s3": run(3), "x-s1": run(1)}
+    results.update({"recipe": run(), "recipe-s2": run()})  # recipe records: no seed of their own, their place
+    base = ["base", "base-s1", "base-s2"]
+    assert seed_pairs(["x-s3", "x-s1"], base, results) == [(1, "x-s1", "base-s1")]
+    assert seed_pairs(["recipe", "recipe-s1", "recipe-s2"], base, results) == [
+        (0, "recipe", "base"),
+        (2, "recipe-s2", "base-s2"),  # recipe-s1 is not trained yet
+    ]

@@ -67,7 +67,8 @@ def test_playground_answers_and_updates_live(make_model, tokenizer):
     first = box.result
     assert first["sentiment"].shape == (5,) and first["sentiment"].sum() == pytest.approx(1.0, abs=1e-5)
     assert 0.0 <= first["paraphrase"] <= 1.0 and 0.0 <= first["similarity"] <= 5.0
-    text, pair_a, pair_b = box.children[1], box.children[2], box.children[3]
+    fields = {getattr(c, "description", None): c for c in box.children}  # the text boxes, wherever they sit
+    text, pair_a, pair_b = fields["sentence"], fields["pair: a"], fields["pair: b"]
     text.value = "the worst , most boring film of the year ."  # typing triggers an update
     assert not np.allclose(box.result["sentiment"], first["sentiment"])
     pair_b.value = pair_a.value  # the same sentence twice: the cosine part of the similarity is maximal

@@ -2,7 +2,7 @@
 
 import pytest
 
-from mtl_lab.study import experiments
+from mtl_lab.study import experiments, full_budget, publish, recipe
 
 
 def test_full_cls_is_the_baseline_with_another_seed():
@@ -29,10 +29,10 @@ def test_publishing_a_run_again_drops_the_replaced_runs_predictions(tmp_path, mo
     (src / "predictions").mkdir(parents=True)
     (src / "results.json").write_text('{"finished": true, "best": {"overall": 0.7}}')
     (src / "predictions" / "sst-dev-output.csv").write_text("id,Predicted_Sentiment\n")
-    experiments.publish("cpu", ["baseline"])
+    publish.publish("cpu", ["baseline"])
     assert (tmp_path / "results" / "cpu" / "baseline" / "predictions" / "sst-dev-output.csv").is_file()
     (src / "results.json").write_text('{"finished": true, "best": {"overall": 0.8}}')  # retrained
-    experiments.publish("cpu", ["baseline"], predictions=False)
+    publish.publish("cpu", ["baseline"], predictions=False)
     dst = tmp_path / "results" / "cpu" / "baseline"
     assert "0.8" in (dst / "results.json").read_text() and not (dst / "predictions").exists()
 
@@ -55,30 +55,30 @@ def test_publish_keeps_a_published_run_of_another_configuration_and_records_the_
     pre = write("results", "pre-sbert-qqp_sts", frozen=False, best={"overall": 0.78})  # what others started from
     write("runs", "pre-sbert-qqp_sts", frozen=True, best={"overall": 0.79}, wall_time_s=90.0)
     with pytest.raises(ValueError, match=r"another configuration \(train.freeze_word_embeddings: False -> True\)"):
-        experiments.publish("cpu", ["pre-sbert-qqp_sts"])
+        publish.publish("cpu", ["pre-sbert-qqp_sts"])
     assert json.loads((pre / "results.json").read_text())["best"]["overall"] == 0.78  # untouched
 
     run = write("runs", "full-sbert-qqp_sts-pcgrad-s1", frozen=True, best={"overall": 0.745}, wall_time_s=60.0)
     now = (run / "results.json").stat().st_mtime
     os.utime(tmp_path / "runs" / "cpu" / "pre-sbert-qqp_sts" / "results.json", (now - 120, now - 120))
-    experiments.publish("cpu", ["full-sbert-qqp_sts-pcgrad-s1"])
+    publish.publish("cpu", ["full-sbert-qqp_sts-pcgrad-s1"])
     published = json.loads((tmp_path / "results" / "cpu" / "full-sbert-qqp_sts-pcgrad-s1" / "results.json").read_text())
     init = published["init_run"]
     assert init["run"] == "cpu/pre-sbert-qqp_sts" and init["best"]["overall"] == 0.79
     assert init["config"]["train"]["freeze_word_embeddings"] is True and init["wall_time_s"] == 90.0
 
     os.utime(tmp_path / "runs" / "cpu" / "pre-sbert-qqp_sts" / "results.json", (now, now))  # retrained since
-    experiments.publish("cpu", ["full-sbert-qqp_sts-pcgrad-s1"])
+    publish.publish("cpu", ["full-sbert-qqp_sts-pcgrad-s1"])
     published = json.loads((tmp_path / "results" / "cpu" / "full-sbert-qqp_sts-pcgrad-s1" / "results.json").read_text())
     assert "init_run" not in published  # no record rather than a wrong one
 
     own = {"run": "cpu/pre-sbert-qqp_sts", "best_pt_sha256": "ab12", "best": {"overall": 0.78}}
     write("runs", "full-sbert-qqp_sts-pcgrad-s2", frozen=True, best={"overall": 0.746}, init_run=own)
-    experiments.publish("cpu", ["full-sbert-qqp_sts-pcgrad-s2"])  # recorded as it started: kept, whatever the times
+    publish.publish("cpu", ["full-sbert-qqp_sts-pcgrad-s2"])  # recorded as it started: kept, whatever the times
     published = json.loads((tmp_path / "results" / "cpu" / "full-sbert-qqp_sts-pcgrad-s2" / "results.json").read_text())
     assert published["init_run"] == own
 
-    experiments.publish("cpu", ["pre-sbert-qqp_sts"], replace=True)
+    publish.publish("cpu", ["pre-sbert-qqp_sts"], replace=True)
     assert json.loads((pre / "results.json").read_text())["best"]["overall"] == 0.79
 
 
@@ -138,7 +138,7 @@ def test_notebook_06_compares_the_best_full_budget_run_with_committed_prediction
 
     monkeypatch.setenv("MTL_LAB_RESULTS", str(tmp_path))
 
-    def publish(name, overall, train_fraction=None, predictions=True, frozen=True):
+    def publish_run(name, overall, train_fraction=None, predictions=True, frozen=True):
         folder = tmp_path / "cpu" / name
         (folder / "predictions").mkdir(parents=True)
         if predictions:
@@ -150,12 +150,12 @@ def test_notebook_06_compares_the_best_full_budget_run_with_committed_prediction
             json.dumps({"finished": True, "best": {"overall": overall}, "config": {"train": train}})
         )
 
-    publish("baseline", 0.742)
-    publish("full-cls-s2", 0.744)
-    publish("full-mean", 0.760, predictions=False)  # no committed predictions: not analysable
-    publish("ft-sbert-nli", 0.99, train_fraction=0.15)  # a study-budget run never counts
-    publish("full-cls-wemb", 0.95, frozen=False)  # trained word embeddings: not today's model
-    publish("old-full", 0.95, frozen=None)
+    publish_run("baseline", 0.742)
+    publish_run("full-cls-s2", 0.744)
+    publish_run("full-mean", 0.760, predictions=False)  # no committed predictions: not analysable
+    publish_run("ft-sbert-nli", 0.99, train_fraction=0.15)  # a study-budget run never counts
+    publish_run("full-cls-wemb", 0.95, frozen=False)  # trained word embeddings: not today's model
+    publish_run("old-full", 0.95, frozen=None)
     assert experiments.best_published_with_predictions("cpu", exclude=("baseline",)) == "full-cls-s2"
     assert experiments.best_published_with_predictions("cpu", exclude=("baseline", "full-cls-s2")) is None
 
@@ -165,7 +165,7 @@ def test_the_recipe_command_trains_missing_members_then_writes_averaged_files(tm
 
     monkeypatch.setenv("MTL_LAB_RUNS", str(tmp_path / "runs"))
     small = dict(train_limit=16, dev_limit=16, epochs=1, batch_size=8, max_length=16)
-    out = experiments.recipe_predictions(
+    out = recipe.recipe_predictions(
         tmp_path / "pred", "smoke", ["full-mean", "full-mean-s1"], tiny_backbone, False, ("dev",), **small
     )
     for name in ("full-mean", "full-mean-s1"):  # both members were trained from nothing
@@ -190,26 +190,26 @@ def test_the_recipe_records_each_seed_as_an_ensemble_run_of_its_rows(tmp_path, m
 
     monkeypatch.setenv("MTL_LAB_RUNS", str(tmp_path / "runs"))
     monkeypatch.setenv("MTL_LAB_RESULTS", str(tmp_path / "results"))
-    assert experiments.recipe_members(0) == ["full-mean-rdrop-e4"]
-    assert experiments.recipe_members(2) == ["full-mean-rdrop-e4-s2"]
+    assert recipe.recipe_members(0) == ["full-mean-rdrop-e4"]
+    assert recipe.recipe_members(2) == ["full-mean-rdrop-e4-s2"]
     # the recorded ensemble of several rows (the recipe's machinery, whatever RECIPE holds today)
-    monkeypatch.setitem(experiments.RECIPE, "rows", ["(a) [CLS] baseline", "(d) mean pooling + ensembled pair heads"])
-    assert experiments.recipe_members(0) == ["baseline", "full-mean"]
+    monkeypatch.setitem(recipe.RECIPE, "rows", ["(a) [CLS] baseline", "(d) mean pooling + ensembled pair heads"])
+    assert recipe.recipe_members(0) == ["baseline", "full-mean"]
     small = dict(train_limit=16, dev_limit=16, epochs=1, batch_size=8, max_length=16)
-    out = experiments.recipe_predictions(tmp_path / "pred", "smoke", None, tiny_backbone, False, ("dev",), **small)
+    out = recipe.recipe_predictions(tmp_path / "pred", "smoke", None, tiny_backbone, False, ("dev",), **small)
     record = experiments.load_results(experiments.run_dir("smoke", "recipe"))
-    assert record["best"] == out["metrics"] and record["config"]["members"] == experiments.recipe_members(0)
-    member_runs = [experiments.load_results(experiments.run_dir("smoke", n)) for n in experiments.recipe_members(0)]
+    assert record["best"] == out["metrics"] and record["config"]["members"] == recipe.recipe_members(0)
+    member_runs = [experiments.load_results(experiments.run_dir("smoke", n)) for n in recipe.recipe_members(0)]
     assert record["wall_time_s"] == sum(r["wall_time_s"] for r in member_runs)
     assert experiments.is_full_budget(record) == experiments.is_full_budget(member_runs[0])
     assert record["config"]["train"]["tasks"] == member_runs[0]["config"]["train"]["tasks"]
     frozen = [r["config"]["train"]["freeze_word_embeddings"] for r in member_runs]  # smoke trains them: False
     assert record["config"]["train"]["freeze_word_embeddings"] is all(frozen)
     assert {n: m["best"] for n, m in record["members"].items()} == out["members"]
-    experiments.publish("smoke", ["recipe", *experiments.recipe_members(0)])
+    publish.publish("smoke", ["recipe", *recipe.recipe_members(0)])
     assert len(list((tmp_path / "results" / "smoke" / "recipe" / "predictions").glob("*.csv"))) == 3
-    table = full_budget_table(experiments.finished_results("smoke"), experiments.full_budget_rows())
-    row = table.loc[experiments.HEADLINE_ROWS["the lab's recipe"][0]]
+    table = full_budget_table(experiments.finished_results("smoke"), full_budget.full_budget_rows())
+    row = table.loc[full_budget.HEADLINE_ROWS["the lab's recipe"][0]]
     assert row["seeds"] == 1 and row["overall"] == out["metrics"]["overall"]
     assert row["minutes"] == record["wall_time_s"] / 60
 
@@ -236,9 +236,9 @@ def test_publish_writes_a_full_budget_runs_leaderboard_files_and_copies_its_reco
         (out / "sst-test-output.csv").write_text("id,Predicted_Sentiment\n")
 
     monkeypatch.setattr(evaluate, "predict_files", fake_predict)
-    experiments.publish("cpu", ["full-cls-s1"])
+    publish.publish("cpu", ["full-cls-s1"])
     dst = tmp_path / "results" / "cpu" / "full-cls-s1"
     assert calls == [(src, src / "predictions")]  # the best epoch's dev and test files, from best.pt
     assert (dst / "predictions" / "sst-test-output.csv").is_file() and (dst / "dev-records.npz").is_file()
-    experiments.publish("cpu", ["full-cls-s1"])
+    publish.publish("cpu", ["full-cls-s1"])
     assert len(calls) == 1  # written once: the run's files are reused

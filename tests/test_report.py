@@ -76,7 +76,7 @@ def test_the_readme_headline_is_rewritten_from_the_full_budget_runs(tmp_path, mo
 
 
 def test_stopped_candidates_are_not_listed_as_still_to_train(tmp_path, monkeypatch):
-    from mtl_lab.study import experiments
+    from mtl_lab.study.full_budget import STOPPED_ROWS
 
     monkeypatch.setenv("MTL_LAB_RESULTS", str(tmp_path / "runs"))
     tasks = ["sst", "qqp", "sts"]
@@ -87,7 +87,7 @@ def test_stopped_candidates_are_not_listed_as_still_to_train(tmp_path, monkeypat
     still = next(line for line in page.splitlines() if line.startswith("Still to train"))
     assert "`full-cls-s1`" in still and "`full-mean-rdrop-e4-s2`" in still  # rows still being measured
     assert "llrd" not in still and "ema" not in still  # stopped after seed 0
-    for row in experiments.STOPPED_ROWS:
+    for row in STOPPED_ROWS:
         assert f"Not continued: {row}: " in page and "; no gain" in page
     # the scores come from the runs themselves (both seed 0s), not from text
     overall = {
@@ -182,3 +182,16 @@ def test_a_run_with_records_is_not_cross_fitted_against_one_scored_at_its_best_e
     c = compare_runs("recipe", "baseline", "cpu", n_resamples=200)
     assert c.sources == ("best epoch (prediction files)", "best epoch (records)")
     assert c.table.loc["SST acc", "A"] == 1.0  # the recipe's file holds the gold labels
+
+
+def test_the_headline_comparisons_are_computed_once_for_the_page_and_the_readme(tmp_path, monkeypatch):
+    monkeypatch.setenv("MTL_LAB_RESULTS", str(tmp_path / "runs"))
+    _write(tmp_path / "runs", "baseline", ["sst", "qqp", "sts"], 0.74)
+    calls = []
+    monkeypatch.setattr(report, "headline_comparisons", lambda profile: calls.append(profile) or [])
+    comparisons = report.headline_comparisons("cpu")
+    report.build("cpu", tmp_path / "docs" / "results.md", comparisons)
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# lab\n\n{report.README_START}\n{report.README_END}\n")
+    report.update_readme("cpu", readme, comparisons)
+    assert calls == ["cpu"]

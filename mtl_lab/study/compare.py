@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,7 +28,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from mtl_lab.data import TASKS, load_split, results_root, runs_root
+from mtl_lab.data import TASKS, load_split
 from mtl_lab.evaluate import (
     METRIC_NAMES,
     outputs_to_predictions,
@@ -36,7 +37,12 @@ from mtl_lab.evaluate import (
     read_predictions,
     task_metrics,
 )
-from mtl_lab.records import DevRecords, read_records
+from mtl_lab.records import RECORDS_FILE, DevRecords, read_records
+from mtl_lab.runs import results_root, runs_root
+from mtl_lab.study.full_budget import full_budget_rows
+
+Labels = dict[str, pd.Series]  # task -> gold dev labels, indexed by id
+DataDir = str | os.PathLike | None
 
 CONFIDENCE = 0.95
 N_RESAMPLES = 10_000
@@ -47,12 +53,12 @@ TASK_LABELS = {"sst": "SST acc", "qqp": "QQP acc", "sts": "STS r"}
 # ----------------------------------------------------------------------------- halves and labels
 
 
-def half_of(ids) -> np.ndarray:
+def half_of(ids: Iterable) -> np.ndarray:
     """Each id's half of dev (0 or 1): the parity of the first 8 hex digits of its sha256, fixed forever."""
     return np.array([int(hashlib.sha256(str(i).strip().encode()).hexdigest()[:8], 16) % 2 for i in ids], dtype=int)
 
 
-def dev_labels(tasks, data_dir=None) -> dict[str, pd.Series]:
+def dev_labels(tasks: Iterable[str], data_dir: DataDir = None) -> Labels:
     """Gold dev labels per task, indexed by id (malformed rows are left out, as training scores them)."""
     out = {}
     for task in tasks:
@@ -88,13 +94,16 @@ def run_folder(name: str | os.PathLike, profile: str = "cpu") -> Path:
     )
 
 
-def _records_folder(folder: Path) -> Path:
-    """Where a run's dev records are: the run itself, or the single member of a recipe record."""
+def run_records(folder: Path) -> tuple[dict, DevRecords | None]:
+    """A run folder's results.json and its dev records (None without): the one place it is read here.
+
+    A recipe record of one member has no records of its own: its member's are returned.
+    """
     res = json.loads((folder / "results.json").read_text())
     members = res.get("config", {}).get("members") or []
-    if not (folder / "dev-records.npz").is_file() and len(members) == 1:
-        return folder.parent / members[0]
-    return folder
+    if not (folder / RECORDS_FILE).is_file() and len(members) == 1:
+        folder = folder.parent / members[0]
+    return res, read_records(folder)
 
 
 def epoch_predictions(records: DevRecords, epoch: int) -> dict[str, pd.Series]:
@@ -116,8 +125,10 @@ def score(predictions: dict[str, pd.Series], labels: dict[str, pd.Series]) -> di
 
 
 def crossfit(records: DevRecords, labels: dict[str, pd.Series]) -> tuple[dict[str, pd.Series], dict[int, int]]:
-    """Cross-fitted predictions: each dev example predicted by the epoch chosen (by overall score) on the other
-    half. Returns the predictions and ``{half: epoch chosen on that half}``."""
+    """Cross-fitted predictions: each dev example predicted by the epoch chosen on the other half of dev.
+
+    The epoch is chosen by overall score. Returns the predictions and ``{half: epoch chosen on that half}``.
+    """
     by_epoch = {e: epoch_predictions(records, e) for e in records.epochs}
     halves = {t: half_of(records.ids[t]) for t in records.tasks}
     chosen = {}
@@ -139,17 +150,19 @@ def _prediction_files(folder: Path) -> dict[str, pd.Series]:
 
 
 def dev_predictions(
-    name: str | os.PathLike, profile: str = "cpu", honest: bool = True, data_dir=None
+    name: str | os.PathLike, profile: str = "cpu", honest: bool = True, data_dir: DataDir = None
 ) -> DevPredictions:
-    """A run's dev predictions: cross-fitted from its records (``honest``), else its best epoch's; runs without
-    records fall back to their committed best-epoch prediction files."""
+    """A run's dev predictions: cross-fitted from its records (``honest``), else its best epoch's.
+
+    Runs without records fall back to their committed best-epoch prediction files.
+    """
     folder = run_folder(name, profile)
-    records = read_records(_records_folder(folder))
+    res, records = run_records(folder)
     if records is not None and records.epochs:
         if honest:
             preds, chosen = crossfit(records, dev_labels(records.tasks, data_dir))
             return DevPredictions(str(name), preds, "cross-fitted (records)", chosen)
-        best = json.loads((folder / "results.json").read_text()).get("best", {}).get("epoch", records.epochs[-1])
+        best = res.get("best", {}).get("epoch", records.epochs[-1])
         best = best if best in records.epochs else max(records.epochs)
         return DevPredictions(str(name), epoch_predictions(records, best), "best epoch (records)", {"best": best})
     files = _prediction_files(folder)
@@ -208,8 +221,10 @@ def paired_interval(
 
 
 def overall_interval(samples: dict[str, tuple], n_resamples: int = N_RESAMPLES) -> tuple[float, float, float]:
-    """The overall-score difference and its 95 % interval, resampling each task's examples separately (the score
-    weighs tasks equally whatever their sizes) and keeping each example's a/b/gold together."""
+    """The overall-score difference and its 95 % interval, each task's examples resampled apart.
+
+    The score weighs tasks equally whatever their sizes; each example's a/b/gold stay together.
+    """
     tasks = list(samples)
     rows = [_task_rows(t, *samples[t]) for t in tasks]
 
@@ -285,8 +300,10 @@ class Comparison:
 
     @property
     def overall(self) -> dict | None:
-        """The overall row of the example-level comparison (None without per-example predictions)."""
-        return None if self.table is None else self.table.loc["overall"].to_dict()
+        """The overall row of the example-level comparison as plain Python values (None without predictions)."""
+        if self.table is None:
+            return None
+        return {k: v.item() if isinstance(v, np.generic) else v for k, v in self.table.loc["overall"].items()}
 
     @property
     def verdict(self) -> str:
@@ -340,8 +357,6 @@ def _merged(dicts) -> dict:
 
 def row_of(name: str) -> list[str] | None:
     """The seeds of the full-budget study row whose first run (or any run) is ``name``, else None."""
-    from mtl_lab.study.experiments import full_budget_rows
-
     for runs in full_budget_rows().values():
         if name in runs:
             return runs
@@ -354,11 +369,14 @@ def compare_runs(
     profile: str = "cpu",
     seeds: bool = False,
     honest: bool = True,
-    data_dir=None,
+    data_dir: DataDir = None,
     n_resamples: int = N_RESAMPLES,
 ) -> Comparison:
-    """Compare run A with run B on dev (cross-fitted predictions where both have records, else both at their best
-    epoch); with ``seeds``, also their study rows seed by seed (a t interval where both rows have 3+ seeds)."""
+    """Compare run A with run B on the same dev examples, and with ``seeds`` their study rows seed by seed.
+
+    Cross-fitted predictions where both runs have records, else both at their best epoch; over seeds, a t
+    interval where both rows have 3+ seeds.
+    """
     labels = dev_labels(TASKS, data_dir)
     both = honest and has_records(a, profile) and has_records(b, profile)  # never cross-fitted against best epoch
     try:
@@ -374,37 +392,67 @@ def compare_runs(
     return comparison
 
 
-def run_score(name: str, profile: str = "cpu", honest: bool = True, labels=None) -> tuple[float, str]:
-    """A run's dev overall score and where it comes from: cross-fitted from its records (``honest``, when it has
-    them), else the best epoch's score its results.json records (selected on the same examples)."""
-    folder = run_folder(name, profile)
-    records = read_records(_records_folder(folder))
+def run_score(name: str, profile: str = "cpu", honest: bool = True, labels: Labels | None = None) -> tuple[float, str]:
+    """A run's dev overall score and where it comes from ("cross-fitted" or "best epoch").
+
+    Cross-fitted from its records (``honest``, when it has them), else the best epoch's score its results.json
+    records (selected on the same examples).
+    """
+    res, records = run_records(run_folder(name, profile))
     if honest and records is not None and records.epochs:
         labels = labels or dev_labels(records.tasks)
         return score(crossfit(records, labels)[0], labels)["overall"], "cross-fitted"
-    return float(json.loads((folder / "results.json").read_text())["best"]["overall"]), "best epoch"
+    return float(res["best"]["overall"]), "best epoch"
 
 
 def has_records(name: str, profile: str = "cpu") -> bool:
     """Whether a run (published or yours) has its per-example dev records."""
     try:
-        return read_records(_records_folder(run_folder(name, profile))) is not None
+        return run_records(run_folder(name, profile))[1] is not None
     except FileNotFoundError:
         return False
 
 
-def seed_comparison(a: str, b: str, profile: str, honest: bool, labels) -> tuple[pd.DataFrame, dict | None]:
-    """Seed k of A's row against seed k of B's: each pair's overall scores (cross-fitted where both have records,
-    else both best-epoch) and difference, and the t interval over seeds."""
-    rows_a, rows_b = row_of(a) or [a], row_of(b) or [b]
-    lines = []
-    for k, (na, nb) in enumerate(zip(rows_a, rows_b)):
+def run_seed(res: dict, place: int) -> int:
+    """A run's seed: its ``config.train.seed``, else its place in its row (a recipe record has no seed of its own)."""
+    return res.get("config", {}).get("train", {}).get("seed", place)
+
+
+def seed_pairs(row_a: list[str], row_b: list[str], results: dict[str, dict]) -> list[tuple[int, str, str]]:
+    """(seed, run of row A, run of row B) for every seed both rows have in ``results``, in row A's order.
+
+    ``results``: run name -> results.json. The one pairing of seeds, for the full-budget table and for
+    ``compare --seeds``.
+    """
+    b_by_seed = {run_seed(results[n], k): n for k, n in enumerate(row_b) if n in results}
+    pairs = [(run_seed(results[n], k), n) for k, n in enumerate(row_a) if n in results]
+    return [(seed, n, b_by_seed[seed]) for seed, n in pairs if seed in b_by_seed]
+
+
+def _row_results(names: list[str], profile: str) -> dict[str, dict]:
+    """results.json of each named run found (published first, then your own); runs not trained yet are left out."""
+    out = {}
+    for name in dict.fromkeys(names):
         try:
-            both = honest and has_records(na, profile) and has_records(nb, profile)
-            (sa, source), (sb, _) = (run_score(n, profile, both, labels) for n in (na, nb))
+            out[name] = run_records(run_folder(name, profile))[0]
         except FileNotFoundError:
             continue  # a seed not trained (or published) yet
-        lines.append({"seed": k, "A run": na, "B run": nb, "A": sa, "B": sb, "diff": sa - sb, "scores": source})
+    return out
+
+
+def seed_comparison(
+    a: str, b: str, profile: str, honest: bool, labels: Labels | None
+) -> tuple[pd.DataFrame, dict | None]:
+    """Seed k of A's row against seed k of B's (``seed_pairs``), and the t interval over seeds.
+
+    Each pair's overall scores (cross-fitted where both have records, else both best-epoch) and difference.
+    """
+    rows_a, rows_b = row_of(a) or [a], row_of(b) or [b]
+    lines = []
+    for seed, na, nb in seed_pairs(rows_a, rows_b, _row_results(rows_a + rows_b, profile)):
+        both = honest and has_records(na, profile) and has_records(nb, profile)
+        (sa, source), (sb, _) = (run_score(n, profile, both, labels) for n in (na, nb))
+        lines.append({"seed": seed, "A run": na, "B run": nb, "A": sa, "B": sb, "diff": sa - sb, "scores": source})
     table = pd.DataFrame(lines)
     if len(table) < 3:
         return table, None
@@ -412,14 +460,16 @@ def seed_comparison(a: str, b: str, profile: str, honest: bool, labels) -> tuple
     return table, {"diff": diff, "low": low, "high": high, "n": len(table)}
 
 
-def selection_gap(names: list[str], profile: str = "cpu", data_dir=None) -> pd.DataFrame:
-    """Selection bias, run by run: the best epoch chosen and scored on the same dev examples, against the
-    cross-fitted score (each half's epoch chosen on the other half); runs without records are left out."""
+def selection_gap(names: list[str], profile: str = "cpu", data_dir: DataDir = None) -> pd.DataFrame:
+    """Selection bias, run by run: the best epoch's score on the examples it was chosen on, against the cross-fitted.
+
+    Cross-fitted: each half's epoch chosen on the other half. Runs without records are left out.
+    """
     lines = []
     for name in names:
         if not has_records(name, profile):
             continue
-        records = read_records(_records_folder(run_folder(name, profile)))
+        records = run_records(run_folder(name, profile))[1]
         labels = dev_labels(records.tasks, data_dir)
         by_epoch = {e: score(epoch_predictions(records, e), labels)["overall"] for e in records.epochs}
         honest = score(crossfit(records, labels)[0], labels)["overall"]
@@ -436,12 +486,15 @@ def selection_gap(names: list[str], profile: str = "cpu", data_dir=None) -> pd.D
     return pd.DataFrame(lines)
 
 
-def selection_crossfit(rows: dict[str, list[str]], profile: str = "cpu", data_dir=None) -> pd.DataFrame:
-    """Choosing among candidate rows, honestly: on each half of dev the row with the best mean (over its seeds) of
-    best-epoch scores is chosen, and its seeds are scored on the other half with the epochs chosen on the first;
-    the naive choice picks and scores on all of dev. Rows whose runs lack records are left out."""
+def selection_crossfit(rows: dict[str, list[str]], profile: str = "cpu", data_dir: DataDir = None) -> pd.DataFrame:
+    """Choosing among candidate rows, honestly: chosen on one half of dev, scored on the other.
+
+    On each half the row with the best mean (over its seeds) of best-epoch scores is chosen, and its seeds are
+    scored on the other half with the epochs chosen on the first; the naive choice picks and scores on all of
+    dev. Rows whose runs lack records are left out.
+    """
     candidates = {
-        row: [read_records(_records_folder(run_folder(n, profile))) for n in names]
+        row: [run_records(run_folder(n, profile))[1] for n in names]
         for row, names in rows.items()
         if names and all(has_records(n, profile) for n in names)
     }

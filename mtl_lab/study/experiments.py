@@ -4,37 +4,37 @@ An experiment is a (ModelConfig, TrainConfig) pair with a stable name; it trains
 user's own ``runs/<profile>/<name>/`` (git-ignored). A finished run there is reused (its
 results.json is returned without training), so notebooks and sweeps can be re-run and resumed
 freely. The PUBLISHED results live apart, in ``results/<profile>/<name>/`` (committed: the
-small results.json files and a few prediction files, copied there by ``publish``): the
-notebooks' cpu sections, the results page and the README read them, and nothing trains from them.
+small results.json files and a few prediction files, copied there by ``mtl_lab.study.publish``):
+the notebooks' cpu sections, the results page and the README read them, and nothing trains from them.
+The full-budget study's rows are ``mtl_lab.study.full_budget``; the lab's recipe, ``mtl_lab.study.recipe``.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
-import time
+from collections.abc import Callable
 from pathlib import Path
 
-from mtl_lab.data import results_root, runs_root
 from mtl_lab.models.model import ModelConfig, MultitaskModel, load_model
-from mtl_lab.records import RECORDS_FILE
-from mtl_lab.training.loop import (
-    PROFILES,
+from mtl_lab.runs import (
     StaleDataError,
-    TrainConfig,
-    atomic_write_json,
-    config_diff,
-    init_summary,
     load_results,
+    results_root,
+    runs_root,
+    stale_data,
+)
+from mtl_lab.training.config import (
+    PROFILES,
+    TrainConfig,
+    config_diff,
     profile_config,
     require_device,
     run_config,
-    stale_data,
     stored_setting,
-    train,
 )
+from mtl_lab.training.loop import train
 
 # Study sizes that keep the cpu profile within about an hour a notebook on 2 cores: the
 # sampler comparison and the sequential run use fewer epochs / a subset (the smoke profile
@@ -194,7 +194,7 @@ def experiment(name: str, profile: str, backbone: str | None = None, **overrides
 
 
 # The full-budget study (the cpu profile's budget: all local data, 3 epochs): the paper's
-# models and strategies trained as the baseline is, several seeds each.
+# models and strategies trained as the baseline is, several seeds each (its rows: ``full_budget.full_budget_rows``).
 FULL_BUDGET_PCGRAD = {"smoke": {"batch_size": 8}, "cpu": {"batch_size": 8}, "gpu": {"batch_size": 4}}
 # Candidates for the lab's own recipe (row (d)), beside the paper's two models: ``mean`` is plain mean
 # pooling (how all-MiniLM-L6-v2 was pre-trained) for SST and for the bi-encoder half of the ensembled
@@ -269,82 +269,6 @@ def full_budget_experiment(name: str, profile: str, model_kw: dict, **overrides)
     )
 
 
-def full_budget_rows() -> dict[str, list[str]]:
-    """The full-budget study: row label -> its runs (seeds 0, 1, 2; the published ``baseline`` is seed 0 of row (a)).
-
-    The primed rows are the same configurations with the word embeddings trained: the lab's training
-    before the CPU speed-up, kept to show what freezing them changed."""
-    return {
-        "(a) [CLS] baseline": ["baseline", "full-cls-s1", "full-cls-s2"],
-        "(b) SBERT + CNN-BiLSTM, plain start": ["full-sbert", "full-sbert-s1", "full-sbert-s2"],
-        "(c) (b) + SimCSE (QQP/STS) + PCGrad (the paper's best)": [
-            f"full-sbert-qqp_sts-pcgrad{s}" for s in ("", "-s1", "-s2")
-        ],
-        "(d) mean pooling + ensembled pair heads": ["full-mean", "full-mean-s1", "full-mean-s2"],
-        "(e) the lab's recipe: (d) + R-Drop, 4 epochs, one model (= row (i))": ["recipe", "recipe-s1", "recipe-s2"],
-        # a recipe candidate: R-Drop (``mtl_lab.training.rdrop``) on row (d), about twice its training time
-        "(f) (d) + R-Drop (recipe candidate)": ["full-mean-rdrop", "full-mean-rdrop-s1", "full-mean-rdrop-s2"],
-        # a recipe candidate: layer-wise lr decay (``LLRD``) on row (d), the same training time
-        "(g) (d) + layer-wise lr decay (recipe candidate)": [
-            "full-mean-llrd",
-            "full-mean-llrd-s1",
-            "full-mean-llrd-s2",
-        ],
-        # a recipe candidate: a moving average of the weights (``mtl_lab.training.ema``) on row (d), the same training time
-        "(h) (d) + weight averaging (recipe candidate)": ["full-mean-ema", "full-mean-ema-s1", "full-mean-ema-s2"],
-        # row (f) with its lr schedule stretched over 4 epochs, 8/3 of row (d)'s training time: the recipe since
-        # its three seeds averaged .752 (RECIPE below)
-        "(i) (d) + R-Drop, 4 epochs (the recipe)": [
-            "full-mean-rdrop-e4",
-            "full-mean-rdrop-e4-s1",
-            "full-mean-rdrop-e4-s2",
-        ],
-        # the accuracy check of mtl_lab.models.fast.dropout: seeds 3 and 4 of row (a), trained with the 16-bit masks,
-        # against row (a)'s spread (its seeds 0-2 trained with PyTorch's dropout)
-        "(a*) (a), seeds 3-4, with the lab's dropout masks": ["full-cls-s3", "full-cls-s4"],
-        # the accuracy check of mtl_lab.models.fast.unpad (the backbone over real tokens only, one pass for a pair task's
-        # two views) and of the dropout masks' two multiplications: seeds 5 and 6 of row (a), against its spread
-        "(a-u) (a), seeds 5-6, the backbone over real tokens only": ["full-cls-s5", "full-cls-s6"],
-        # the accuracy check of the last layer for [CLS] alone (exact maths, fewer dropout draws) and the
-        # dropout masks written as scaled floats: seeds 7 and 8 of row (a)
-        "(a-c) (a), seeds 7-8, the last layer for [CLS] alone": ["full-cls-s7", "full-cls-s8"],
-        # the accuracy check of --freeze-layers 2 (faster steps): seeds 0-1 of row (a) with the
-        # embeddings and the lowest 2 of the 6 transformer layers fixed
-        "(a-f2) (a), the lowest 2 layers frozen": ["full-cls-f2", "full-cls-f2-s1"],
-        # the first full-budget runs, made before the CPU speed-up froze the word embeddings
-        "(a') (a), word embeddings trained too": ["full-cls-wemb", "full-cls-wemb-s1", "full-cls-wemb-s2"],
-        "(b') (b), word embeddings trained too": ["full-sbert-wemb"],
-        "(d') (d), word embeddings trained too": ["full-mean-wemb"],
-    }
-
-
-# Recipe candidates whose first seeds showed no gain (or that a later row superseded): their missing seeds are not
-# trained. Row -> (the row it was measured against, why it stopped); the results page puts both rows' scores, seed
-# by seed, beside the reason.
-STOPPED_ROWS = {
-    "(f) (d) + R-Drop (recipe candidate)": (
-        "(d) mean pooling + ensembled pair heads",
-        "superseded by row (i), the same over 4 epochs (the recipe)",
-    ),
-    "(g) (d) + layer-wise lr decay (recipe candidate)": ("(d) mean pooling + ensembled pair heads", "no gain"),
-    "(h) (d) + weight averaging (recipe candidate)": (
-        "(d) mean pooling + ensembled pair heads",
-        "no gain, and none over three seeds in the GPU screening (benchmarks/results/gpu_screen_h200.json)",
-    ),
-}
-
-
-# The README's headline: which full-budget row stands for what, and the paper's Table 2 row beside it.
-HEADLINE_ROWS = {
-    "the [CLS] baseline": ("(a) [CLS] baseline", "BERT [CLS] multi-task, initial"),
-    "the paper's best model": (
-        "(c) (b) + SimCSE (QQP/STS) + PCGrad (the paper's best)",
-        "SBERT + CNN-BiLSTM, PCGrad + SimCSE (QQP/STS)",
-    ),
-    "the lab's recipe": ("(e) the lab's recipe: (d) + R-Drop, 4 epochs, one model (= row (i))", None),
-}
-
-
 # The exercises' short runs: a student's AdamW / PCGrad trains the real model beside the reference.
 EXERCISE_RUNS = {
     "adamw": {"name": "baseline", "smoke": {"epochs": 1}, "cpu": {"epochs": 1, "train_fraction": 0.05}},
@@ -353,7 +277,12 @@ EXERCISE_RUNS = {
 
 
 def exercise_run(
-    exercise: str, label: str, profile: str, optimizer_cls=None, aggregator=None, progress: bool = False
+    exercise: str,
+    label: str,
+    profile: str,
+    optimizer_cls: type | None = None,
+    aggregator: Callable | None = None,
+    progress: bool = False,
 ) -> dict:
     """A short run of an exercise's model with the student's piece (or the reference): ``runs/<profile>/exercise-<exercise>-<label>``.
 
@@ -368,8 +297,7 @@ def exercise_run(
 
 
 def prerequisites(name: str, profile: str) -> list[str]:
-    """The runs a named experiment starts from (trained first, in order): e.g. ft-cls-nli_qqp_sts
-    needs pre-cls-nli_qqp_sts, which needs pre-cls-nli."""
+    """The runs a named experiment starts from, trained first, in order (ft-cls-nli_qqp_sts: pre-cls-nli, ...)."""
     model_cfg, _ = experiment(name, profile)
     if not model_cfg.init:
         return []
@@ -397,12 +325,12 @@ def ablation_rows(model: str) -> dict[str, str]:
     return rows
 
 
-def ablation_grid(models=("cls", "sbert")) -> dict[str, dict[str, str]]:
+def ablation_grid(models: tuple[str, ...] = ("cls", "sbert")) -> dict[str, dict[str, str]]:
     """The grid's rows of each sentence model: ``{model: {strategy label: run name}}``."""
     return {model: ablation_rows(model) for model in models}
 
 
-def ablation_names(models=("cls", "sbert"), seeds: int = 1) -> list[str]:
+def ablation_names(models: tuple[str, ...] = ("cls", "sbert"), seeds: int = 1) -> list[str]:
     """Every run of the grid (``seeds`` seeds each; seed 0 has no suffix), in training order."""
     names = []
     for model in models:
@@ -437,8 +365,9 @@ def run_experiment(
 
 
 def identical_run(profile: str, name: str, model_cfg: ModelConfig, train_cfg: TrainConfig) -> Path | None:
-    """Another finished run of the profile with this model and training configuration, if any: the same
-    comparison resuming makes (``train.config_diff``). Exercise runs never count (a student's optimizer
+    """Another finished run of the profile with this model and training configuration, if any.
+
+    The same comparison resuming makes (``config_diff``). Exercise runs never count (a student's optimizer
     trains under the reference's configuration).
     """
     wanted = run_config(model_cfg, train_cfg)
@@ -465,99 +394,6 @@ def share_run(source: Path, out: Path) -> None:
     tmp.rename(out)
 
 
-# The lab's recipe: the k-th runs of the rows below, averaged when there are several (``predict --checkpoint
-# A B C`` averages SST and Quora probabilities and STS scores); ``recipe --seed k`` trains what is missing.
-# One model, row (i): no ensemble beat the single model within the training budget, and R-Drop over 4 epochs gained
-# on every seed against row (d). How it was chosen, with the scores: docs/study.md.
-RECIPE = {
-    "label": "mean pooling + ensembled pair heads, R-Drop over 4 epochs (one model, full budget)",
-    "rows": ["(i) (d) + R-Drop, 4 epochs (the recipe)"],
-}
-
-
-def recipe_name(seed: int = 0) -> str:
-    """Folder name of the recipe's ``seed``-th ensemble: ``recipe``, ``recipe-s1``, ..."""
-    return "recipe" if seed == 0 else f"recipe-s{seed}"
-
-
-def recipe_members(seed: int = 0) -> list[str]:
-    """The runs averaged by the recipe's ``seed``-th ensemble: the ``seed``-th run of each of its rows."""
-    rows = full_budget_rows()
-    return [rows[row][seed] for row in RECIPE["rows"]]
-
-
-def recipe_predictions(
-    out: str | os.PathLike,
-    profile: str = "cpu",
-    members: list[str] | None = None,
-    backbone: str | None = None,
-    progress: bool = True,
-    splits: tuple[str, ...] = ("dev", "test"),
-    seed: int = 0,
-    **overrides,
-) -> dict:
-    """From nothing to leaderboard files: train the recipe's missing members, then write their averaged
-    prediction files into ``out``. Returns {members: {name: dev metrics}, metrics: dev metrics, minutes}.
-
-    With the recipe's own members (``members`` None), the ensemble is also recorded as a run,
-    ``runs/<profile>/recipe[-s<k>]/`` (results.json: the ensemble's dev metrics as ``best``, its members'
-    own metrics, their training minutes summed; predictions/), which ``publish`` commits like a trained run.
-    """
-    from mtl_lab.evaluate import predict_files
-
-    start = time.perf_counter()
-    names = list(members or recipe_members(seed))
-    trained = {}
-    for name in names:  # a finished run is reused, an interrupted one resumes
-        trained[name] = run_experiment(name, profile, backbone, progress=progress, **overrides)
-    own: dict = {}
-    metrics = predict_files([run_dir(profile, n) for n in names], out, splits=splits, members=own)
-    by_name = {n: own.get(str(run_dir(profile, n)), metrics) for n in names}
-    if members is None and "dev" in splits:
-        record_recipe(profile, seed, trained, by_name, metrics, out)
-    return {"members": by_name, "metrics": metrics, "minutes": (time.perf_counter() - start) / 60}
-
-
-def shared_budget(trained: dict) -> dict:
-    """The training budget every member shares (tasks, epochs, subsets); a member that differs is refused."""
-    keys = ("tasks", "epochs", "train_fraction", "train_limit", "dev_limit")
-    budgets = {n: {k: r["config"]["train"].get(k) for k in keys} for n, r in trained.items()}
-    first = next(iter(budgets.values()))
-    odd = [n for n, b in budgets.items() if json.dumps(b) != json.dumps(first)]
-    if odd:
-        raise ValueError(f"the recipe's members must share one budget; {odd} differ from {next(iter(budgets))}")
-    return first
-
-
-def record_recipe(profile: str, seed: int, trained: dict, member_metrics: dict, metrics: dict, predictions) -> Path:
-    """Write the recipe's ``seed``-th ensemble as a run folder (results.json + a copy of its prediction files)."""
-    folder = run_dir(profile, recipe_name(seed))
-    notes = [f"{n}: {r['timing_note']}" for n, r in trained.items() if r.get("timing_note")]
-    record = {
-        # the members' shared budget (tasks, epochs, subsets) as the train config: the recipe is a full-budget row
-        "config": {
-            "recipe": RECIPE["label"],
-            "members": list(trained),
-            "train": {
-                **shared_budget(trained),
-                "freeze_word_embeddings": all(
-                    stored_setting(r["config"], "train", "freeze_word_embeddings") for r in trained.values()
-                ),
-            },
-        },
-        "members": {n: {"best": member_metrics[n], "wall_time_s": r["wall_time_s"]} for n, r in trained.items()},
-        "best": dict(metrics),
-        "wall_time_s": sum(r["wall_time_s"] for r in trained.values()),  # the members' training, one after another
-        "environment": {"cpu": ", ".join(sorted({r.get("environment", {}).get("cpu", "?") for r in trained.values()}))},
-        "precision": ", ".join(sorted({str(r.get("precision")) for r in trained.values()})),
-        **({"timing_note": "; ".join(notes)} if notes else {}),
-        "finished": True,
-    }
-    replace_predictions(Path(predictions), folder)
-    (folder / "results.json").write_text(json.dumps(record, indent=2))
-    return folder
-
-
 def finished_results(profile: str, names: list[str] | None = None, source: str = "published") -> dict[str, dict]:
     """results.json of every finished run of a profile (optionally only the named ones).
 
@@ -579,76 +415,9 @@ def has_weights(profile: str, name: str) -> bool:
     return (run_dir(profile, name) / "best.pt").is_file()
 
 
-def replace_predictions(files: Path | None, folder: Path) -> None:
-    """``folder/predictions`` becomes a copy of ``files`` (or goes, with None or no such folder): files of
-    the run being replaced never stay beside the new one."""
-    if (folder / "predictions").is_dir():
-        shutil.rmtree(folder / "predictions")
-    if files is not None and files.is_dir():
-        shutil.copytree(files, folder / "predictions")
-
-
-def init_record(res: dict, src: Path) -> dict | None:
-    """What a run started from, for its published copy: the record the run made as it started (``init_run``:
-    the pre-training's ``best.pt`` hash, configuration, score, minutes, CPU). Runs older than that record get
-    the pre-training's results.json from ``runs/`` -- only when it was written before this run started (else
-    None: retrained since)."""
-    if res.get("init_run"):
-        return res["init_run"]
-    init = res.get("config", {}).get("model", {}).get("init")
-    init_results = runs_root() / str(init) / "results.json" if init else None
-    if not init_results or not init_results.is_file():
-        return None
-    started = (src / "results.json").stat().st_mtime - float(res.get("wall_time_s") or 0)
-    if init_results.stat().st_mtime > started:
-        return None
-    return init_summary(init, json.loads(init_results.read_text()))
-
-
-def publish(profile: str, names: list[str], predictions: bool = True, replace: bool = False) -> list[Path]:
-    """Copy finished runs' results.json (and their predictions/) from ``runs/`` to ``results/``.
-
-    A published run of another configuration under the same name is not overwritten (unless ``replace``):
-    other published runs may have started from it. A run that started from a pre-training run carries that
-    run's record (``init_run``), so its published copy says which pre-training it used even if the name is reused.
-    """
-    written = []
-    for name in names:
-        src, dst = run_dir(profile, name), published_dir(profile, name)
-        res = load_results(src)
-        if not res or not res.get("finished"):
-            raise ValueError(f"{src}: no finished run to publish (train it first: python -m mtl_lab run {name})")
-        old = load_results(dst)
-        if old and not replace and "model" in old.get("config", {}) and "model" in res.get("config", {}):
-            diff = config_diff(old["config"], res["config"])
-            if diff:
-                raise ValueError(
-                    f"{dst} holds a published run of another configuration ({'; '.join(diff)}): runs that started "
-                    "from it would lose their record -- keep yours in runs/, or overwrite it with --replace"
-                )
-        dst.mkdir(parents=True, exist_ok=True)
-        init = init_record(res, src)
-        if init:
-            res = {**res, "init_run": init}
-        atomic_write_json(res, dst / "results.json")
-        written.append(dst / "results.json")
-        if (src / RECORDS_FILE).is_file():  # the per-example dev records of every epoch (mtl_lab.records)
-            shutil.copy2(src / RECORDS_FILE, dst / RECORDS_FILE)
-            written.append(dst / RECORDS_FILE)
-        if predictions and (src / "best.pt").is_file() and not (src / "predictions").is_dir() and is_full_budget(res):
-            # every published full-budget seed carries its best epoch's dev and test files for the leaderboard
-            from mtl_lab.evaluate import predict_files
-
-            predict_files(src, src / "predictions")
-        replace_predictions(src / "predictions" if predictions else None, dst)
-        if (dst / "predictions").is_dir():
-            written.append(dst / "predictions")
-    return written
-
-
 def sweep(
     profile: str,
-    models=("cls", "sbert"),
+    models: tuple[str, ...] = ("cls", "sbert"),
     seeds: int | None = None,
     backbone: str | None = None,
     train: bool = True,
@@ -697,9 +466,10 @@ def is_full_budget(results: dict) -> bool:
 
 
 def best_published_with_predictions(profile: str = "cpu", exclude: tuple[str, ...] = ()) -> str | None:
-    """The published full-budget multi-task run with the highest dev overall whose dev prediction files are
-    committed (``results/<profile>/<run>/predictions/``), trained with frozen word embeddings as today's
-    runs are, leaving out ``exclude``; None if there is none."""
+    """The best published full-budget multi-task run (dev overall) with committed dev predictions, or None.
+
+    Its files in ``results/<profile>/<run>/predictions/``, trained with frozen word embeddings as today's runs
+    are; ``exclude``: runs left out."""
     runs = {
         n: r
         for n, r in finished_results(profile).items()
@@ -738,7 +508,9 @@ def best_model(profile: str, names: list[str] | None = None) -> tuple[str, str]:
     return name, why
 
 
-def pretrained_models(profile: str, model: str, strategies, backbone: str | None = None) -> dict:
+def pretrained_models(
+    profile: str, model: str, strategies: tuple[str, ...] | list[str], backbone: str | None = None
+) -> dict:
     """The plain sentence model and each finished ``pre-<model>-<strategy>`` run of a profile, loaded for inspection."""
 
     kw = {"backbone": backbone} if backbone else {}

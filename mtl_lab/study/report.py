@@ -19,31 +19,15 @@ import pandas as pd
 
 from mtl_lab.data import REPO_ROOT
 from mtl_lab.study import analysis, compare, experiments
+from mtl_lab.study.analysis.tables import markdown
+from mtl_lab.study.full_budget import HEADLINE_ROWS, STOPPED_ROWS, full_budget_rows
 from mtl_lab.study.paper import PAPER_TABLE2, paper_rows
 
 DOCS = REPO_ROOT / "docs"
 
 
-def _md(table: pd.DataFrame, decimals: int = 3, index: bool = True) -> str:
-    """A DataFrame as a markdown table: ``decimals`` digits (minutes: 1), whole numbers as such, NaN blank."""
-    if index and table.index.names == [None]:
-        table = table.rename_axis("run")
-    table = table.reset_index() if index else table.copy()
-
-    def cell(value, column):
-        if isinstance(value, float):
-            if pd.isna(value):
-                return ""
-            if column in ("minutes", "seeds", "examples", "count"):
-                return f"{value:.1f}" if column == "minutes" else f"{value:.0f}"
-            return f"{value:.{decimals}f}"
-        return str(value)
-
-    text = pd.DataFrame({c: [cell(v, c) for v in table[c]] for c in table.columns})
-    return text.to_markdown(index=False, disable_numparse=True)
-
-
 def _figure(fig: plt.Figure, folder: Path, name: str) -> str:
+    """Save a figure beside the page (``figures/<name>.png``) and return its markdown image line."""
     folder.mkdir(parents=True, exist_ok=True)
     fig.savefig(folder / f"{name}.png", dpi=100, bbox_inches="tight")
     plt.close(fig)
@@ -51,6 +35,7 @@ def _figure(fig: plt.Figure, folder: Path, name: str) -> str:
 
 
 def _metrics(table: pd.DataFrame) -> pd.DataFrame:
+    """The metric, minutes and paper columns of a results table (the page leaves out the rest)."""
     keep = ["SST", "QQP", "STS", "overall", "minutes"] + [c for c in table if c.startswith("paper ")]
     return table[[c for c in keep if c in table]]
 
@@ -65,6 +50,7 @@ def _stopped_line(row: str, against: str, why: str, rows: dict[str, list[str]], 
 
 
 def _run_command(profile: str, name: str) -> str:
+    """The command that trains a run."""
     return f"python -m mtl_lab run {name} --profile {profile}"
 
 
@@ -89,6 +75,7 @@ def _footnote(runs: dict[str, dict], names, minutes_shown: bool = True) -> list[
 
 
 def _intro(profile: str, n_runs: int) -> list[str]:
+    """The page's title and the paragraph that says where its numbers come from."""
     return [
         f"# Results ({profile} profile, dev set)",
         "",
@@ -103,11 +90,11 @@ def _intro(profile: str, n_runs: int) -> list[str]:
 
 def _full_budget_section(runs: dict[str, dict], profile: str) -> list[str]:
     """The paper's models and the lab's recipe on all local data, several seeds a row, paired against the baseline."""
-    rows = experiments.full_budget_rows()
+    rows = full_budget_rows()
     full = analysis.full_budget_table(runs, rows)
     if not (full["seeds"] > 0).any():
         return []
-    stopped = experiments.STOPPED_ROWS
+    stopped = STOPPED_ROWS
     missing = [n for row, names in rows.items() for n in names if n not in runs and row not in stopped]
     return [
         "## The full-budget study (cpu profile's budget: all local data, 3 epochs)",
@@ -115,7 +102,7 @@ def _full_budget_section(runs: dict[str, dict], profile: str) -> list[str]:
         "Finished seeds, mean (std over seeds); `paired diff vs baseline`: the row's overall minus the baseline's "
         f"of the same seed, averaged. Reproduce a row: `{_run_command(profile, '<run>')}` (e.g. `full-cls-s1`).",
         "",
-        _md(full.reset_index(), index=False),
+        markdown(full.reset_index(), index=False),
         "",
         *_footnote(runs, [n for names in rows.values() for n in names], minutes_shown=False),
         f"Still to train ({len(missing)}): {', '.join(f'`{n}`' for n in missing)}." if missing else "",
@@ -125,9 +112,8 @@ def _full_budget_section(runs: dict[str, dict], profile: str) -> list[str]:
     ]
 
 
-def _honest_section(profile: str) -> list[str]:
+def _honest_section(profile: str, comparisons: list[compare.Comparison]) -> list[str]:
     """Is the difference real? The headline rows against the baseline with intervals, and the honest choice of a row."""
-    comparisons = headline_comparisons(profile)
     if not comparisons:
         return []
     lines = [
@@ -144,16 +130,12 @@ def _honest_section(profile: str) -> list[str]:
         lines += [f"**{c.a} vs {c.b}** ({c.sources[0]} vs {c.sources[1]})", ""]
         if c.table is not None:
             table = c.table.drop(columns=["verdict"]).rename(columns={"A": c.a, "B": c.b})
-            lines += [_md(table, decimals=4), ""]
+            lines += [markdown(table, decimals=4), ""]
         if c.seeds is not None and len(c.seeds):
-            lines += [_md(c.seeds, decimals=4, index=False), ""]
+            lines += [markdown(c.seeds, decimals=4, index=False), ""]
         lines += [f"{c.sentence()}.", ""]
     selection = compare.selection_crossfit(
-        {
-            row: names
-            for row, names in experiments.full_budget_rows().items()
-            if row.split()[0] in ("(a)", "(c)", "(e)")
-        },
+        {row: names for row, names in full_budget_rows().items() if row.split()[0] in ("(a)", "(c)", "(e)")},
         profile,
     )
     lines += ["### Choosing a row honestly", ""]
@@ -164,7 +146,7 @@ def _honest_section(profile: str) -> list[str]:
             "The row with the best mean dev score, chosen and scored on all of dev (first line), against the same "
             "choice made on one half of dev and scored on the other:",
             "",
-            _md(selection, decimals=4, index=False),
+            markdown(selection, decimals=4, index=False),
             "",
         ]
     return lines
@@ -183,7 +165,7 @@ def _baselines_section(runs: dict[str, dict], profile: str) -> list[str]:
         "",
         f"Reproduce a row: `{_run_command(profile, '<run>')}`.",
         "",
-        _md(_metrics(table)),
+        markdown(_metrics(table)),
         "",
         *_footnote(runs, found),
     ]
@@ -202,7 +184,7 @@ def _encoder_section(runs: dict[str, dict], profile: str, figures: Path) -> list
         f"Reproduce: `python -m mtl_lab notebooks run --profile {profile} --only 02` "
         f"(or `{_run_command(profile, 'enc-<task>-<variant>-s<seed>')}`).",
         "",
-        _md(summary.rename(columns={"count": "seeds"})),
+        markdown(summary.rename(columns={"count": "seeds"})),
         "",
         *_footnote(runs, study),
         _figure(analysis.plot_seed_summary(summary), figures, f"{profile}_encoder_seeds"),
@@ -225,7 +207,7 @@ def _pretraining_section(runs: dict[str, dict], profile: str, model: str, figure
         "(cosine Spearman with the gold score, no head; alignment and uniformity: lower is better). "
         f"Reproduce: `{_run_command(profile, f'pre-{model}-<strategy>')}`.",
         "",
-        _md(geometry),
+        markdown(geometry),
         "",
         _figure(analysis.plot_alignment_uniformity(geometry), figures, f"{profile}_alignment_uniformity_{model}"),
     ]
@@ -239,7 +221,7 @@ def _pretraining_section(runs: dict[str, dict], profile: str, model: str, figure
             "Multi-task fine-tuning from each pre-training (the `agg-` budget: 15% of every training set, "
             f"2 epochs, 3 task batches of 8 a step). Reproduce: `{_run_command(profile, f'ft-{model}-<strategy>')}`.",
             "",
-            _md(_metrics(table)),
+            markdown(_metrics(table)),
             "",
             *_footnote(runs, [rows[label] for label in ft]),
         ]
@@ -258,12 +240,12 @@ def _aggregation_section(runs: dict[str, dict], profile: str) -> list[str]:
         "",
         f"Reproduce: `{_run_command(profile, 'agg-<model>-<sum|pcgrad|imtl_g>')}`.",
         "",
-        _md(_metrics(analysis.results_table(agg, paper=paper))),
+        markdown(_metrics(analysis.results_table(agg, paper=paper))),
         "",
         *_footnote(runs, agg),
         "Share of probes where two tasks' gradients on the shared parameters conflict (negative cosine):",
         "",
-        _md(analysis.conflict_summary(agg), 2),
+        markdown(analysis.conflict_summary(agg), 2),
         "",
     ]
 
@@ -283,7 +265,7 @@ def _grid_section(runs: dict[str, dict], profile: str, figures: Path) -> list[st
         f"(finished runs are reused); test predictions of the best: `python -m mtl_lab sweep --profile {profile} "
         "--no-train --predict predictions/`.",
         "",
-        _md(table.drop(columns=["seeds", "overall std"])),
+        markdown(table.drop(columns=["seeds", "overall std"])),
         "",
         *_footnote(runs, grid),
         f"Best configuration by dev overall: **{best}** ({grid[best]['best']['overall']:.4f}).",
@@ -297,7 +279,7 @@ def _grid_section(runs: dict[str, dict], profile: str, figures: Path) -> list[st
 
 def _timing_appendix(runs: dict[str, dict]) -> list[str]:
     """Every run's timing note, collapsed at the end of the page: the tables' footnotes point here."""
-    order = [n for names in experiments.full_budget_rows().values() for n in names] + sorted(runs)
+    order = [n for names in full_budget_rows().values() for n in names] + sorted(runs)
     noted = _noted(runs, order)
     if not noted:
         return []
@@ -315,14 +297,24 @@ def _timing_appendix(runs: dict[str, dict]) -> list[str]:
     ]
 
 
-def build(profile: str = "cpu", out: str | os.PathLike = DOCS / "results.md") -> Path:
-    """Write the results page of a profile (and its figures next to it); return its path."""
+def build(
+    profile: str = "cpu",
+    out: str | os.PathLike = DOCS / "results.md",
+    comparisons: list[compare.Comparison] | None = None,
+) -> Path:
+    """Write the results page of a profile (and its figures next to it); return its path.
+
+    ``comparisons``: the headline comparisons (``headline_comparisons``), when the caller has them already (the
+    README's headline states the same ones): computed here otherwise.
+    """
     out = Path(out)
     figures = out.parent / "figures"
     runs = experiments.finished_results(profile)
+    if comparisons is None:
+        comparisons = headline_comparisons(profile)
     lines = _intro(profile, len(runs))
     lines += _full_budget_section(runs, profile)
-    lines += _honest_section(profile)
+    lines += _honest_section(profile, comparisons)
     lines += _baselines_section(runs, profile)
     lines += _encoder_section(runs, profile, figures)
     for model in experiments.MODELS:
@@ -347,7 +339,7 @@ def _seed_section(runs: dict[str, dict], profile: str) -> list[str]:
         "The grid above is one seed a row. These rows were also trained with further seeds "
         f"(`python -m mtl_lab run <run>-s1 --profile {profile}`, `-s2`, ...); mean and std over the seeds:",
         "",
-        _md(check),
+        markdown(check),
         "",
         f"Over the seeds, the top row leads the next by {lead:.3f} overall; the rows' seed std is "
         f"{check['overall std'].min():.3f}-{check['overall std'].max():.3f}.",
@@ -379,7 +371,7 @@ def _error_section(profile: str, best: str, figures: Path) -> list[str]:
     ]
     for task in ("sst", "qqp"):
         lines += [
-            _md(analysis.per_class_accuracy(preds, task)),
+            markdown(analysis.per_class_accuracy(preds, task)),
             "",
             _figure(analysis.plot_confusion_matrices(preds, task), figures, f"{profile}_{task}_confusion"),
             "",
@@ -388,7 +380,7 @@ def _error_section(profile: str, best: str, figures: Path) -> list[str]:
     worst = preds[f"best: {best}"]
     for task in ("sst", "qqp", "sts"):
         for kind, rows in analysis.worst_errors(worst, task, 3).items():
-            lines += [f"**{task.upper()}, {kind}** (best run)", "", _md(rows, 2, index=False), ""]
+            lines += [f"**{task.upper()}, {kind}** (best run)", "", markdown(rows, 2, index=False), ""]
     return lines
 
 
@@ -396,13 +388,15 @@ README_START, README_END = "<!-- headline:start -->", "<!-- headline:end -->"
 
 
 def headline_table(profile: str = "cpu") -> pd.DataFrame:
-    """The README's headline: baseline, the paper's best model and the lab's recipe at full budget
-    (mean ± std over finished seeds), the paper's Table 2 overall beside."""
+    """The README's headline: the baseline, the paper's best model and the lab's recipe at full budget.
+
+    Mean ± std over finished seeds, the cross-fitted score, the paper's Table 2 overall beside.
+    """
     runs = experiments.finished_results(profile)
-    rows = experiments.full_budget_rows()
+    rows = full_budget_rows()
     full = analysis.full_budget_table(runs, rows)
     out = []
-    for label, (row, paper) in experiments.HEADLINE_ROWS.items():
+    for label, (row, paper) in HEADLINE_ROWS.items():
         r = full.loc[row] if row in full.index else None
         seeds = int(r["seeds"]) if r is not None else 0
         entry = {"model": label, "seeds": seeds, "runs": ", ".join(f"`{n}`" for n in rows.get(row, []))}
@@ -437,8 +431,8 @@ def _crossfitted(names: list[str], profile: str) -> str:
 
 def headline_comparisons(profile: str = "cpu") -> list[compare.Comparison]:
     """The headline rows against the [CLS] baseline: paired over dev examples (seed 0) and over seeds."""
-    rows = experiments.full_budget_rows()
-    names = {label: rows[row][0] for label, (row, _) in experiments.HEADLINE_ROWS.items() if row in rows}
+    rows = full_budget_rows()
+    names = {label: rows[row][0] for label, (row, _) in HEADLINE_ROWS.items() if row in rows}
     base = names.pop(next(iter(names)))
     out = []
     for name in names.values():
@@ -456,14 +450,21 @@ def comparison_lines(comparisons: list[compare.Comparison]) -> list[str]:
     return [f"- {c.sentence()} ({c.sources[0]} vs {c.sources[1]})." for c in comparisons]
 
 
-def update_readme(profile: str = "cpu", readme: str | os.PathLike = REPO_ROOT / "README.md") -> bool:
-    """Rewrite the README's headline block (between its markers) from the committed runs; True if it changed."""
+def update_readme(
+    profile: str = "cpu",
+    readme: str | os.PathLike = REPO_ROOT / "README.md",
+    comparisons: list[compare.Comparison] | None = None,
+) -> bool:
+    """Rewrite the README's headline block (between its markers) from the committed runs; True if it changed.
+
+    ``comparisons``: the headline comparisons when the caller has them already (``build`` states the same ones).
+    """
     path = Path(readme)
     text = path.read_text()
     if README_START not in text or README_END not in text:
         raise ValueError(f"{path}: no {README_START} ... {README_END} block to rewrite")
     table = headline_table(profile).drop(columns=["runs"])
-    lines = comparison_lines(headline_comparisons(profile))
+    lines = comparison_lines(headline_comparisons(profile) if comparisons is None else comparisons)
     block = "\n".join(
         [README_START, "", table.to_markdown(index=False, disable_numparse=True), "", *lines, "", README_END]
     )

@@ -1,0 +1,67 @@
+"""What every figure of the study keeps to: a width JupyterLab shows whole, legends beside the data, saved files.
+
+The notebooks draw at ``NOTEBOOK_DPI`` (``mtl_lab.course.notebooks`` sets matplotlib's ``figure.dpi``) and JupyterLab
+shows a figure at full size up to about 1,100 px: ``MAX_WIDTH`` inches, legend included, is the most a figure takes.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+from matplotlib.axes import Axes
+from matplotlib.legend import Legend
+
+NOTEBOOK_DPI = 90
+MAX_WIDTH = 12.0  # inches: 1,080 px at NOTEBOOK_DPI
+
+
+def savefig(fig: plt.Figure, out_dir: str | os.PathLike | None, name: str) -> Path | None:
+    """Save a figure as ``<out_dir>/figures/<name>.png`` (nothing when out_dir is None)."""
+    if out_dir is None:
+        return None
+    folder = Path(out_dir) / "figures"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.png"
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    return path
+
+
+def panels(n: int, width: float, height: float, room: float = 0.0, **kw) -> tuple[plt.Figure, list[Axes]]:
+    """``n`` panels of ``width`` x ``height`` inches, as many a row as fit ``MAX_WIDTH``; the rest hidden.
+
+    ``room``: inches kept free beside the panels, for a legend or a colour bar.
+    """
+    cols = max(1, min(n, int((MAX_WIDTH - room) // width)))
+    rows = math.ceil(n / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(width * cols, height * rows), squeeze=False, **kw)
+    flat = list(axes.flat)
+    for ax in flat[n:]:
+        ax.set_visible(False)
+    return fig, flat[:n]
+
+
+def legend_right(ax: Axes, **kw) -> Legend | None:
+    """The axes' legend outside, to the right of its top corner (never over the data); None without labels."""
+    if not ax.get_legend_handles_labels()[0]:
+        return None
+    return ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False, **kw)
+
+
+def legend_below(fig: plt.Figure, ax: Axes, ncol: int = 3) -> Legend | None:
+    """One legend for the whole figure (the labels of ``ax``), centred under it; None without labels."""
+    handles, labels = ax.get_legend_handles_labels()
+    if not handles:
+        return None
+    fig.tight_layout()
+    return fig.legend(
+        handles,
+        labels,
+        loc="upper center",
+        bbox_to_anchor=(0.5, 0.0),
+        ncol=min(ncol, len(labels)),
+        fontsize=8,
+        frameon=False,
+    )
