@@ -30,12 +30,14 @@ import torch
 from torch import nn
 
 from mtl_lab.data import encode, load_split, subsample
-from mtl_lab.evaluate import precision_choice
 from mtl_lab.models.backbone import load_tokenizer
 from mtl_lab.models.encoders import NGramCNN
 from mtl_lab.models.model import ModelConfig, MultitaskModel
+from mtl_lab.runtime import cpu_name, precision_choice
 from mtl_lab.study.experiments import experiment
-from mtl_lab.training.loop import cpu_name, prepare_for_training, profile_config, train
+from mtl_lab.training.config import profile_config
+from mtl_lab.training.loop import train
+from mtl_lab.training.step import prepare_for_training
 
 
 def ours(n: int, batch_size: int, precision: str) -> float:
@@ -162,8 +164,9 @@ def _step_setup(
     convolutions, ``NGramCNN.conv_features``, as before it became one multiplication)."""
     from mtl_lab.models.fast.dropout import use_torch_dropout
     from mtl_lab.study.experiments import MODELS
-    from mtl_lab.training.loop import epoch_plan, load_task_data
+    from mtl_lab.training.datasets import load_task_data
     from mtl_lab.training.optim import AdamW
+    from mtl_lab.training.sampling import epoch_plan
 
     cfg = profile_config("cpu", precision=precision, batch_size=batch_size, **train_kw)
     train_sets, _ = load_task_data(cfg, load_tokenizer())
@@ -222,7 +225,7 @@ class TimedSteps:
     def step(self, i: int) -> None:
         """Train on the plan's ``i``-th batch; the first two are warm-up (optimizer state, allocator), not counted."""
         from mtl_lab.data import collate
-        from mtl_lab.evaluate import autocast_context
+        from mtl_lab.runtime import autocast_context
 
         ((task, idx),) = self.plan[i]
         model, device = self.model, torch.device("cpu")
@@ -281,7 +284,8 @@ def top_operations(model_name: str, precision: str, steps: int = 8, rows: int = 
     self CPU time): (name, share of the profiled time, calls) -- what a further speed-up would have to shrink."""
     from torch.profiler import ProfilerActivity, profile
 
-    from mtl_lab.training.loop import optimizer_step, task_losses
+    from mtl_lab.training.objectives import task_losses
+    from mtl_lab.training.step import optimizer_step
 
     cfg, model, opt, plan, train_sets = _step_setup(model_name, precision, steps, 32, None)
     device = torch.device("cpu")
@@ -304,7 +308,8 @@ def paired_ab(model_name: str, precision: str, change, steps: int = 20) -> dict:
     """ms per training step of the lab's loop and of a copy changed by ``change(model)`` (the reference): the two
     take the same batches in turn, so a machine that slows down for a while slows both (returns both, and the
     median ratio)."""
-    from mtl_lab.training.loop import optimizer_step, task_losses
+    from mtl_lab.training.objectives import task_losses
+    from mtl_lab.training.step import optimizer_step
 
     cfg, lab, lab_opt, plan, train_sets = _step_setup(model_name, precision, steps, 32, None)
     _, ref, ref_opt, _, _ = _step_setup(model_name, precision, steps, 32, None)
@@ -325,7 +330,7 @@ def paired_ab(model_name: str, precision: str, change, steps: int = 20) -> dict:
     }
 
 
-def use_conv_features(model) -> None:
+def use_conv_features(model: MultitaskModel) -> None:
     """The n-gram CNN as it was before the speed-up: ``NGramCNN.conv_features``, each width's ``nn.Conv1d``."""
     for module in model.modules():
         if isinstance(module, NGramCNN):
@@ -352,9 +357,10 @@ def eval_speed(
 ) -> float:
     """Examples/s of dev evaluation (what runs after every epoch and in ``predict``): ``limit`` examples a task,
     in batches of ``batch_size`` (None: the lab's default for this device); ``unpad=False``: the padded backbone."""
-    from mtl_lab.evaluate import eval_batch_size, evaluate
+    from mtl_lab.evaluate import evaluate
+    from mtl_lab.runtime import eval_batch_size
     from mtl_lab.study.experiments import MODELS
-    from mtl_lab.training.loop import load_task_data
+    from mtl_lab.training.datasets import load_task_data
 
     cfg = profile_config("cpu", precision=precision, dev_limit=limit)
     _, dev = load_task_data(cfg, load_tokenizer())

@@ -33,10 +33,11 @@ from pathlib import Path
 import torch
 
 from mtl_lab.data import TASK_NAMES, load_split, resolve_data_dir
-from mtl_lab.evaluate import precision_choice, resolve_device
 from mtl_lab.models.backbone import backbone_path, load_tokenizer, quiet_transformers
 from mtl_lab.models.model import ModelConfig
-from mtl_lab.training.loop import PROFILES, cpu_name, profile_config, train
+from mtl_lab.runtime import cpu_name, precision_choice, resolve_device
+from mtl_lab.training.config import PROFILES, profile_config
+from mtl_lab.training.loop import train
 
 
 def device_info(device: torch.device) -> dict:

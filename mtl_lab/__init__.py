@@ -4,11 +4,18 @@ import importlib
 
 __all__ = ["ModelConfig", "MultitaskModel", "TrainConfig", "load_model", "profile_config", "train"]
 __version__ = "0.1.0"
-_HOMES = {"ModelConfig": "models.model", "MultitaskModel": "models.model", "load_model": "models.model"}
+_HOMES = {
+    "ModelConfig": "models.model",
+    "MultitaskModel": "models.model",
+    "load_model": "models.model",
+    "TrainConfig": "training.config",
+    "profile_config": "training.config",
+    "train": "training.loop",
+}
 
 
 def __getattr__(name: str):
     """Import torch and the model only when asked: ``mtl_lab.course`` tools (nbgrader's processes) start fast."""
     if name in __all__:
-        return getattr(importlib.import_module(f".{_HOMES.get(name, 'training.loop')}", __name__), name)
+        return getattr(importlib.import_module(f".{_HOMES[name]}", __name__), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

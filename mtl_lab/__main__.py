@@ -5,10 +5,12 @@ from __future__ import annotations
 import argparse
 import sys
 import warnings
+from dataclasses import MISSING
 from pathlib import Path
 
-from mtl_lab.data import DataError, runs_root
-from mtl_lab.training.loop import TrainingError
+from mtl_lab.data import DataError
+from mtl_lab.runs import PROFILE_NAMES, runs_root
+from mtl_lab.training.config import TrainingError
 
 
 def add_executor_args(p: argparse.ArgumentParser) -> None:
@@ -18,69 +20,67 @@ def add_executor_args(p: argparse.ArgumentParser) -> None:
     add(p)
 
 
-def _add_train_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--profile", choices=["smoke", "cpu", "gpu"], default="cpu", help="settings preset (default: cpu)")
-    p.add_argument("--tasks", nargs="+", choices=["sst", "qqp", "sts"], help="tasks to train (default: all three)")
-    p.add_argument("--model", dest="backbone", help="backbone: 'minilm' (packaged, default), a HF id or a local folder")
-    p.add_argument("--encoder", help="sentence encoder: cls, pooled, mean, cnn, bilstm, bilstm_cnn, sbert_cnn_bilstm")
-    p.add_argument("--pair-head", choices=["cross", "bi", "ensemble"], help="how QQP/STS compare two sentences")
-    p.add_argument("--sampler", choices=["proportional", "round_robin", "sqrt", "annealed", "uniform"])
+def add_profile(p: argparse.ArgumentParser, default: str = "cpu") -> None:
+    """``--profile {smoke,cpu,gpu}`` (the settings presets of ``training.config.PROFILES``)."""
     p.add_argument(
-        "--aggregation",
-        choices=["sum", "pcgrad", "imtl_g"],
-        help="how the task gradients of a step combine on the shared parameters (default sum)",
+        "--profile", choices=list(PROFILE_NAMES), default=default, help=f"settings preset (default: {default})"
     )
+
+
+def _add_train_args(p: argparse.ArgumentParser) -> None:
+    """The train command's options: the model's, then one per TrainConfig field that has help (``config.option``)."""
+    from dataclasses import fields
+
+    from mtl_lab.models.encoders import ENCODERS
+    from mtl_lab.models.model import PAIR_HEADS
+    from mtl_lab.training.config import TrainConfig
+
+    add_profile(p)
+    p.add_argument("--model", dest="backbone", help="backbone: 'minilm' (packaged, default), a HF id or a local folder")
+    p.add_argument("--encoder", choices=ENCODERS, help="sentence encoder (default cls)")
+    p.add_argument("--pair-head", choices=PAIR_HEADS, help="how QQP/STS compare two sentences (default cross)")
+    p.add_argument("--init", help="start backbone + encoder from a pre-training run folder (its best.pt)")
     p.add_argument(
         "--pcgrad",
         action="store_true",
         help="the paper's PCGrad setting: --aggregation pcgrad, 3 task batches of 4 a step, tasks drawn uniformly",
     )
-    p.add_argument("--task-draws", type=int, help="task batches per step (drawn by the sampler, with replacement)")
-    p.add_argument("--reduction", choices=["mean", "sum"], help="mean (default) or sum of the task gradients")
-    p.add_argument("--monitor-every", type=int, help="log task-gradient cosines every N steps (0 = off)")
-    p.add_argument(
-        "--pretrain",
-        choices=["qqp_sts", "sst_qqp_sts", "unsup", "nli"],
-        help="contrastive pre-training instead of the tasks: SimCSE on mined pairs, or NLI on SICK",
-    )
-    p.add_argument("--temperature", type=float, help="SimCSE temperature (default 0.05)")
-    p.add_argument("--init", help="start backbone + encoder from a pre-training run folder (its best.pt)")
-    p.add_argument("--sequential", action="store_true", help="train the tasks one after another, in --tasks order")
-    p.add_argument("--epochs", type=int)
-    p.add_argument("--batch-size", type=int)
-    p.add_argument("--lr", type=float)
-    p.add_argument("--max-length", type=int)
-    p.add_argument("--layer-decay", type=float, help="layer-wise LR decay factor (1.0 = off)")
-    p.add_argument(
-        "--rdrop",
-        type=float,
-        help="R-Drop: weight of the two passes' symmetric KL beside their mean task loss (the paper's alpha / 2; 0 = off)",
-    )
-    p.add_argument(
-        "--ema",
-        type=float,
-        help="weight averaging: the moving average's decay, e.g. 0.999 (0 = off); dev and best.pt use it",
-    )
-    p.add_argument(
-        "--train-word-embeddings",
-        action="store_true",
-        help="train the word-embedding matrix too (frozen by default: faster on a CPU, same accuracy)",
-    )
-    p.add_argument(
-        "--freeze-layers",
-        type=int,
-        metavar="K",
-        help="keep the embeddings and the lowest K transformer layers fixed: backward stops above them (faster steps)",
-    )
-    p.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"])
-    p.add_argument("--train-limit", type=int, help="train examples per task (seeded subset)")
-    p.add_argument("--train-fraction", type=float, help="fraction of each task's train split (seeded subset)")
-    p.add_argument("--dev-limit", type=int, help="dev examples per task (seeded subset)")
-    p.add_argument("--seed", type=int)
-    p.add_argument("--device", help="auto (default), cpu, cuda, cuda:1, ...")
+    for f in fields(TrainConfig):
+        meta = f.metadata
+        if "help" not in meta:
+            continue
+        flag = meta["flag"] or "--" + f.name.replace("_", "-")
+        kw = {"dest": f.name, "help": meta["help"]}
+        if isinstance(f.default, bool):
+            kw["action"] = "store_true"
+        else:
+            kw["choices"] = meta["choices"]
+            kw["metavar"] = meta["metavar"]
+            if f.default is MISSING:  # a tuple: several values
+                kw["nargs"] = "+"
+            elif f.type in ("int", "int | None", "float", "float | None"):
+                kw["type"] = int if f.type.startswith("int") else float
+        p.add_argument(flag, **kw)
     p.add_argument("--data", help="data folder (default: $MTL_LAB_DATA, ./data, ../shared/data)")
     p.add_argument("--out", help="run folder (default: runs/<profile>/<name>)")
     p.add_argument("--no-resume", action="store_true", help="start over even if the run folder holds a checkpoint")
+
+
+def _config_overrides(args: argparse.Namespace) -> dict:
+    """The TrainConfig fields the command line sets (None: the profile's value)."""
+    from dataclasses import fields
+
+    from mtl_lab.training.config import TrainConfig
+
+    out = {}
+    for f in fields(TrainConfig):
+        if "help" not in f.metadata:
+            continue
+        value = getattr(args, f.name)
+        if isinstance(f.default, bool):  # a flag given turns the default over (--sequential, --train-word-embeddings)
+            value = (not f.default) if value else None
+        out[f.name] = tuple(value) if isinstance(value, list) else value
+    return out
 
 
 def default_run_name(args: argparse.Namespace, model_kw: dict) -> str:
@@ -122,7 +122,8 @@ def refuse_unused_options(args: argparse.Namespace) -> None:
 
 def _cmd_train(args: argparse.Namespace) -> int:
     from mtl_lab.models.model import ModelConfig
-    from mtl_lab.training.loop import profile_config, require_device, train
+    from mtl_lab.training.config import profile_config, require_device
+    from mtl_lab.training.loop import train
 
     model_kw = {
         k: v
@@ -137,33 +138,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         args.sampler = args.sampler or "uniform"
         args.task_draws = args.task_draws or 3
         args.batch_size = args.batch_size or 4
-    cfg = profile_config(
-        args.profile,
-        tasks=tuple(args.tasks) if args.tasks else None,
-        sampler=args.sampler,
-        sequential=args.sequential or None,
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        max_length=args.max_length,
-        layer_decay=args.layer_decay,
-        rdrop=args.rdrop,
-        ema=args.ema,
-        precision=args.precision,
-        train_limit=args.train_limit,
-        train_fraction=args.train_fraction,
-        dev_limit=args.dev_limit,
-        seed=args.seed,
-        device=args.device,
-        aggregation=args.aggregation,
-        task_draws=args.task_draws,
-        reduction=args.reduction,
-        monitor_every=args.monitor_every,
-        pretrain=args.pretrain,
-        temperature=args.temperature,
-        freeze_word_embeddings=False if args.train_word_embeddings else None,
-        freeze_layers=args.freeze_layers,
-    )
+    cfg = profile_config(args.profile, **_config_overrides(args))
     out = Path(args.out) if args.out else runs_root() / args.profile / default_run_name(args, model_kw)
     res = train(model_cfg, cfg, out, data_dir=args.data, resume=not args.no_resume)
     best = res["best"]
@@ -205,7 +180,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_recipe(args: argparse.Namespace) -> int:
-    from mtl_lab.study.experiments import RECIPE, recipe_members, recipe_name, recipe_predictions, run_dir
+    from mtl_lab.study.experiments import run_dir
+    from mtl_lab.study.recipe import RECIPE, recipe_members, recipe_name, recipe_predictions
 
     names = args.members or recipe_members(args.seed)
     what = "your members" if args.members else f"the lab's recipe, {RECIPE['label']}"
@@ -300,7 +276,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def _cmd_publish(args: argparse.Namespace) -> int:
-    from mtl_lab.study.experiments import publish
+    from mtl_lab.study.publish import publish
 
     for path in publish(args.profile, args.names, predictions=not args.no_predictions, replace=args.replace):
         print(f"published {path}")
@@ -351,10 +327,11 @@ def _cmd_course(args: argparse.Namespace) -> int:
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
-    from mtl_lab.study.report import build, update_readme
+    from mtl_lab.study.report import build, headline_comparisons, update_readme
 
-    print(f"wrote {build(args.profile, args.out)}")
-    if args.profile == "cpu" and update_readme(args.profile):
+    comparisons = headline_comparisons(args.profile)  # the bootstrap runs once for the page and the README
+    print(f"wrote {build(args.profile, args.out, comparisons)}")
+    if args.profile == "cpu" and update_readme(args.profile, comparisons=comparisons):
         print("updated the headline table in README.md")
     return 0
 
@@ -362,7 +339,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
 def _cmd_figures(args: argparse.Namespace) -> int:
     from mtl_lab.models.backbone import load_tokenizer, quiet_transformers
     from mtl_lab.study import analysis, experiments
-    from mtl_lab.training.loop import load_encoded
+    from mtl_lab.training.datasets import load_encoded
 
     quiet_transformers()
     sts_dev = load_encoded("sts", "dev", load_tokenizer(args.backbone), 128, None, 0)
@@ -419,11 +396,18 @@ def _cmd_jobs(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Entry point of ``python -m mtl_lab``."""
+def build_parser() -> argparse.ArgumentParser:
+    """The command line's parser: one sub-command a task."""
     parser = argparse.ArgumentParser(prog="python -m mtl_lab", description="mtl-lab: multi-task BERT course lab")
     sub = parser.add_subparsers(dest="command", required=True)
+    _training_commands(sub)
+    _study_commands(sub)
+    _course_commands(sub)
+    return parser
 
+
+def _training_commands(sub) -> None:
+    """data, train, run, recipe, predict."""
     p = sub.add_parser("data", help="show the task data, or download it from the Hugging Face hub")
     p.add_argument("action", nargs="?", choices=["summary", "download"], default="summary")
     p.add_argument("--data", help="data folder to summarise")
@@ -436,7 +420,7 @@ def main(argv: list[str] | None = None) -> int:
 
     p = sub.add_parser("run", help="train named experiments (as the notebooks do) into runs/<profile>/<name>")
     p.add_argument("names", nargs="+", help="e.g. baseline single-sst sampler-sqrt sequential-sst-sts-qqp")
-    p.add_argument("--profile", choices=["smoke", "cpu", "gpu"], default="cpu")
+    add_profile(p, "cpu")
     p.add_argument("--model", dest="backbone", help="backbone id or folder (default: packaged MiniLM)")
     p.add_argument(
         "--device", help="auto (default), cpu, cuda, ... (--profile gpu refuses to start without CUDA unless given)"
@@ -447,9 +431,9 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser(
         "recipe", help="the lab's best recipe from nothing to leaderboard files: train missing members, then predict"
     )
-    p.add_argument("--profile", choices=["smoke", "cpu", "gpu"], default="cpu")
+    add_profile(p, "cpu")
     p.add_argument("--out", required=True, help="folder for {sst,para,sts}-{dev,test}-output.csv")
-    p.add_argument("--members", nargs="+", help="run names to average instead of the recipe's (experiments.RECIPE)")
+    p.add_argument("--members", nargs="+", help="run names to average instead of the recipe's (recipe.RECIPE)")
     p.add_argument("--seed", type=int, default=0, choices=[0, 1, 2], help="which seed's runs the recipe averages")
     p.add_argument("--splits", nargs="+", default=["dev", "test"], choices=["dev", "test"])
     p.add_argument("--model", dest="backbone", help="backbone id or folder (default: packaged MiniLM)")
@@ -469,8 +453,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--device", default="auto")
     p.set_defaults(func=_cmd_predict)
 
+
+def _study_commands(sub) -> None:
+    """sweep, publish, compare."""
     p = sub.add_parser("sweep", help="notebook 05's ablation grid: train what is missing, print the table")
-    p.add_argument("--profile", choices=["smoke", "cpu", "gpu"], default="cpu")
+    add_profile(p, "cpu")
     p.add_argument("--models", nargs="+", default=["cls", "sbert"], choices=["cls", "sbert"])
     p.add_argument("--seeds", type=int, help="seeds per run (default: 1 on smoke/cpu, 3 on gpu)")
     p.add_argument("--no-train", action="store_true", help="only gather the finished runs")
@@ -481,7 +468,7 @@ def main(argv: list[str] | None = None) -> int:
 
     p = sub.add_parser("publish", help="copy your finished runs' results.json (+ predictions/) from runs/ to results/")
     p.add_argument("names", nargs="+", help="run names under runs/<profile>/")
-    p.add_argument("--profile", choices=["smoke", "cpu", "gpu"], default="cpu")
+    add_profile(p, "cpu")
     p.add_argument("--no-predictions", action="store_true", help="copy results.json only")
     p.add_argument(
         "--replace", action="store_true", help="overwrite a published run of another configuration under the same name"
@@ -493,7 +480,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("run_a", help="a published run's name, one of your runs, or a run folder")
     p.add_argument("run_b", help="the run to compare it with")
-    p.add_argument("--profile", choices=["smoke", "cpu", "gpu"], default="cpu")
+    add_profile(p, "cpu")
     p.add_argument(
         "--seeds", action="store_true", help="also compare the two study rows seed by seed (an interval from 3 seeds)"
     )
@@ -504,6 +491,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.set_defaults(func=_cmd_compare)
 
+
+def _course_commands(sub) -> None:
+    """convert-checkpoint, exercises, course, report, figures, notebooks, jobs."""
     p = sub.add_parser(
         "convert-checkpoint", help="re-save a TRUSTED old checkpoint so that it loads safely (weights only)"
     )
@@ -531,12 +521,12 @@ def main(argv: list[str] | None = None) -> int:
     q.set_defaults(func=_cmd_course)
 
     p = sub.add_parser("report", help="write the results page (docs/results.md and its figures) of a profile")
-    p.add_argument("--profile", choices=["smoke", "cpu", "gpu"], default="cpu")
+    add_profile(p, "cpu")
     p.add_argument("--out", default="docs/results.md")
     p.set_defaults(func=_cmd_report)
 
     p = sub.add_parser("figures", help="draw the embedding maps of a profile's pre-training checkpoints (notebook 03)")
-    p.add_argument("--profile", choices=["smoke", "cpu", "gpu"], default="cpu")
+    add_profile(p, "cpu")
     p.add_argument("--models", nargs="+", default=["sbert", "cls"], choices=["sbert", "cls"])
     p.add_argument("--out", default="docs/figures", help="folder for embedding_maps_<profile>_<model>.png")
     p.add_argument("--model", dest="backbone", help="backbone id or folder (default: packaged MiniLM)")
@@ -550,7 +540,7 @@ def main(argv: list[str] | None = None) -> int:
         choices=["run", "trust", "refresh"],
         help="refresh: re-run only the cells showing published results (after publish), nothing retrained",
     )
-    p.add_argument("--profile", choices=["smoke", "cpu", "gpu"], default="smoke")
+    add_profile(p, "smoke")
     p.add_argument("--only", nargs="+", help="notebook numbers or names, e.g. 00 01")
     p.add_argument("--out", help="run folder (default runs/notebooks/<profile>)")
     p.add_argument("--device", default="auto", help="auto (default) or e.g. cpu to run the gpu profile without a GPU")
@@ -564,7 +554,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--all", action="store_true", help="every job, also the earlier ones of a resubmitted run")
     p.set_defaults(func=_cmd_jobs)
 
-    args = parser.parse_args(argv)
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``python -m mtl_lab``."""
+    args = build_parser().parse_args(argv)
     warnings.simplefilter("default")
     warnings.formatwarning = lambda message, category, *_, **__: f"warning: {message}\n"  # no source lines
     try:

@@ -14,7 +14,6 @@ encoding (for cross-encoders, truncated longest-first as Hugging Face does).
 from __future__ import annotations
 
 import csv
-import functools
 import hashlib
 import os
 import warnings
@@ -96,61 +95,6 @@ def task_file(task: str, split: str) -> str:
     if split not in SPLITS:
         raise DataError(f"unknown split {split!r}; expected one of {', '.join(SPLITS)}")
     return f"{TASKS[task].prefix}-{SPLITS[split]}.csv"
-
-
-def runs_root() -> Path:
-    """Where a user's own runs live (git-ignored): $MTL_LAB_RUNS, else ``runs/`` in the repository."""
-    return Path(os.environ.get("MTL_LAB_RUNS", REPO_ROOT / "runs")).expanduser()
-
-
-def results_root() -> Path:
-    """Where the published results live (committed, read-only for training): $MTL_LAB_RESULTS, else ``results/``."""
-    return Path(os.environ.get("MTL_LAB_RESULTS", REPO_ROOT / "results")).expanduser()
-
-
-def file_fingerprint(path: Path) -> dict:
-    """Size and a content hash (sha256, first 16 hex digits) of a file: a data file, a checkpoint (hashed once
-    while it is unchanged)."""
-    st = Path(path).stat()
-    return dict(_hashed(str(Path(path).resolve()), st.st_size, st.st_mtime_ns))
-
-
-@functools.lru_cache(maxsize=256)
-def _hashed(path: str, size: int, mtime_ns: int) -> tuple:
-    """The fingerprint of a file as of (size, mtime): the cache key makes an edited file hash again."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return (("size", size), ("sha256", digest.hexdigest()[:16]))
-
-
-def data_fingerprint(files: Sequence[str], data_dir: str | os.PathLike | None = None) -> dict[str, dict]:
-    """``{file name: {size, sha256}}`` of the data files a run reads; a missing file is a DataError naming it."""
-    folder = resolve_data_dir(data_dir)
-    out = {}
-    for name in sorted(set(files)):
-        path = folder / name
-        if not path.is_file():
-            raise DataError(f"{path}: file not found (the run reads it)")
-        out[name] = file_fingerprint(path)
-    return out
-
-
-def fingerprint_changes(stored: dict[str, dict], current: dict[str, dict]) -> list[str]:
-    """Human-readable differences between two data fingerprints (empty when they match)."""
-    changes = []
-    for name in sorted(set(stored) | set(current)):
-        old, new = stored.get(name), current.get(name)
-        if old is None:
-            changes.append(f"{name} is new to this run")
-        elif new is None:
-            changes.append(f"{name} is no longer read")
-        elif old != new:
-            changes.append(
-                f"{name} changed (size {old['size']} -> {new['size']}, sha256 {old['sha256']} -> {new['sha256']})"
-            )
-    return changes
 
 
 def _holds_data(folder: Path) -> bool:

@@ -71,7 +71,7 @@ def frozen_runs(tmp_path_factory):
 
 def tiny_config(**kw):
     """A training config of a few steps on a few examples (tests of the loop's machinery, not of learning)."""
-    from mtl_lab.training.loop import profile_config
+    from mtl_lab.training.config import profile_config
 
     base = dict(train_limit=16, dev_limit=16, epochs=1, batch_size=8, max_length=16, checkpoint_every=0)
     return profile_config("smoke", **{**base, **kw})

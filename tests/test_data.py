@@ -177,7 +177,7 @@ def test_downloaded_identical_texts_get_unique_ids():
 def test_a_data_file_is_hashed_once_while_unchanged_and_again_after_an_edit(tmp_path, monkeypatch):
     import hashlib
 
-    from mtl_lab import data
+    from mtl_lab import runs as data
 
     path = tmp_path / "sts-dev.csv"
     path.write_text("a\tb\n")

@@ -6,8 +6,9 @@ from torch import nn
 
 from mtl_lab.models.model import ModelConfig, load_model
 from mtl_lab.study import experiments
+from mtl_lab.training.config import profile_config
 from mtl_lab.training.ema import WeightAverage
-from mtl_lab.training.loop import profile_config, train
+from mtl_lab.training.loop import train
 
 
 def test_the_average_follows_the_weights_with_a_warm_start_and_swaps_in_and_out():

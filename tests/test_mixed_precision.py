@@ -7,9 +7,12 @@ import torch
 
 from mtl_lab.data import collate
 from mtl_lab.models.model import ModelConfig
-from mtl_lab.training.loop import load_encoded, optimizer_step, profile_config, train
+from mtl_lab.training.config import profile_config
+from mtl_lab.training.datasets import load_encoded
+from mtl_lab.training.loop import train
 from mtl_lab.training.optim import AdamW
-from mtl_lab.training.optim.pcgrad import TaskGradients
+from mtl_lab.training.optim.aggregation.task_gradients import TaskGradients
+from mtl_lab.training.step import optimizer_step
 
 
 def tiny(**kw):

@@ -8,8 +8,14 @@ import torch
 
 from mtl_lab import data
 from mtl_lab.models.model import ModelConfig
-from mtl_lab.training.loop import aggregate_backward, epoch_plan, profile_config, train
-from mtl_lab.training.optim.pcgrad import AGGREGATORS, TaskGradients, imtl_g, project_conflicting
+from mtl_lab.training.config import profile_config
+from mtl_lab.training.loop import train
+from mtl_lab.training.optim.aggregation import AGGREGATORS
+from mtl_lab.training.optim.aggregation.imtl_g import imtl_g
+from mtl_lab.training.optim.aggregation.pcgrad import project_conflicting
+from mtl_lab.training.optim.aggregation.task_gradients import TaskGradients
+from mtl_lab.training.sampling import epoch_plan
+from mtl_lab.training.step import aggregate_backward
 
 
 @pytest.fixture(scope="module")

@@ -2,8 +2,8 @@
 
 import torch
 
-from mtl_lab import evaluate
-from mtl_lab.evaluate import cpu_flags, cpu_precision_choice, precision_choice
+from mtl_lab import runtime
+from mtl_lab.runtime import cpu_flags, cpu_precision_choice, precision_choice
 
 ZEN4 = "processor\t: 0\nmodel name\t: AMD EPYC\nflags\t\t: fpu sse2 avx2 avx512f avx512_bf16 avx512_vnni\n"
 ZEN3 = "processor\t: 0\nmodel name\t: AMD EPYC\nflags\t\t: fpu sse2 avx2 fma\n"
@@ -52,8 +52,8 @@ def test_explicit_precision_is_kept_and_cpu_choice_is_made_once(monkeypatch):
     assert precision_choice("fp32", cpu) == ("fp32", "set explicitly")
     assert precision_choice("bf16", cpu) == ("bf16", "set explicitly")
     calls = []
-    monkeypatch.setattr(evaluate, "_CPU_CHOICE", None)
-    monkeypatch.setattr(evaluate, "cpu_flags", lambda: calls.append(1) or cpu_flags(ZEN3))
+    monkeypatch.setattr(runtime, "_CPU_CHOICE", None)
+    monkeypatch.setattr(runtime, "cpu_flags", lambda: calls.append(1) or cpu_flags(ZEN3))
     assert precision_choice("auto", cpu)[0] == "fp32"
     assert precision_choice("auto", cpu)[0] == "fp32"
     assert len(calls) == 1
@@ -63,5 +63,5 @@ def test_the_timed_probe_runs_and_leaves_the_random_stream_alone():
     torch.manual_seed(1)
     expected = torch.rand(3)
     torch.manual_seed(1)
-    assert evaluate.time_bf16_ratio(size=48, repeats=1) > 0
+    assert runtime.time_bf16_ratio(size=48, repeats=1) > 0
     assert torch.equal(torch.rand(3), expected)

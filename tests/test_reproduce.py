@@ -13,7 +13,9 @@ from mtl_lab.data import DataError, resolve_data_dir
 from mtl_lab.evaluate import predict_files
 from mtl_lab.models.model import ModelConfig
 from mtl_lab.study import experiments
-from mtl_lab.training.loop import TrainingError, profile_config, require_device, train
+from mtl_lab.study.publish import publish
+from mtl_lab.training.config import TrainingError, profile_config, require_device
+from mtl_lab.training.loop import train
 
 tiny = tiny_config
 
@@ -34,7 +36,7 @@ def test_published_results_are_read_but_never_returned_as_a_fresh_run(tmp_path, 
     assert res["best"]["overall"] != 0.99 and (experiments.run_dir("smoke", "single-sst") / "best.pt").is_file()
     assert experiments.finished_results("smoke", source="own")["single-sst"]["best"] == res["best"]
     assert experiments.finished_results("smoke")["single-sst"]["best"]["overall"] == 0.99  # untouched
-    experiments.publish("smoke", ["single-sst"])
+    publish("smoke", ["single-sst"])
     assert experiments.finished_results("smoke")["single-sst"]["best"] == json.loads(json.dumps(res["best"]))
 
 
@@ -267,7 +269,7 @@ def test_a_run_with_the_same_configuration_under_another_name_is_shared_not_retr
 
 def test_limited_dev_predictions_cover_the_subset_training_scores(tmp_path, checkpoint, tokenizer):
     from mtl_lab.study import analysis
-    from mtl_lab.training.loop import load_encoded
+    from mtl_lab.training.datasets import load_encoded
 
     run = tmp_path / "run"
     run.mkdir()

@@ -11,7 +11,8 @@ from conftest import tiny_config
 from mtl_lab.checkpoint import UnsafeCheckpointError, convert, safe_load
 from mtl_lab.data import DataError, resolve_data_dir
 from mtl_lab.models.model import ModelConfig, load_model
-from mtl_lab.training.loop import StaleDataError, stale_data, train
+from mtl_lab.runs import StaleDataError, stale_data
+from mtl_lab.training.loop import train
 
 
 class WritesAFile:

@@ -107,7 +107,7 @@ def test_unknown_mode_is_a_clear_error():
 
 
 def test_pretraining_with_the_conflict_monitor_is_a_clear_error():
-    from mtl_lab.training.loop import TrainConfig
+    from mtl_lab.training.config import TrainConfig
 
     with pytest.raises(ValueError, match="pre-training has one"):
         TrainConfig(pretrain="nli", monitor_every=10)
@@ -137,7 +137,8 @@ def _direct_masked(a, p, n_kept, tau):
 
 def test_pretraining_runs_through_the_loop_and_fine_tuning_starts_from_it(tmp_path):
     from mtl_lab.models.model import ModelConfig, MultitaskModel
-    from mtl_lab.training.loop import profile_config, train
+    from mtl_lab.training.config import profile_config
+    from mtl_lab.training.loop import train
 
     cfg = profile_config("smoke", pretrain="nli", epochs=1, train_limit=64, dev_limit=64, batch_size=16)
     assert cfg.tasks == ("simcse",)

@@ -13,17 +13,10 @@ from mtl_lab.models.model import ModelConfig, MultitaskModel, load_model
 from mtl_lab.records import read_records
 from mtl_lab.study.analysis import load_quietly
 from mtl_lab.study.compare import dev_labels, epoch_predictions, score
-from mtl_lab.training.loop import (
-    TrainConfig,
-    TrainingError,
-    config_diff,
-    epoch_plan,
-    load_encoded,
-    lr_multiplier,
-    profile_config,
-    task_probabilities,
-    train,
-)
+from mtl_lab.training.config import TrainConfig, TrainingError, config_diff, profile_config
+from mtl_lab.training.datasets import load_encoded
+from mtl_lab.training.loop import train
+from mtl_lab.training.sampling import epoch_plan, lr_multiplier, task_probabilities
 
 
 class FakeTask:
@@ -233,8 +226,9 @@ def test_the_eval_batch_size_does_not_make_another_run():
 
 
 def test_the_eval_batch_size_changes_how_fast_not_what_is_scored():
-    from mtl_lab.evaluate import eval_batch_size, evaluate
+    from mtl_lab.evaluate import evaluate
     from mtl_lab.models.backbone import load_tokenizer
+    from mtl_lab.runtime import eval_batch_size
 
     assert eval_batch_size(torch.device("cpu")) == 32
     tokenizer = load_tokenizer()

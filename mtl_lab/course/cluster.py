@@ -34,7 +34,8 @@ from pathlib import Path
 
 import submitit
 
-from mtl_lab.data import resolve_data_dir, runs_root
+from mtl_lab.data import resolve_data_dir
+from mtl_lab.runs import runs_root
 
 JOB_PREFIX = "mtl-lab"
 # time limits (minutes) when --time is not given: a run of the profile with its prerequisites' margin
@@ -182,7 +183,7 @@ class RecipeJob(submitit.helpers.Checkpointable):
 
     def __call__(self, kwargs: dict, runs: str, data: str | None) -> dict:
         _job_environment(runs, data)
-        from mtl_lab.study.experiments import recipe_predictions
+        from mtl_lab.study.recipe import recipe_predictions
 
         print(f"recipe ensemble, job {_job_id()}", flush=True)
         out = recipe_predictions(**kwargs)
@@ -445,8 +446,8 @@ def report_failures(outcome: dict[str, dict]) -> int:
 
 
 def _finished(profile: str, name: str) -> bool:
+    from mtl_lab.runs import load_results
     from mtl_lab.study.experiments import run_dir
-    from mtl_lab.training.loop import load_results
 
     res = load_results(run_dir(profile, name))
     return bool(res and res.get("finished")) and (run_dir(profile, name) / "best.pt").is_file()
