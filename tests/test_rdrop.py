@@ -6,7 +6,10 @@ import torch
 
 from mtl_lab.data import collate
 from mtl_lab.study import experiments
-from mtl_lab.training.loop import load_encoded, profile_config, supervised_loss, task_losses, train
+from mtl_lab.training.config import profile_config
+from mtl_lab.training.datasets import load_encoded
+from mtl_lab.training.loop import train
+from mtl_lab.training.objectives import supervised_loss, task_losses
 from mtl_lab.training.rdrop import consistency, rdrop_loss
 
 

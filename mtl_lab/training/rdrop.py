@@ -19,28 +19,17 @@ R-Drop) and the consistency, unweighted, apart (``rdrop_consistency`` in results
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
-
-def symmetric_kl(logp: torch.Tensor, logq: torch.Tensor) -> torch.Tensor:
-    """(KL(p || q) + KL(q || p)) / 2 from log-probabilities over the last dimension, averaged over rows."""
-    p, q = logp.exp(), logq.exp()
-    return 0.5 * ((p * (logp - logq)).sum(-1) + (q * (logq - logp)).sum(-1)).mean()
+from mtl_lab.tasks import kind_of
 
 
 def consistency(task: str, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """How far two dropout passes' outputs for the same examples disagree (0 when they are equal).
 
     SST: symmetric KL of the class distributions (logits [B, 5]); QQP: symmetric KL of the two-way
-    distributions given by one logit [B]; STS: mean squared difference of the scores [B].
+    distributions given by one logit [B]; STS: mean squared difference of the scores [B] (``tasks``).
     """
-    a, b = a.float(), b.float()
-    if task == "sst":
-        return symmetric_kl(F.log_softmax(a, -1), F.log_softmax(b, -1))
-    if task == "qqp":
-        two_way = lambda x: F.logsigmoid(torch.stack([x, -x], -1))  # noqa: E731 -- log p(dup), log p(not)
-        return symmetric_kl(two_way(a), two_way(b))
-    return F.mse_loss(a, b)
+    return kind_of(task).consistency(a, b)
 
 
 def rdrop_terms(model, task: str, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
