@@ -28,14 +28,14 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
+from mtl_lab.data import TASK_NAMES, TASKS
 from mtl_lab.models.backbone import load_backbone, load_tokenizer
 from mtl_lab.models.encoders import masked_mean
+from mtl_lab.tasks import kind_of
 
 if TYPE_CHECKING:
     import pandas as pd
     from transformers import PreTrainedTokenizerBase
-
-TASKS = ("sst", "qqp", "sts")
 
 
 @dataclass
@@ -103,14 +103,14 @@ class FrozenSentenceModel:
 
     def predict(self, task: str, frame: pd.DataFrame) -> np.ndarray:
         """Per-row answers for a task frame: SST class probabilities (N x 5), QQP P(paraphrase), STS score 0..5."""
-        head = self.heads[task]
-        if task == "sst":
-            logits = self.embed(frame["sentence"].tolist()) @ head["coef"].T + head["intercept"]
-            logits -= logits.max(1, keepdims=True)
-            return np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
-        value = self.cosine(frame["sentence1"].tolist(), frame["sentence2"].tolist()) * head["coef"][0, 0]
-        value = value + head["intercept"][0]
-        return 1.0 / (1.0 + np.exp(-value)) if task == "qqp" else np.clip(value, 0.0, 5.0)
+        head, spec = self.heads[task], TASKS[task]
+        if spec.is_pair:  # the cosine of the two sentences, scaled by the fitted head
+            value = self.cosine(frame["sentence1"].tolist(), frame["sentence2"].tolist()) * head["coef"][0, 0]
+            value = value + head["intercept"][0]
+        else:  # a linear head on the sentence embedding
+            value = self.embed(frame["sentence"].tolist()) @ head["coef"].T + head["intercept"]
+        soft = kind_of(task).soft(torch.as_tensor(value)).numpy()
+        return np.clip(soft, *spec.label_range)  # STS's score to 0..5; probabilities are inside their range
 
     def answer(self, sentence: str, pair: tuple[str, str]) -> dict:
         """The playground's answers: sentiment distribution, paraphrase probability, similarity 0..5."""
@@ -161,7 +161,7 @@ def frozen_model(
     path = _cache_path(config, data_dir)
     if path.is_file():
         with np.load(path) as stored:
-            model.heads = {t: {"coef": stored[f"{t}_coef"], "intercept": stored[f"{t}_intercept"]} for t in TASKS}
+            model.heads = {t: {"coef": stored[f"{t}_coef"], "intercept": stored[f"{t}_intercept"]} for t in TASK_NAMES}
             model.fit_seconds = float(stored["fit_seconds"])
         return model
     model.fit(data_dir)

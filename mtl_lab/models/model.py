@@ -36,6 +36,7 @@ from mtl_lab.models.backbone import DEFAULT_BACKBONE, load_backbone
 from mtl_lab.models.encoders import ENCODERS, FIRST_TOKEN_ONLY, build_encoder
 from mtl_lab.models.fast import unpad
 from mtl_lab.runs import runs_root
+from mtl_lab.tasks import kind_of
 
 PAIR_HEADS = ("cross", "bi", "ensemble")
 
@@ -234,22 +235,8 @@ class MultitaskModel(nn.Module):
         return torch.stack([o.float() for o in outs]).sum(0)
 
     def loss(self, task: str, output: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """Task loss: cross-entropy (SST), binary cross-entropy (QQP), MSE (STS)."""
-        output = output.float()
-        if task == "sst":
-            return F.cross_entropy(output, labels)
-        if task == "qqp":
-            return F.binary_cross_entropy_with_logits(output, labels.float())
-        return F.mse_loss(output, labels.float())
-
-    @staticmethod
-    def predictions(task: str, output: torch.Tensor) -> torch.Tensor:
-        """Leaderboard predictions: SST class 0..4, QQP 0/1, STS score clipped to 0..5."""
-        if task == "sst":
-            return output.argmax(-1)
-        if task == "qqp":
-            return (output > 0).long()
-        return output.float().clamp(0.0, 5.0)
+        """Task loss: cross-entropy (SST), binary cross-entropy (QQP), MSE (STS) (``tasks.kind_of(task).loss``)."""
+        return kind_of(task).loss(output, labels)
 
     # -- optimisation -----------------------------------------------------------------------
     def layer_of(self, name: str) -> int:
