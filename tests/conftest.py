@@ -69,8 +69,14 @@ def frozen_runs(tmp_path_factory):
     return tmp_path_factory.mktemp("frozen-runs")
 
 
+# Two epochs of a few steps each, with mid-epoch checkpoints: enough to interrupt and resume anywhere.
+RESUMABLE = dict(train_limit=48, dev_limit=48, epochs=2, batch_size=16, max_length=24, checkpoint_every=5)
+
+
 def tiny_config(**kw):
-    """A training config of a few steps on a few examples (tests of the loop's machinery, not of learning)."""
+    """The tests' one tiny training config: a few steps on a few examples (the loop's machinery, not learning).
+
+    Keyword arguments override it, e.g. ``tiny_config(**RESUMABLE)`` for the resume tests."""
     from mtl_lab.training.config import profile_config
 
     base = dict(train_limit=16, dev_limit=16, epochs=1, batch_size=8, max_length=16, checkpoint_every=0)

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# A single-node Slurm cluster on this machine, for the cluster tests (tests/test_cluster.py).
+# A single-node Slurm cluster on this machine, for the cluster tests (tests/course/test_cluster.py).
 #
 #   tests/slurm_cluster.sh start [STATE_DIR]   install (Debian: slurm-wlm, munge, slurmdbd, mariadb-server) if
 #                                              missing, then start munged, MariaDB, slurmdbd, slurmctld, slurmd

@@ -23,7 +23,7 @@ import pytest
 
 pytestmark = pytest.mark.slow
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "tests" / "slurm_cluster.sh"
 PROFILE = "smoke"
 # the jobs: pre-cls-qqp_sts (a prerequisite, submitted first) -> ft-cls-qqp_sts, and enc-sst-cls-s0 beside them

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import RESUMABLE, tiny_config
 
 from mtl_lab.data import subsample
 from mtl_lab.models.model import ModelConfig, MultitaskModel, load_model
@@ -65,8 +66,8 @@ def test_lr_schedule_warms_up_then_decays_to_zero():
 
 
 def tiny(**kw):
-    base = dict(train_limit=48, dev_limit=48, epochs=2, batch_size=16, max_length=24, checkpoint_every=5)
-    return profile_config("smoke", **{**base, **kw})
+    """The resumable tiny config (conftest)."""
+    return tiny_config(**{**RESUMABLE, **kw})
 
 
 @pytest.fixture(scope="module")

@@ -4,10 +4,10 @@ import copy
 
 import pytest
 import torch
+from conftest import tiny_config
 
 from mtl_lab.data import collate
 from mtl_lab.models.model import ModelConfig
-from mtl_lab.training.config import profile_config
 from mtl_lab.training.datasets import load_encoded
 from mtl_lab.training.loop import train
 from mtl_lab.training.optim import AdamW
@@ -17,8 +17,8 @@ from mtl_lab.training.step import optimizer_step
 
 def tiny(**kw):
     """fp16 on this CPU is emulated (slow): a few short steps."""
-    base = dict(train_limit=24, dev_limit=24, epochs=3, batch_size=8, max_length=16, lr=5e-4, checkpoint_every=4)
-    return profile_config("smoke", **{**base, "precision": "fp16", **kw})
+    return tiny_config(**{"train_limit": 24, "dev_limit": 24, "epochs": 3, "lr": 5e-4, "checkpoint_every": 4,
+                          "precision": "fp16", **kw})  # fmt: skip
 
 
 @pytest.fixture(scope="module")

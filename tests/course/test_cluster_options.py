@@ -1,4 +1,4 @@
-"""The Slurm executor's options, checked without a cluster (tests/test_cluster.py runs the jobs on one)."""
+"""The Slurm executor's options, checked without a cluster (tests/course/test_cluster.py runs the jobs on one)."""
 
 from __future__ import annotations
 

@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+from conftest import RESUMABLE, tiny_config
 from torch import nn
 
 from mtl_lab.models.model import ModelConfig, load_model
@@ -41,9 +42,9 @@ def test_the_average_follows_the_weights_with_a_warm_start_and_swaps_in_and_out(
 
 
 def tiny(**kw):
-    base = dict(train_limit=48, dev_limit=48, epochs=2, batch_size=16, max_length=24, checkpoint_every=5, ema=0.9)
-    base["freeze_word_embeddings"] = True  # as in the cpu profile: a weight that does not train is not averaged
-    return profile_config("smoke", **{**base, **kw})
+    """The resumable tiny config with a weight average; frozen word embeddings as in the cpu profile (a weight that
+    does not train is not averaged)."""
+    return tiny_config(**{**RESUMABLE, "ema": 0.9, "freeze_word_embeddings": True, **kw})
 
 
 def test_a_run_with_ema_scores_and_saves_the_average_and_resumes_to_the_same_result(tmp_path):
