@@ -4,7 +4,12 @@
   ``notebooks run`` / ``notebooks trust`` leave them), and an untrusted copy shows the widgets'
   pictures, never a text repr like ``VBox(children=...)``;
 - opening and saving a committed notebook leaves its file byte for byte as it was (git stays clean);
-- run live, the PCGrad slider redraws the figure and typing in the playground changes its answer.
+- run live, the PCGrad slider redraws the figure and typing in the playground changes its answer;
+- Run All, save, close (the kernel shut down), reopen 04 and 06: the widgets or their pictures show, never
+  "Error displaying widget: model not found" (the progress bars leave no widget behind);
+- from a server rooted at the repository or at ``notebooks/``, every image of every notebook loads; each
+  output figure is screenshotted (into ``$MTL_LAB_SCREENSHOTS`` when set) and shown at 80 % of its size or
+  more; no printed line wraps mid-word.
 
 Skips (saying why) only where Playwright or a Chromium executable is missing.
 """
@@ -13,11 +18,14 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
 import sys
 import time
+import urllib.request
+from contextlib import contextmanager
 from pathlib import Path
 
 import nbformat
@@ -33,7 +41,9 @@ pytestmark = pytest.mark.skipif(
     CHROMIUM is None, reason="no Chromium executable (Debian: apt-get install chromium; or set CHROMIUM=path)"
 )
 BOOKS = ("04_pcgrad.ipynb", "06_error_analysis.ipynb")
+ALL_BOOKS = sorted(p.name for p in NOTEBOOK_DIR.glob("[0-9][0-9]_*.ipynb"))
 TOKEN = "mtl-lab-test"
+BROKEN = ("model not found", "Error displaying widget")
 
 
 def _free_port() -> int:
@@ -42,24 +52,26 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def lab(tmp_path_factory, frozen_runs):
-    """A JupyterLab server on a folder of notebook copies, with its own Jupyter config/data (trust database)."""
-    root = tmp_path_factory.mktemp("lab")
+@contextmanager
+def _server(root: Path, home: Path, **env_extra):
+    """A JupyterLab server on ``root`` with its own Jupyter config/data (trust database, settings) under ``home``;
+    every notebook cell kept in the page (no windowing), so that the whole notebook can be checked."""
     env = dict(
         os.environ,
-        JUPYTER_DATA_DIR=str(root / ".jupyter-data"),
-        JUPYTER_CONFIG_DIR=str(root / ".jupyter-config"),
-        JUPYTER_RUNTIME_DIR=str(root / ".jupyter-runtime"),
-        MTL_LAB_RUNS=str(frozen_runs),  # the frozen playground model's heads, fitted once per test session
+        JUPYTER_DATA_DIR=str(home / ".jupyter-data"),
+        JUPYTER_CONFIG_DIR=str(home / ".jupyter-config"),
+        JUPYTER_RUNTIME_DIR=str(home / ".jupyter-runtime"),
         HF_HUB_OFFLINE="1",
         TOKENIZERS_PARALLELISM="false",
+        **env_extra,
     )
-    settings = Path(env["JUPYTER_CONFIG_DIR"]) / "lab" / "user-settings" / "@jupyterlab" / "apputils-extension"
-    settings.mkdir(parents=True)
-    (settings / "notification.jupyterlab-settings").write_text(
+    settings = Path(env["JUPYTER_CONFIG_DIR"]) / "lab" / "user-settings" / "@jupyterlab"
+    (settings / "apputils-extension").mkdir(parents=True, exist_ok=True)
+    (settings / "apputils-extension" / "notification.jupyterlab-settings").write_text(
         json.dumps({"fetchNews": "false", "checkForUpdates": False})
     )
+    (settings / "notebook-extension").mkdir(parents=True, exist_ok=True)
+    (settings / "notebook-extension" / "tracker.jupyterlab-settings").write_text(json.dumps({"windowingMode": "none"}))
     port = _free_port()
     server = subprocess.Popen(
         [
@@ -74,17 +86,31 @@ def lab(tmp_path_factory, frozen_runs):
             f"--ServerApp.root_dir={root}",
         ],
         env=env,
-        stdout=(root / "server.log").open("w"),
+        stdout=(home / f"server-{port}.log").open("w"),
         stderr=subprocess.STDOUT,
     )
     try:
-        with playwright.sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-            yield {"root": root, "env": env, "url": f"http://127.0.0.1:{port}", "browser": browser}
-            browser.close()
+        yield {"root": root, "env": env, "url": f"http://127.0.0.1:{port}"}
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with playwright.sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory, frozen_runs, browser):
+    """A JupyterLab server on a folder of notebook copies."""
+    root = tmp_path_factory.mktemp("lab")
+    # the frozen playground model's heads are fitted once per test session; the runs of Run All go there too
+    with _server(root, root, MTL_LAB_RUNS=str(frozen_runs)) as server:
+        yield {**server, "browser": browser}
 
 
 def _trust(lab, path: Path) -> None:
@@ -95,10 +121,11 @@ def _trust(lab, path: Path) -> None:
     subprocess.run([sys.executable, "-c", code, str(path)], env=lab["env"], check=True)
 
 
-def _page(lab, name: str):
+def _page(lab, name: str, workspace: str | None = None):
     """A browser page with JupyterLab showing notebook ``name`` (of the lab's folder) in its only tab."""
     page = lab["browser"].new_page(viewport={"width": 1400, "height": 1000})
-    url = f"{lab['url']}/lab/workspaces/{Path(name).stem}/tree/{name}?token={TOKEN}&reset"  # one tab, no restored ones
+    workspace = workspace or re.sub(r"\W", "-", Path(name).stem)
+    url = f"{lab['url']}/lab/workspaces/{workspace}/tree/{name}?token={TOKEN}&reset"  # one tab, no restored ones
     for _ in range(120):  # the server may still be starting
         try:
             page.goto(url)
@@ -109,9 +136,9 @@ def _page(lab, name: str):
     return page
 
 
-def _open(lab, name: str):
-    """A committed notebook opened without running anything, all its saved outputs rendered."""
-    page = _page(lab, name)
+def _open(lab, name: str, workspace: str | None = None):
+    """A notebook opened without running anything, all its saved outputs rendered."""
+    page = _page(lab, name, workspace)
     page.wait_for_function("document.querySelectorAll('.jp-OutputArea-output').length > 5", timeout=60_000)
     page.wait_for_timeout(3000)  # widget views are restored asynchronously from the notebook's metadata
     return page
@@ -120,6 +147,10 @@ def _open(lab, name: str):
 def _widget_outputs(page) -> list[str]:
     """The visible text of every output area (where a widget shown as text would appear)."""
     return page.locator(".jp-OutputArea-output").all_inner_texts()
+
+
+def _broken_widgets(page) -> list[str]:
+    return [t[:80] for t in _widget_outputs(page) if any(b in t for b in BROKEN)]
 
 
 @pytest.mark.parametrize("name", BOOKS)
@@ -133,9 +164,15 @@ def test_saved_widgets_render_without_a_kernel_and_saving_changes_nothing(lab, n
         texts = _widget_outputs(page)
         as_text = [t[:80] for t in texts if t.lstrip().startswith(("VBox(", "HBox(", "Output(", "Dropdown("))]
         assert not as_text, f"{name}: widgets shown as text: {as_text}"
+        assert not _broken_widgets(page), f"{name}: {_broken_widgets(page)}"
         assert page.locator(".jp-OutputArea-output .jupyter-widgets").count() > 0, f"{name}: no widget view rendered"
-        # the Output widget's saved figure is part of the saved view
+        # the Output widget's saved figure is part of the saved view, with the hint on how to read it
         assert page.locator(".jp-OutputArea-output .jupyter-widgets img").count() > 0
+        assert page.locator(".mtl-lab-saved-hint").first.inner_text().startswith("A saved view")
+        assert page.locator(".jp-OutputArea-output .jupyter-widgets input:disabled, "
+                            ".jp-OutputArea-output .jupyter-widgets select:disabled, "
+                            ".jp-OutputArea-output .widget-slider.mod-disabled, "
+                            ".jp-OutputArea-output .jupyter-widgets [disabled]").count() > 0  # fmt: skip
         assert page.locator(".jp-mod-dirty").count() == 0, f"{name}: opening marked the notebook modified"
         page.keyboard.press("Control+s")
         page.wait_for_timeout(2000)
@@ -169,15 +206,21 @@ def _live_copy(name: str, setup: str, widget_cell: str, out: Path) -> None:
     out.write_text(jupyterlab_form(nbformat.writes(live)))
 
 
+PROMPTS = "[...document.querySelectorAll('.jp-CodeCell .jp-InputPrompt')].map(p => p.textContent.trim())"
+
+
 def _run_all(page) -> None:
     """Run > Run All Cells, once the kernel is up (clicked again if the first click came too early)."""
     page.get_by_text("| Idle").first.wait_for(timeout=120_000)
+    before = page.evaluate(PROMPTS)
     for _ in range(4):
         page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
         page.locator(".lm-Menu-itemLabel", has_text="Run All Cells").first.click()
-        try:  # the first cell gets a prompt [*] or [1] once the kernel took it
+        try:  # a code cell is queued or running ([*]) or has a new number once the kernel took it
             page.wait_for_function(
-                "/\\[(\\*|\\d+)\\]/.test(document.querySelector('.jp-InputPrompt').textContent)", timeout=20_000
+                f"(before => {{ const now = {PROMPTS}; return now.some((p, i) => p.includes('*') || p !== before[i]); }})",
+                arg=before,
+                timeout=20_000,
             )
             return
         except playwright.Error:
@@ -216,6 +259,7 @@ def test_live_slider_redraws_the_pcgrad_figure(lab):
         assert _wait_changed(page, first) != first, "moving the angle slider did not redraw the figure"
         value = page.locator(".widget-readout").first.inner_text()
         assert value.strip() != "135.00", f"the slider's readout did not move: {value}"
+        assert page.locator(".mtl-lab-saved-hint").first.inner_text().strip() == ""  # live: no saved-view hint
     finally:
         page.close()
 
@@ -223,15 +267,15 @@ def test_live_slider_redraws_the_pcgrad_figure(lab):
 def test_typing_into_the_playground_changes_its_answer(lab):
     name = "live_06.ipynb"
     setup = (
-        "from mtl_lab.course import widgets\nfrom mtl_lab.models import frozen\nfrom mtl_lab.study import experiments\n"
-        "from mtl_lab.models.backbone import load_tokenizer\n"
+        "from mtl_lab.course import notebooks, widgets\nfrom mtl_lab.models import frozen\n"
+        "from mtl_lab.study import experiments\nfrom mtl_lab.models.backbone import load_tokenizer\n"
         "tokenizer = load_tokenizer()\n"
         "compared = {}  # no trained checkpoints here: the frozen model alone"
     )
-    _live_copy(BOOKS[1], setup, "quick = frozen.frozen_model(", lab["root"] / name)
+    _live_copy(BOOKS[1], setup, "with notebooks.working(", lab["root"] / name)
     page = _open_live(lab, name)
     try:
-        first = _widget_picture(page, timeout_ms=300_000)  # fits the frozen model's heads (seconds to a minute)
+        first = _widget_picture(page, timeout_ms=300_000)  # fits the frozen model's heads (a minute or two)
         sentence = page.locator(".jp-OutputArea-output input[type='text']").first
         sentence.fill("")
         sentence.type("This film is a total disaster .", delay=20)
@@ -247,3 +291,160 @@ def _open_live(lab, name: str):
     page = _page(lab, name)
     _run_all(page)
     return page
+
+
+# ----------------------------------------------------------------------------- Run All, save, reopen
+
+
+def _api(lab, method: str, path: str):
+    request = urllib.request.Request(f"{lab['url']}{path}", method=method, headers={"Authorization": f"token {TOKEN}"})
+    with urllib.request.urlopen(request, timeout=30) as response:
+        body = response.read()
+    return json.loads(body) if body else None
+
+
+def _shut_down_kernels(lab) -> None:
+    """Close every session and its kernel, as a student does at the end of the day."""
+    for session in _api(lab, "GET", "/api/sessions"):
+        _api(lab, "DELETE", f"/api/sessions/{session['id']}")
+    for kernel in _api(lab, "GET", "/api/kernels"):
+        _api(lab, "DELETE", f"/api/kernels/{kernel['id']}")
+
+
+def _wait_all_ran(page, name: str, timeout_s: float = 1500) -> None:
+    """Wait until every code cell has run (a number in its prompt); fail at once on an error output."""
+    end = time.time() + timeout_s
+    while time.time() < end:
+        errors = page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.error']")
+        if errors.count():
+            raise AssertionError(f"{name}: a cell failed: {errors.first.inner_text()[-600:]}")
+        pending = page.evaluate(
+            "[...document.querySelectorAll('.jp-CodeCell .jp-InputPrompt')]"
+            ".filter(p => !/\\[\\d+\\]/.test(p.textContent)).length"
+        )
+        if pending == 0:
+            return
+        page.wait_for_timeout(5000)
+    raise AssertionError(f"{name}: Run All did not finish in {timeout_s:.0f} s")
+
+
+@pytest.mark.parametrize("name", BOOKS)
+def test_run_all_save_close_reopen_keeps_the_widgets(lab, name):
+    """The student's day: open, Run All (smoke), save, close, reopen: the widgets (or their pictures) show, and
+    nothing says "model not found" -- neither the widgets nor the progress bars of the training cells."""
+    copy = f"day_{name}"
+    path = lab["root"] / copy
+    shutil.copy(NOTEBOOK_DIR / name, path)
+    _trust(lab, path)
+    page = _page(lab, copy)
+    try:
+        _run_all(page)
+        _wait_all_ran(page, copy)
+        page.get_by_text("| Idle").first.wait_for(timeout=120_000)
+        assert not _broken_widgets(page), f"{copy} (live): {_broken_widgets(page)}"
+        page.keyboard.press("Control+s")
+        page.wait_for_function("document.querySelectorAll('.jp-mod-dirty').length === 0", timeout=30_000)
+    finally:
+        page.close()
+    _shut_down_kernels(lab)
+    saved = json.loads(path.read_text())
+    state = saved["metadata"].get("widgets", {}).get("application/vnd.jupyter.widget-state+json", {}).get("state", {})
+    views = [o["data"]["application/vnd.jupyter.widget-view+json"]["model_id"] for c in saved["cells"]
+             for o in c.get("outputs", []) if "application/vnd.jupyter.widget-view+json" in o.get("data", {})]  # fmt: skip
+    assert views and all(v in state for v in views), f"{copy}: a saved output points at a model not saved"
+    page = _open(lab, copy, workspace=f"reopen-{Path(name).stem}")
+    try:
+        assert not _broken_widgets(page), f"{copy} (reopened): {_broken_widgets(page)}"
+        shown = page.locator(".jp-OutputArea-output .jupyter-widgets img, .jp-OutputArea-output img")
+        assert shown.count() > 0, f"{copy} (reopened): neither the widget nor its picture shows"
+        assert page.locator(".jp-OutputArea-output .jupyter-widgets").count() > 0
+    finally:
+        page.close()
+    _shut_down_kernels(lab)
+
+
+# ----------------------------------------------------------------------------- images, figure sizes, text
+
+
+@pytest.fixture(scope="module")
+def repo_lab(tmp_path_factory, browser):
+    """A server rooted at the repository, as `jupyter lab` started in the clone."""
+    home = tmp_path_factory.mktemp("repo-lab")
+    with _server(NOTEBOOK_DIR.parent, home) as server:
+        yield {**server, "browser": browser}
+
+
+@pytest.fixture(scope="module")
+def notebooks_lab(tmp_path_factory, browser):
+    """A server rooted at notebooks/, as the README's `jupyter lab notebooks/` starts it."""
+    home = tmp_path_factory.mktemp("notebooks-lab")
+    with _server(NOTEBOOK_DIR, home) as server:
+        yield {**server, "browser": browser}
+
+
+IMAGES = """[...document.querySelectorAll('.jp-NotebookPanel:not(.lm-mod-hidden) img')].map(i => ({
+    src: i.getAttribute('src').slice(0, 60), complete: i.complete, natural: i.naturalWidth, client: i.clientWidth,
+    output: !!i.closest('.jp-OutputArea-output')}))"""
+WRAPPED = """(() => {
+    const ctx = document.createElement('canvas').getContext('2d');
+    return [...document.querySelectorAll('.jp-OutputArea-output pre')].flatMap(p => {
+        const style = getComputedStyle(p);
+        ctx.font = `${style.fontSize} ${style.fontFamily}`;
+        const room = p.clientWidth - parseFloat(style.paddingLeft) - parseFloat(style.paddingRight);
+        return p.textContent.split('\\n').filter(line => ctx.measureText(line).width > room + 1);
+    });
+})()"""
+
+
+# Lines the notebooks do not print themselves, over 120 characters: the training loop's line per epoch
+# (mtl_lab/training/loop.py) and run_experiment's note on a shared run (mtl_lab/study/experiments.py). Their owners
+# are asked to keep them within 100 characters; until then they may wrap in a 1400-px window.
+OTHERS_LINES = re.compile(r"\[[\w/]+ epoch \d+/\d+\] dev: |[\w-]+: the same configuration as ")
+
+
+def _without_saving(page):
+    """Close a page of a committed notebook without letting anything be saved (nothing is edited anyway)."""
+    assert page.locator(".jp-mod-dirty").count() == 0
+    page.close()
+
+
+@pytest.mark.parametrize("where", ["repository", "notebooks"])
+def test_images_load_wherever_jupyterlab_is_rooted(where, repo_lab, notebooks_lab):
+    """Notebook 03 showed its embedding maps as ``../docs/figures/*.png``: outside a server rooted at
+    ``notebooks/``, a 404. Every image of every notebook loads from either root."""
+    lab, prefix = (repo_lab, "notebooks/") if where == "repository" else (notebooks_lab, "")
+    for name in ALL_BOOKS:
+        page = _open(lab, prefix + name, workspace=f"{where}-{Path(name).stem}")
+        try:
+            page.wait_for_timeout(2000)
+            images = page.evaluate(IMAGES)
+            assert images, f"{name}: no image at all"
+            broken = [i["src"] for i in images if not i["complete"] or i["natural"] == 0]
+            assert not broken, f"{name} (rooted at {where}): images that do not load: {broken}"
+        finally:
+            _without_saving(page)
+
+
+@pytest.mark.parametrize("name", ALL_BOOKS)
+def test_figures_are_shown_at_their_size_and_text_does_not_wrap(name, repo_lab, tmp_path):
+    """Each output figure is screenshotted and shown at 80 % of its width or more (a wider figure's labels
+    shrink below readable); no printed line wraps (JupyterLab breaks a too-long line mid-word)."""
+    shots = Path(os.environ.get("MTL_LAB_SCREENSHOTS", tmp_path)) / Path(name).stem
+    shots.mkdir(parents=True, exist_ok=True)
+    page = _open(repo_lab, "notebooks/" + name, workspace=f"sizes-{Path(name).stem}")
+    try:
+        page.wait_for_timeout(2000)
+        figures = page.locator(".jp-OutputArea-output img")
+        small = []
+        for k in range(figures.count()):
+            figure = figures.nth(k)
+            figure.scroll_into_view_if_needed()
+            figure.screenshot(path=str(shots / f"figure-{k:02d}.png"))
+            natural, client = figure.evaluate("i => [i.naturalWidth, i.clientWidth]")
+            if client < 0.8 * natural:
+                small.append(f"figure {k}: {natural} px shown at {client} px")
+        assert not small, f"{name}: figures scaled below 80 % (screenshots in {shots}): {small}"
+        wrapped = [line[:80] for line in page.evaluate(WRAPPED) if not OTHERS_LINES.match(line)]
+        assert not wrapped, f"{name}: printed lines wider than the output area (JupyterLab wraps them): {wrapped[:3]}"
+    finally:
+        _without_saving(page)
