@@ -121,7 +121,7 @@ def throughput(
 
 def run_smoke_notebooks(out: Path, only: list[str] | None = None) -> dict:
     """The smoke notebook series (or the ``only`` ones) on this device with papermill, with its wall time."""
-    from mtl_lab.course.notebooks import run_notebooks
+    from mtl_lab.course.runner import run_notebooks
 
     t0 = time.perf_counter()
     code = run_notebooks("smoke", only=only or None, out=str(out), device="cuda")

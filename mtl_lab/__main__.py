@@ -366,7 +366,7 @@ def _cmd_figures(args: argparse.Namespace) -> int:
 
 
 def _cmd_notebooks(args: argparse.Namespace) -> int:
-    from mtl_lab.course.notebooks import refresh_published, run_notebooks, trust
+    from mtl_lab.course.runner import refresh_published, run_notebooks, trust
 
     if args.action == "refresh":
         refresh_published(args.only)

@@ -195,7 +195,7 @@ class NotebookJob(submitit.helpers.Checkpointable):
 
     def __call__(self, stem: str, profile: str, out: str, device: str, inplace: bool, runs: str, data) -> dict:
         _job_environment(runs, data)
-        from mtl_lab.course.notebooks import run_notebooks
+        from mtl_lab.course.runner import run_notebooks
 
         print(f"notebook {stem} ({profile} profile), job {_job_id()}", flush=True)
         rc = run_notebooks(profile, only=[stem], out=out, device=device, inplace=inplace)
@@ -533,7 +533,8 @@ def submit_notebooks(
     profile: str, only: list[str] | None, out: str | None, device: str, inplace: bool, opts: SlurmOptions
 ) -> int:
     """``notebooks run --executor slurm``: a job a notebook, after the notebooks whose runs it reuses."""
-    from mtl_lab.course.notebooks import notebook_paths, notebooks_root
+    from mtl_lab.course.notebooks import notebooks_root
+    from mtl_lab.course.runner import notebook_paths
 
     require_slurm()
     books = notebook_paths(only)

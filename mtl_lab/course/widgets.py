@@ -10,7 +10,7 @@ state a notebook was committed with, while a live run writes outputs that point 
 made. So the box a notebook displays has a fixed model id (:func:`stable_id`): the live box and the saved
 one share it, and the saved state (the committed run's view) always has the model every output points at.
 The box's first child is a hint that is empty while live; ``notebooks run`` fills it in the saved state
-(see :func:`mtl_lab.course.notebooks.tidy_widgets`), which also greys out the saved controls.
+(see :func:`mtl_lab.course.runner.tidy_widgets`), which also greys out the saved controls.
 """
 
 from __future__ import annotations

@@ -31,7 +31,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from mtl_lab.course.notebooks import NOTEBOOK_DIR, jupyterlab_form
+from mtl_lab.course.notebooks import NOTEBOOK_DIR
+from mtl_lab.course.runner import jupyterlab_form
 
 playwright = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install playwright)")
 CHROMIUM = next(
@@ -116,7 +117,7 @@ def lab(tmp_path_factory, frozen_runs, browser):
 def _trust(lab, path: Path) -> None:
     """Sign a notebook in the lab server's trust database, as ``python -m mtl_lab notebooks trust`` does."""
     code = (
-        "import sys; from pathlib import Path; from mtl_lab.course.notebooks import trust; trust([Path(sys.argv[1])])"
+        "import sys; from pathlib import Path; from mtl_lab.course.runner import trust; trust([Path(sys.argv[1])])"
     )
     subprocess.run([sys.executable, "-c", code, str(path)], env=lab["env"], check=True)
 

@@ -12,7 +12,8 @@ import re
 
 import pytest
 
-from mtl_lab.course.notebooks import NOTEBOOK_DIR, jupyterlab_form
+from mtl_lab.course.notebooks import NOTEBOOK_DIR
+from mtl_lab.course.runner import jupyterlab_form
 
 BOOKS = sorted(NOTEBOOK_DIR.glob("[0-9][0-9]_*.ipynb"))
 
@@ -40,7 +41,7 @@ def test_trust_signs_notebooks_in_the_users_trust_database(tmp_path, monkeypatch
     import nbformat
     from nbformat.sign import NotebookNotary
 
-    from mtl_lab.course.notebooks import trust
+    from mtl_lab.course.runner import trust
 
     monkeypatch.setenv("JUPYTER_DATA_DIR", str(tmp_path / "data"))
     copy = tmp_path / "04_pcgrad.ipynb"
@@ -66,7 +67,7 @@ def test_widgets_carry_a_picture_of_their_view():
 def test_rerun_cells_refreshes_only_the_given_cells(tmp_path):
     import nbformat
 
-    from mtl_lab.course.notebooks import rerun_cells
+    from mtl_lab.course.runner import rerun_cells
 
     nb = nbformat.v4.new_notebook()
     setup = nbformat.v4.new_code_cell("x = 1\nprint('setup ran')")
@@ -85,12 +86,12 @@ def test_rerun_cells_refreshes_only_the_given_cells(tmp_path):
     assert path.read_text() == written
 
 
-@pytest.mark.parametrize("stem", sorted(__import__("mtl_lab.course.notebooks").course.notebooks.PUBLISHED_SECTIONS))
+@pytest.mark.parametrize("stem", sorted(__import__("mtl_lab.course.runner").course.runner.PUBLISHED_SECTIONS))
 def test_the_published_sections_name_the_cells_that_read_results(stem):
     import json
     import re
 
-    from mtl_lab.course.notebooks import PUBLISHED_SECTIONS
+    from mtl_lab.course.runner import PUBLISHED_SECTIONS
 
     cells = json.loads((NOTEBOOK_DIR / f"{stem}.ipynb").read_text())["cells"]
     setup, shown, _ = PUBLISHED_SECTIONS[stem]
@@ -204,7 +205,7 @@ def _saved_notebook(bar_id="a" * 12 + "4" + "b" * 19):
 def test_tidy_widgets_keeps_what_a_reopened_notebook_can_show():
     import copy
 
-    from mtl_lab.course.notebooks import tidy_widgets
+    from mtl_lab.course.runner import tidy_widgets
     from mtl_lab.course.widgets import SAVED_HINT, stable_id
 
     nb = tidy_widgets(_saved_notebook(), "04_pcgrad")
@@ -223,7 +224,8 @@ def test_tidy_widgets_keeps_what_a_reopened_notebook_can_show():
 
 
 def test_public_paths_hide_this_machines_folders(monkeypatch, tmp_path):
-    from mtl_lab.course.notebooks import REPO_ROOT, public_paths
+    from mtl_lab.course.notebooks import REPO_ROOT
+    from mtl_lab.course.runner import public_paths
 
     monkeypatch.setenv("MTL_LAB_RUNS", str(tmp_path / "fresh-runs"))
     text = f"sampler-proportional: the same configuration as baseline ({tmp_path}/fresh-runs/smoke/baseline): reused\n"
@@ -269,7 +271,7 @@ def test_outputs_show_numbers_not_reprs_or_machine_paths(path):
 def test_printed_lines_fit_the_output_area(path):
     """JupyterLab wraps a printed line wider than its output area mid-word ("paper ove / rall"); at 1400 px
     (the browser test's window, the file browser open) about 120 characters fit. The lines other modules
-    print (``OTHERS_LINES``, see tests/test_browser.py) are left to their owners."""
+    print (``OTHERS_LINES``, see tests/course/test_browser.py) are left to their owners."""
     import json
 
     nb = json.loads(path.read_text())
