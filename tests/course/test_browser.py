@@ -116,9 +116,7 @@ def lab(tmp_path_factory, frozen_runs, browser):
 
 def _trust(lab, path: Path) -> None:
     """Sign a notebook in the lab server's trust database, as ``python -m mtl_lab notebooks trust`` does."""
-    code = (
-        "import sys; from pathlib import Path; from mtl_lab.course.runner import trust; trust([Path(sys.argv[1])])"
-    )
+    code = "import sys; from pathlib import Path; from mtl_lab.course.runner import trust; trust([Path(sys.argv[1])])"
     subprocess.run([sys.executable, "-c", code, str(path)], env=lab["env"], check=True)
 
 
