@@ -360,7 +360,7 @@ def run_experiment(
     twin = identical_run(profile, name, model_cfg, train_cfg) if resume and not out.exists() else None
     if twin is not None:  # e.g. smoke's sampler-proportional is the baseline: shared, not trained twice
         share_run(twin, out)
-        print(f"{name}: the same configuration as {twin.name} ({twin}): its finished run is reused", flush=True)
+        print(f"{name}: the same configuration as {twin.name}: its finished run is reused", flush=True)
     return train(model_cfg, train_cfg, out, progress=progress, resume=resume)
 
 

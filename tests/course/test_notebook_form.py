@@ -239,9 +239,6 @@ def test_public_paths_hide_this_machines_folders(monkeypatch, tmp_path):
 
 # ----------------------------------------------------------------------------- what the outputs show
 
-# the training loop's line per epoch and run_experiment's note on a shared run: not printed by the notebooks
-OTHERS_LINES = re.compile(r"\[[\w/]+ epoch \d+/\d+\] dev: |[\w-]+: the same configuration as ")
-
 
 def _texts(nb):
     """(cell, text) of every stream and every text/plain / text/html / text/markdown of a notebook's outputs."""
@@ -270,15 +267,14 @@ def test_outputs_show_numbers_not_reprs_or_machine_paths(path):
 @pytest.mark.parametrize("path", BOOKS, ids=[p.stem for p in BOOKS])
 def test_printed_lines_fit_the_output_area(path):
     """JupyterLab wraps a printed line wider than its output area mid-word ("paper ove / rall"); at 1400 px
-    (the browser test's window, the file browser open) about 120 characters fit. The lines other modules
-    print (``OTHERS_LINES``, see tests/course/test_browser.py) are left to their owners."""
+    (the browser test's window, the file browser open) about 120 characters fit."""
     import json
 
     nb = json.loads(path.read_text())
     for i, _, out in _outputs(nb):
         if out.get("output_type") == "stream" and out.get("name") == "stdout":
             lines = "".join(out["text"]).splitlines()
-            wide = [line for line in lines if len(line) > 120 and not OTHERS_LINES.match(line)]
+            wide = [line for line in lines if len(line) > 120]
             assert not wide, f"{path.name} cell {i}: {len(wide[0])} characters: {wide[0][:60]}..."
 
 
