@@ -306,11 +306,23 @@ class Comparison:
         return {k: v.item() if isinstance(v, np.generic) else v for k, v in self.table.loc["overall"].items()}
 
     @property
+    def selected(self) -> bool:
+        """Whether a score compared is a best epoch, chosen on the same dev examples that score it."""
+        sources = list(self.sources)
+        if self.seeds is not None and len(self.seeds):
+            sources += self.seeds["scores"].tolist()
+        return any(not s.startswith("cross-fitted") for s in sources)
+
+    @property
     def verdict(self) -> str:
-        """Better / worse only when every interval given for the overall difference excludes 0."""
+        """Better / worse only when every interval given for the overall difference excludes 0, and said as a
+        claim only when no score compared was selected on the examples that report it."""
         intervals = [r for r in (self.overall, self.seed_row) if r is not None]
         words = {verdict(r["low"], r["high"]) for r in intervals}
-        return words.pop() if len(words) == 1 else "no detectable difference"
+        word = words.pop() if len(words) == 1 else "no detectable difference"
+        if self.selected and word != "no detectable difference":
+            return f"{word} at the best epoch, chosen on these same dev examples: not a claim until cross-fitted"
+        return word
 
     def sentence(self) -> str:
         """One line: A vs B, the overall difference with its interval(s), and the verdict."""

@@ -426,7 +426,9 @@ def _crossfitted(names: list[str], profile: str) -> str:
     if not with_records:
         return "needs records"
     scores = [compare.run_score(n, profile)[0] for n in with_records]
-    return f"{np.mean(scores):.3f}" + (f" ({len(scores)} seeds)" if len(scores) != len(names) else "")
+    return f"{np.mean(scores):.3f}" + (
+        f" ({len(scores)} seed{'s' if len(scores) > 1 else ''})" if len(scores) != len(names) else ""
+    )
 
 
 def headline_comparisons(profile: str = "cpu") -> list[compare.Comparison]:
