@@ -72,7 +72,7 @@ KERNEL_ARGS = ["--IPKernelApp.log_level=ERROR"]
 PUBLISHED_SECTIONS = {
     "01_bert_baselines": ([1, 2], [27, 28, 29], ""),
     "02_sbert_cnn_bilstm": ([1, 2], [21, 22, 23], ""),
-    "05_ablations": ([1, 2], [13, 14, 15, 17, 20], ""),
+    "05_ablations": ([1, 2], [13, 14, 15, 17, 20, 25, 26], "from mtl_lab.study import compare, report"),
     "06_error_analysis": (  # its set-up cell reads (or trains) your smoke runs: only what the cpu section needs
         [1],
         [20, 21],
