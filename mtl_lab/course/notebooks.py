@@ -198,19 +198,14 @@ def working(desc: str):
 
 # ----------------------------------------------------------------------------- tables
 
-WHOLE = ("count", "seeds", "examples", "probes", "epochs")
-
 
 def _cell(value, column, decimals: int = 3) -> str:
-    """One number as a table shows it: 3 decimals, minutes 1, counts none; a gap as a dash (never "nan")."""
+    """One number as a table shows it (the study's ``format_cell``), a gap as a dash (never "nan")."""
+    from mtl_lab.study.analysis.tables import format_cell
+
     name = column[0] if isinstance(column, tuple) else column
-    if value is None or (isinstance(value, float) and np.isnan(value)):
-        return "—"
-    if isinstance(value, (float, np.floating)):
-        if name == "minutes":
-            return f"{value:.1f}"
-        return f"{value:.0f}" if name in WHOLE else f"{value:.{decimals}f}"
-    return str(value)
+    value = float(value) if isinstance(value, np.floating) else value
+    return format_cell(value, str(name), decimals) or "—"
 
 
 def text_table(table, width: int = TABLE_WIDTH, decimals: int = 3) -> str:

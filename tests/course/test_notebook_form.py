@@ -323,9 +323,17 @@ def test_text_tables_have_three_decimals_and_no_nan():
 
     from mtl_lab.course.notebooks import TABLE_WIDTH, text_table
 
-    table = pd.DataFrame({"SST": [0.123456, np.nan], "minutes": [24.123, 1.0], "paper overall": [0.78551, np.nan]})
+    table = pd.DataFrame(
+        {
+            "SST": [0.123456, np.nan],
+            "minutes": [24.123, 1.0],
+            "paper overall": [0.78551, np.nan],
+            "best epoch": [2, np.nan],
+        }
+    )
     text = text_table(table)
     assert "0.123" in text and "24.1" in text and "0.786" in text and "nan" not in text.lower()
+    assert " 2\n" in text and "2.000" not in text  # an epoch is a whole number, also in a column with a gap
     wide = pd.DataFrame({f"a long column name {k}": [0.5] for k in range(12)})
     assert max(len(line) for line in text_table(wide).splitlines()) <= TABLE_WIDTH
 

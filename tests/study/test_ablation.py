@@ -125,6 +125,8 @@ def test_figures_fit_jupyterlab_with_their_legends_beside_the_data():
         res["gradient_conflicts"] = [{"step": s, "epoch": 1, "sst-qqp": 0.1, "sst-sts": -0.1} for s in range(5)]
         runs[name] = res
     table = analysis.results_table(runs, paper={"baseline": "BERT [CLS] multi-task, initial"})
+    noted = {**runs["baseline"], "timing_note": "paused for a benchmark"}  # a contended wall time is not shown
+    assert math.isnan(analysis.results_row(noted)["minutes"]) and analysis.results_row(runs["baseline"])["minutes"] > 0
     grid = analysis.ablation_table({**runs, "agg-cls-sum": runs["baseline"]}, experiments.ablation_grid())
     figures = {
         "results": analysis.plot_results(table),
