@@ -127,6 +127,8 @@ def cpu_precision_choice(flags: set[str] | None, timed_ratio=None) -> tuple[str,
     has = f"CPU has native bf16 ({', '.join(native)}); " if native else "CPU flags unknown; "
     if ratio <= 1 / 1.15:
         return "bf16", f"{has}{probe}"
+    if ratio < 1:  # faster, but not by enough to trade fp32's exactness for it
+        return "fp32", f"{has}{probe}: bf16 is less than 1.15x faster here, fp32 kept"
     return "fp32", f"{has}{probe}: fp32 is as fast or faster here"
 
 
