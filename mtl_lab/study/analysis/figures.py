@@ -51,8 +51,13 @@ def legend_right(ax: Axes, **kw) -> Legend | None:
 
 
 def legend_below(fig: plt.Figure, ax: Axes, ncol: int = 3) -> Legend | None:
-    """One legend for the whole figure (the labels of ``ax``), centred under it; None without labels."""
-    handles, labels = ax.get_legend_handles_labels()
+    """One legend for the whole figure (the labels of ``ax``, then those only other panels have), centred under
+    it; None without labels."""
+    entries: dict[str, object] = {}
+    for panel in [ax, *(a for a in fig.axes if a is not ax)]:
+        for handle, label in zip(*panel.get_legend_handles_labels()):
+            entries.setdefault(label, handle)
+    handles, labels = list(entries.values()), list(entries)
     if not handles:
         return None
     fig.tight_layout()

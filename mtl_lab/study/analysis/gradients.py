@@ -71,11 +71,12 @@ def plot_toy_trajectories(paths: dict[str, torch.Tensor]) -> plt.Figure:
     fig, ax = plt.subplots(figsize=(5.2, 5.2))
     cs = ax.contourf(xs, ys, grid, levels=30, cmap="viridis")
     fig.colorbar(cs, ax=ax, label="L1 + L2")
-    colors = {"sum": "deeppink", "pcgrad": "tab:red", "imtl_g": "tab:orange"}  # visible on the map and the legend
+    # colours and line styles that stay apart on the map and from each other where the paths overlap
+    styles = {"sum": ("white", "-"), "pcgrad": ("tab:red", "--"), "imtl_g": ("tab:orange", ":")}
     for name, path in paths.items():
-        color = colors.get(name.split(" ")[0], "k")
+        color, line = styles.get(name.split(" ")[0], ("k", "-"))
         p = path.numpy()
-        ax.plot(p[:, 0], p[:, 1], color=color, lw=2, label=name)
+        ax.plot(p[:, 0], p[:, 1], color=color, ls=line, lw=2, label=name)
         ax.scatter(p[-1, 0], p[-1, 1], color=color, edgecolor="k", zorder=3)
         ax.scatter(p[0, 0], p[0, 1], color="k", marker="x", zorder=3)
     handles, labels = ax.get_legend_handles_labels()

@@ -132,11 +132,12 @@ def plot_learning_curves(results: dict[str, dict], metrics: tuple[str, ...] = ME
     """Dev metric per epoch for each run, one panel per metric, the legend under the panels."""
     fig, axes = panels(len(metrics), 2.8, 3.0)
     epochs = max((len(r["history"]) for r in results.values()), default=1)
+    colors = {name: f"C{k % 10}" for k, name in enumerate(results)}  # a run keeps its colour in every panel
     for ax, metric in zip(axes, metrics):
         for name, res in results.items():
             h = history_frame(res)
             if metric in h:
-                ax.plot(h.index, h[metric], marker="o", label=name)
+                ax.plot(h.index, h[metric], marker="o", color=colors[name], label=name)
         ax.set_title(metric)
         ax.set_xlabel("epoch")
         ax.set_xlim(0.5, epochs + 0.5)  # one epoch: a point in a sensible frame, not an axis from 0.96 to 1.04

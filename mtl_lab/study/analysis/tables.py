@@ -5,18 +5,21 @@ from __future__ import annotations
 import pandas as pd
 
 WHOLE_COLUMNS = ("seeds", "examples", "count", "probes", "epochs", "best epoch")
+ONE_DECIMAL = ("minutes", "examples/s")  # timings: a tenth is all a shared machine measures
+TINY = ("lr", "learning rate", "weight decay")  # numbers that 3 decimals would show as 0.000
 
 
 def format_cell(value: object, column: str, decimals: int = 3) -> str:
-    """One cell as text: ``decimals`` digits (minutes: 1; counts: none), an empty string for a missing value."""
+    """One cell as text: ``decimals`` digits (timings: 1; counts: none; a learning rate as it is), an empty
+    string for a missing value, never a negative zero."""
     if isinstance(value, float):  # numpy's float64 too
         if pd.isna(value):
             return ""
-        if column == "minutes":
-            return f"{value:.1f}"
-        if column in WHOLE_COLUMNS:
-            return f"{value:.0f}"
-        return f"{value:.{decimals}f}"
+        if column in TINY:
+            return f"{value:g}"
+        digits = 1 if column in ONE_DECIMAL else 0 if column in WHOLE_COLUMNS else decimals
+        text = f"{value:.{digits}f}"
+        return text[1:] if text.startswith("-") and float(text) == 0 else text
     return "" if value is None else str(value)
 
 
