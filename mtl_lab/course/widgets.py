@@ -55,14 +55,16 @@ def fixed_widget(cls, name: str, **kwargs):
 
 
 MAX_RATIO = 2.0  # the |g2| / |g1| slider's end: the widget's axes hold every vector up to it
-STYLE = {  # name: (colour, line style, width, layer); the plain update is a broad band under PCGrad's arrow
+STYLE = {  # name: (colour, line style, width, layer); the plain update is a broad band under PCGrad's arrow,
+    # and the projected g1', g2' are drawn over PCGrad's translucent arrow (their sum), so both stay visible
     "plain": ("0.55", "-", 6.0, 1),
     "g1": ("tab:blue", "-", 2.0, 2),
     "g2": ("tab:orange", "-", 2.0, 2),
-    "g1'": ("tab:blue", ":", 2.0, 2),
-    "g2'": ("tab:orange", ":", 2.0, 2),
-    "pcgrad": ("tab:green", "-", 2.0, 3),
+    "pcgrad": ("tab:green", "-", 3.5, 3),
+    "g1'": ("tab:blue", ":", 2.5, 4),
+    "g2'": ("tab:orange", ":", 2.5, 4),
 }
+ZOOM_BELOW = 0.25  # PCGrad's update shorter than this share of the axes' height gets a zoomed inset
 
 
 def pcgrad_2d(angle_deg: float, ratio: float = 1.0) -> dict[str, np.ndarray]:
@@ -89,12 +91,29 @@ def pcgrad_limits(max_ratio: float) -> tuple[tuple[float, float], tuple[float, f
     return (-max_ratio - pad, 1 + max_ratio + pad), (-pad, top + pad)
 
 
+def _draw_vectors(ax, v: dict[str, np.ndarray], conflict: bool, names=tuple(STYLE)) -> None:
+    """The vectors ``names`` of :func:`pcgrad_2d` as arrows from the origin, styled by :data:`STYLE`."""
+    for name in names:
+        color, ls, lw, z = STYLE[name]
+        if not conflict and name in ("g1'", "g2'", "pcgrad"):  # they coincide with g1, g2, plain: no overprint
+            continue
+        x, y = v[name]
+        if name == "plain":  # a band without a head, its tip a dot: visible under PCGrad's arrow
+            ax.plot([0, x], [0, y], color=color, lw=lw, alpha=0.7, solid_capstyle="butt", zorder=z)
+            ax.scatter([x], [y], s=30, color="0.3", zorder=z)
+        else:
+            alpha = 0.6 if name == "pcgrad" else 1.0
+            props = dict(arrowstyle="-|>", color=color, ls=ls, lw=lw, shrinkA=0, shrinkB=0, mutation_scale=12)
+            ax.annotate("", xy=(x, y), xytext=(0, 0), arrowprops={**props, "alpha": alpha}, zorder=z)
+
+
 def plot_pcgrad_2d(angle_deg: float, ratio: float = 1.0, ax=None, max_ratio: float | None = None, legend: bool = True):
     """Draw the two gradients, their projections and the plain vs PCGrad update.
 
     The axes depend on ``max_ratio`` only (default: ``ratio``), not on the angle or ``ratio``: pass the
     slider's end to keep them fixed. The plain update is a broad grey band drawn under PCGrad's arrow, its tip
-    a grey dot, so it stays visible where the two point the same way (near 180°).
+    a grey dot, so it stays visible where the two point the same way (near 180°). Where PCGrad's update is
+    short (near 180°), an inset zooms on the origin so that g1', g2' and their sum can be told apart.
     """
     v = pcgrad_2d(angle_deg, ratio)
     if ax is None:
@@ -102,27 +121,39 @@ def plot_pcgrad_2d(angle_deg: float, ratio: float = 1.0, ax=None, max_ratio: flo
     cos = v["g1"] @ v["g2"] / (np.linalg.norm(v["g1"]) * np.linalg.norm(v["g2"]))
     conflict = cos < 0
     labels = {"plain": "plain sum" if conflict else "plain sum = PCGrad", "pcgrad": "PCGrad"}
-    for name, (color, ls, lw, z) in STYLE.items():
-        if not conflict and name in ("g1'", "g2'", "pcgrad"):  # they coincide with g1, g2, plain: no overprint
-            continue
-        x, y = v[name]
-        if name == "plain":  # a band without a head, its tip a dot: visible under PCGrad's arrow
-            ax.plot([0, x], [0, y], color=color, lw=lw, alpha=0.7, solid_capstyle="butt", zorder=z)
-            ax.scatter([x], [y], s=30, color="0.3", zorder=4)
-        else:
-            props = dict(arrowstyle="-|>", color=color, ls=ls, lw=lw, shrinkA=0, shrinkB=0, mutation_scale=12)
-            ax.annotate("", xy=(x, y), xytext=(0, 0), arrowprops=props, zorder=z)
-        marker = "o" if name == "plain" else None
-        ax.plot([], [], color=color, ls=ls, lw=lw, marker=marker, mfc="0.3", mec="0.3", label=labels.get(name, name))
+    _draw_vectors(ax, v, conflict)
+    for name, (color, ls, lw, _) in STYLE.items():  # legend entries, in the order of STYLE
+        if conflict or name not in ("g1'", "g2'", "pcgrad"):
+            marker = "o" if name == "plain" else None
+            label = labels.get(name, name)
+            ax.plot([], [], color=color, ls=ls, lw=lw, marker=marker, mfc="0.3", mec="0.3", label=label)
     (x0, x1), (y0, y1) = pcgrad_limits(max_ratio if max_ratio is not None else ratio)
     ax.set_xlim(x0, x1)
     ax.set_ylim(y0, y1)
     ax.set_aspect("equal")
+    if conflict and np.linalg.norm(v["pcgrad"]) < ZOOM_BELOW * (y1 - y0):
+        _zoom(ax, v)
     if legend:
         ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=8, frameon=False)
     state = "conflict: both projected" if conflict else "no conflict: PCGrad = plain sum"
     ax.set_title(f"angle {angle_deg:.0f}°, |g2| / |g1| = {ratio:.1f}, cos {cos:+.2f}\n{state}", fontsize=9)
     return ax
+
+
+def _zoom(ax, v: dict[str, np.ndarray]) -> None:
+    """An inset (upper right, where no vector reaches near 180°) with the short vectors around the origin."""
+    names = ("plain", "pcgrad", "g1'", "g2'")
+    points = np.stack([np.zeros(2), *(v[n] for n in names)])
+    centre, half = (points.min(0) + points.max(0)) / 2, 0.6 * (points.max(0) - points.min(0)).max() + 1e-3
+    inset = ax.inset_axes([0.6, 0.42, 0.38, 0.55])
+    _draw_vectors(inset, v, True, names)
+    inset.set_xlim(centre[0] - half, centre[0] + half)
+    inset.set_ylim(centre[1] - half, centre[1] + half)
+    inset.set_aspect("equal")
+    inset.set_xticks([])
+    inset.set_yticks([])
+    inset.set_title("zoom", fontsize=7, pad=2)
+    ax.indicate_inset_zoom(inset, edgecolor="0.5")
 
 
 def pcgrad_panels(angles=(45, 90, 135, 170), ratio: float = 1.0):
