@@ -320,6 +320,9 @@ def show_beside(table) -> None:
 
     print(textwrap.fill(caption(table), TABLE_WIDTH))
     print(text_table(table))
+    minutes = table.get(("minutes", "cpu"))
+    if minutes is not None and minutes.isna().any():
+        print("minutes —: that run was paused or shared the cores (results.json says so in its timing_note)")
 
 
 def plot_beside(table, value: str | None = None, error: str | None = None, title: str = ""):
