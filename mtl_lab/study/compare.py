@@ -335,7 +335,7 @@ class Comparison:
         if self.seed_row is not None:
             s = self.seed_row
             parts.append(f"{s['diff']:+.4f} [{s['low']:+.4f}, {s['high']:+.4f}] over {s['n']} seeds")
-        return f"{self.a} vs {self.b}: overall {', '.join(parts)}: {self.verdict}"
+        return f"{self.a} vs {self.b}, overall: {', '.join(parts)}: {self.verdict}"
 
 
 def compare_pair(
