@@ -72,7 +72,7 @@ def plot_toy_trajectories(paths: dict[str, torch.Tensor]) -> plt.Figure:
     cs = ax.contourf(xs, ys, grid, levels=30, cmap="viridis")
     fig.colorbar(cs, ax=ax, label="L1 + L2")
     # colours and line styles that stay apart on the map and from each other where the paths overlap
-    styles = {"sum": ("white", "-"), "pcgrad": ("tab:red", "--"), "imtl_g": ("tab:orange", ":")}
+    styles = {"sum": ("cyan", "-"), "pcgrad": ("tab:red", "--"), "imtl_g": ("tab:orange", ":")}
     for name, path in paths.items():
         color, line = styles.get(name.split(" ")[0], ("k", "-"))
         p = path.numpy()
