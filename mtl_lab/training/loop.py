@@ -359,7 +359,16 @@ def score_epoch(run: Run, state: RunState, stage_i: int, epoch: int, log: dict) 
 
 
 # short names for the line printed after each epoch, so that it fits a notebook's output area
-SHORT_NAMES = {"sst_acc": "sst", "qqp_acc": "qqp", "sts_pearson": "sts r", "sts_spearman": "rho"}
+SHORT_NAMES = {
+    "sst_acc": "sst",
+    "qqp_acc": "qqp",
+    "sts_pearson": "sts r",
+    "sts_spearman": "rho",
+    "sts_cos_pearson": "cos r",  # SimCSE pre-training: STS by the cosine of the two embeddings
+    "sts_cos_spearman": "cos rho",
+    "alignment": "align",
+    "uniformity": "unif",
+}
 
 
 def epoch_line(metrics: dict[str, float]) -> str:

@@ -278,6 +278,16 @@ def test_printed_lines_fit_the_output_area(path):
             assert not wide, f"{path.name} cell {i}: {len(wide[0])} characters: {wide[0][:60]}..."
 
 
+def test_epoch_lines_fit_the_output_area():
+    """The line printed after each epoch, multi-task and SimCSE alike, fits the 120 characters above."""
+    from mtl_lab.training.loop import epoch_line
+
+    tasks = {"sst_acc": 0.512, "qqp_acc": 0.845, "sts_pearson": -0.868, "sts_spearman": -0.866, "overall": 0.747}
+    simcse = {"sts_cos_pearson": -0.753, "sts_cos_spearman": -0.733, "alignment": 0.174, "uniformity": -2.147}
+    for desc, metrics in (("sst/qqp/sts", tasks), ("simcse", {**simcse, "overall": -0.733})):
+        assert len(f"[{desc} epoch 10/10] dev: {epoch_line(metrics)} (12345s train)") <= 120
+
+
 # ----------------------------------------------------------------------------- progress
 
 TRAINS = re.compile(r"(?<![\w.])run\(|run_experiment\(|exercise_run\(|sweep\(|error_analysis_runs\(|frozen_model\(|"
