@@ -497,7 +497,8 @@ def fold_wide(png: bytes, max_width: int = 1000) -> list[bytes]:
     out = []
     for left, right in zip([0, *cuts], [*cuts, width]):
         buf = io.BytesIO()
-        image.crop((left, 0, right, image.height)).save(buf, format="PNG")
+        # a palette of 256 colours holds a plot's few colours and keeps the notebook a third the size
+        image.crop((left, 0, right, image.height)).quantize(256).save(buf, format="PNG", optimize=True)
         out.append(buf.getvalue())
     return out
 

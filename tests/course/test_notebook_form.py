@@ -409,3 +409,24 @@ def test_quoted_numbers_match_the_published_results():
     assert "69 minutes" not in _markdown("02_sbert_cnn_bilstm") and "one short epoch" not in _markdown(
         "01_bert_baselines"
     )
+
+
+def test_wide_docs_figures_fold_into_narrow_palette_strips():
+    """A wide figure of docs/figures/ is cut at the white gaps between panels into strips that JupyterLab shows at
+    full size, stored with a 256-colour palette (a plot has few colours; the notebook stays small)."""
+    import io
+
+    import matplotlib.pyplot as plt
+    from PIL import Image
+
+    from mtl_lab.course.notebooks import fold_wide
+
+    fig, axes = plt.subplots(1, 3, figsize=(18, 3), dpi=100)
+    for ax in axes:
+        ax.scatter(range(50), range(50), c=range(50))
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", facecolor="white")
+    plt.close(fig)
+    strips = [Image.open(io.BytesIO(part)) for part in fold_wide(buf.getvalue())]
+    assert len(strips) >= 2 and all(s.width <= 1000 and s.mode == "P" for s in strips)
+    assert sum(s.width for s in strips) == 1800
