@@ -64,6 +64,7 @@ STYLE = {  # name: (colour, line style, width, layer); the plain update is a bro
     "g1'": ("tab:blue", ":", 2.5, 4),
     "g2'": ("tab:orange", ":", 2.5, 4),
 }
+PROJECTED = ("g1'", "g2'", "pcgrad")  # without a conflict they coincide with g1, g2 and the plain sum
 ZOOM_BELOW = 0.25  # PCGrad's update shorter than this share of the axes' height gets a zoomed inset
 
 
@@ -95,7 +96,7 @@ def _draw_vectors(ax, v: dict[str, np.ndarray], conflict: bool, names=tuple(STYL
     """The vectors ``names`` of :func:`pcgrad_2d` as arrows from the origin, styled by :data:`STYLE`."""
     for name in names:
         color, ls, lw, z = STYLE[name]
-        if not conflict and name in ("g1'", "g2'", "pcgrad"):  # they coincide with g1, g2, plain: no overprint
+        if not conflict and name in PROJECTED:  # no overprint
             continue
         x, y = v[name]
         if name == "plain":  # a band without a head, its tip a dot: visible under PCGrad's arrow
@@ -123,7 +124,7 @@ def plot_pcgrad_2d(angle_deg: float, ratio: float = 1.0, ax=None, max_ratio: flo
     labels = {"plain": "plain sum" if conflict else "plain sum = PCGrad", "pcgrad": "PCGrad"}
     _draw_vectors(ax, v, conflict)
     for name, (color, ls, lw, _) in STYLE.items():  # legend entries, in the order of STYLE
-        if conflict or name not in ("g1'", "g2'", "pcgrad"):
+        if conflict or name not in PROJECTED:
             marker = "o" if name == "plain" else None
             label = labels.get(name, name)
             ax.plot([], [], color=color, ls=ls, lw=lw, marker=marker, mfc="0.3", mec="0.3", label=label)

@@ -25,6 +25,12 @@ def metric_row(best: dict) -> dict[str, float]:
     return {col: float(best.get(key, np.nan)) for key, col in METRIC_COLUMNS.items()}
 
 
+def quiet_minutes(res: dict) -> float:
+    """A run's wall time in minutes, or NaN where it was not measured on a quiet machine (paused, shared cores:
+    its results.json says so in ``timing_note``)."""
+    return np.nan if res.get("timing_note") else res["wall_time_s"] / 60
+
+
 def results_row(res: dict) -> dict:
     """The best-epoch dev metrics, wall time and throughput of one run's results dict."""
     best = res["best"]
@@ -33,10 +39,8 @@ def results_row(res: dict) -> dict:
         row["overall"] = np.nan  # a score over fewer tasks is not comparable
     row["STS spearman"] = best.get("sts_spearman", np.nan)
     row["best epoch"] = best.get("epoch")
-    # a wall time not measured on a quiet machine (paused, shared cores: its timing_note) is left out
-    quiet = not res.get("timing_note")
-    row["minutes"] = res["wall_time_s"] / 60 if quiet else np.nan
-    row["examples/s"] = res.get("examples_per_s") if quiet else np.nan
+    row["minutes"] = quiet_minutes(res)
+    row["examples/s"] = res.get("examples_per_s") if not res.get("timing_note") else np.nan
     return row
 
 

@@ -14,7 +14,7 @@ import pandas as pd
 import seaborn as sns
 
 from mtl_lab.study.analysis.figures import legend_right, panels
-from mtl_lab.study.analysis.results import METRIC_COLUMNS, METRICS, metric_row
+from mtl_lab.study.analysis.results import METRIC_COLUMNS, METRICS, metric_row, quiet_minutes
 from mtl_lab.study.compare import Comparison, seed_interval, seed_pairs
 
 # what ``environment.dropout`` of a run trained with the 16-bit masks says (the module's name then and now)
@@ -86,8 +86,7 @@ def full_budget_table(
         if not done:
             out.append({"row": label, "seeds": 0})
             continue
-        # a wall time measured under contention (its results.json says so in timing_note) is left out
-        minutes = [np.nan if r.get("timing_note") else r["wall_time_s"] / 60 for r in done]
+        minutes = [quiet_minutes(r) for r in done]
         m = pd.DataFrame([metric_row(r["best"]) for r in done]).assign(minutes=minutes)
         pairs = seed_pairs(names, rows[baseline_row], results) if label != baseline_row else []
         paired = [results[a]["best"]["overall"] - results[b]["best"]["overall"] for _, a, b in pairs]
