@@ -19,6 +19,7 @@ import pandas as pd
 
 from mtl_lab.data import REPO_ROOT
 from mtl_lab.study import analysis, compare, experiments
+from mtl_lab.study.analysis.results import timed_quietly
 from mtl_lab.study.analysis.tables import markdown
 from mtl_lab.study.full_budget import HEADLINE_ROWS, STOPPED_ROWS, full_budget_rows
 from mtl_lab.study.paper import PAPER_TABLE2, paper_rows
@@ -56,7 +57,7 @@ def _run_command(profile: str, name: str) -> str:
 
 def _noted(runs: dict[str, dict], names) -> list[str]:
     """The runs among ``names`` whose wall time was not measured on a quiet machine (they carry a ``timing_note``)."""
-    return [n for n in dict.fromkeys(names) if runs.get(n, {}).get("timing_note")]
+    return [n for n in dict.fromkeys(names) if n in runs and not timed_quietly(runs[n])]
 
 
 def _footnote(runs: dict[str, dict], names, minutes_shown: bool = True) -> list[str]:

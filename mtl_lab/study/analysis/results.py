@@ -25,10 +25,14 @@ def metric_row(best: dict) -> dict[str, float]:
     return {col: float(best.get(key, np.nan)) for key, col in METRIC_COLUMNS.items()}
 
 
+def timed_quietly(res: dict) -> bool:
+    """Whether a run's timings were measured on a quiet machine (a paused or shared run says why in ``timing_note``)."""
+    return not res.get("timing_note")
+
+
 def quiet_minutes(res: dict) -> float:
-    """A run's wall time in minutes, or NaN where it was not measured on a quiet machine (paused, shared cores:
-    its results.json says so in ``timing_note``)."""
-    return np.nan if res.get("timing_note") else res["wall_time_s"] / 60
+    """A run's wall time in minutes, or NaN where it was not measured on a quiet machine."""
+    return res["wall_time_s"] / 60 if timed_quietly(res) else np.nan
 
 
 def results_row(res: dict) -> dict:
@@ -40,7 +44,7 @@ def results_row(res: dict) -> dict:
     row["STS spearman"] = best.get("sts_spearman", np.nan)
     row["best epoch"] = best.get("epoch")
     row["minutes"] = quiet_minutes(res)
-    row["examples/s"] = res.get("examples_per_s") if not res.get("timing_note") else np.nan
+    row["examples/s"] = res.get("examples_per_s") if timed_quietly(res) else np.nan
     return row
 
 
