@@ -12,6 +12,7 @@ import os
 import time
 from pathlib import Path
 
+from mtl_lab.study.analysis.results import timed_quietly
 from mtl_lab.study.experiments import run_dir, run_experiment
 from mtl_lab.study.full_budget import full_budget_rows
 from mtl_lab.study.publish import replace_predictions
@@ -87,7 +88,7 @@ def record_recipe(
 ) -> Path:
     """Write the recipe's ``seed``-th ensemble as a run folder (results.json + a copy of its prediction files)."""
     folder = run_dir(profile, recipe_name(seed))
-    notes = [f"{n}: {r['timing_note']}" for n, r in trained.items() if r.get("timing_note")]
+    notes = [f"{n}: {r['timing_note']}" for n, r in trained.items() if not timed_quietly(r)]
     record = {
         # the members' shared budget (tasks, epochs, subsets) as the train config: the recipe is a full-budget row
         "config": {
