@@ -162,8 +162,10 @@ def dev_predictions(
         if honest:
             preds, chosen = crossfit(records, dev_labels(records.tasks, data_dir))
             return DevPredictions(str(name), preds, "cross-fitted (records)", chosen)
-        best = res.get("best", {}).get("epoch", records.epochs[-1])
-        best = best if best in records.epochs else max(records.epochs)
+        best = res.get("best", {}).get("epoch")
+        if best not in records.epochs:  # a recipe record names no epoch: its member's best on all of dev
+            labels = dev_labels(records.tasks, data_dir)
+            best = max(records.epochs, key=lambda e: (score(epoch_predictions(records, e), labels)["overall"], -e))
         return DevPredictions(str(name), epoch_predictions(records, best), "best epoch (records)", {"best": best})
     files = _prediction_files(folder)
     if files:

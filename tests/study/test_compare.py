@@ -165,3 +165,27 @@ def test_seeds_are_paired_by_seed_not_by_place_in_the_row():
         (0, "recipe", "base"),
         (2, "recipe-s2", "base-s2"),  # recipe-s1 is not trained yet
     ]
+
+
+def test_a_recipe_record_at_its_best_epoch_takes_its_members_best_not_its_last(tmp_path, monkeypatch):
+    import json
+
+    from mtl_lab.study.compare import dev_predictions
+
+    ids = np.array(_ids(200, "q"))
+    gold = np.arange(200) % 2
+    member = tmp_path / "cpu" / "member"
+    member.mkdir(parents=True)
+    # epoch 2 is right everywhere, the last epoch (3) only half the time
+    for epoch, right in ((1, 0.5), (2, 1.0), (3, 0.5)):
+        pred = np.where(np.arange(200) < right * 200, gold, 1 - gold).astype(float)
+        write_epoch(member, epoch, {"qqp": (list(ids), pred)})
+    (member / "results.json").write_text(json.dumps({"best": {"epoch": 2, "overall": 1.0}}))
+    recipe = tmp_path / "cpu" / "recipe"
+    recipe.mkdir(parents=True)
+    (recipe / "results.json").write_text(json.dumps({"config": {"members": ["member"]}, "best": {"overall": 1.0}}))
+    labels = {"qqp": pd.Series(gold, index=ids)}
+    monkeypatch.setattr("mtl_lab.study.compare.dev_labels", lambda tasks, data_dir=None: labels)
+    got = dev_predictions(recipe, honest=False)
+    assert got.epochs == {"best": 2}
+    assert score(got.predictions, labels)["qqp_acc"] == 1.0
