@@ -124,6 +124,13 @@ def score(predictions: dict[str, pd.Series], labels: dict[str, pd.Series]) -> di
     return metrics
 
 
+def choose_epoch(by_epoch: dict[int, dict[str, pd.Series]], labels: dict[str, pd.Series]) -> tuple[int, float]:
+    """The epoch whose predictions score the best overall, and that score (a tie goes to the earlier epoch)."""
+    scores = {e: score(preds, labels)["overall"] for e, preds in by_epoch.items()}
+    best = max(scores, key=lambda e: (scores[e], -e))
+    return best, scores[best]
+
+
 def crossfit(records: DevRecords, labels: dict[str, pd.Series]) -> tuple[dict[str, pd.Series], dict[int, int]]:
     """Cross-fitted predictions: each dev example predicted by the epoch chosen on the other half of dev.
 
@@ -134,7 +141,7 @@ def crossfit(records: DevRecords, labels: dict[str, pd.Series]) -> tuple[dict[st
     chosen = {}
     for h in (0, 1):
         on_half = {e: {t: p[halves[t] == h] for t, p in preds.items()} for e, preds in by_epoch.items()}
-        chosen[h] = max(records.epochs, key=lambda e: (score(on_half[e], labels)["overall"], -e))
+        chosen[h] = choose_epoch(on_half, labels)[0]
     out = {}
     for t in records.tasks:
         # examples of half 0 take the epoch chosen on half 1, and the other way round
@@ -164,8 +171,8 @@ def dev_predictions(
             return DevPredictions(str(name), preds, "cross-fitted (records)", chosen)
         best = res.get("best", {}).get("epoch")
         if best not in records.epochs:  # a recipe record names no epoch: its member's best on all of dev
-            labels = dev_labels(records.tasks, data_dir)
-            best = max(records.epochs, key=lambda e: (score(epoch_predictions(records, e), labels)["overall"], -e))
+            by_epoch = {e: epoch_predictions(records, e) for e in records.epochs}
+            best = choose_epoch(by_epoch, dev_labels(records.tasks, data_dir))[0]
         return DevPredictions(str(name), epoch_predictions(records, best), "best epoch (records)", {"best": best})
     files = _prediction_files(folder)
     if files:
@@ -523,9 +530,7 @@ def selection_crossfit(rows: dict[str, list[str]], profile: str = "cpu", data_di
         return preds if h is None else {t: p[half_of(p.index) == h] for t, p in preds.items()}
 
     def best_epoch(by_epoch: dict, h: int | None) -> tuple[int, float]:
-        scores = {e: score(on_half(p, h), labels)["overall"] for e, p in by_epoch.items()}
-        e = max(scores, key=lambda k: (scores[k], -k))
-        return e, scores[e]
+        return choose_epoch({e: on_half(p, h) for e, p in by_epoch.items()}, labels)
 
     lines = []
     for h in (None, 0, 1):  # None: the naive choice on all of dev
