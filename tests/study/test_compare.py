@@ -1,5 +1,7 @@
 """Per-example records, cross-fitted scores and paired bootstrap intervals (mtl_lab.records, mtl_lab.study.compare)."""
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -9,6 +11,7 @@ from mtl_lab.study.compare import (
     DevPredictions,
     compare_pair,
     crossfit,
+    dev_predictions,
     epoch_predictions,
     half_of,
     overall_interval,
@@ -168,10 +171,6 @@ def test_seeds_are_paired_by_seed_not_by_place_in_the_row():
 
 
 def test_a_recipe_record_at_its_best_epoch_takes_its_members_best_not_its_last(tmp_path, monkeypatch):
-    import json
-
-    from mtl_lab.study.compare import dev_predictions
-
     ids = np.array(_ids(200, "q"))
     gold = np.arange(200) % 2
     member = tmp_path / "cpu" / "member"
