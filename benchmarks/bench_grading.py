@@ -1,14 +1,11 @@
-"""Autograding cost per submitted notebook, measured in one run on this machine.
+"""What autograding a class costs: N students x the 4 exercise notebooks at --jobs J, and the first K at --jobs 1 and J.
 
-The submission is the instructor's notebooks themselves (every exercise solved, outputs included):
-``course autograde`` grades each of the four exercise notebooks in its own temporary nbgrader
-course folder and process (sanitize, run the set-up, answer and checker cells while skipping the
-training cells, save the grades, write the HTML feedback). The budget is 1 minute a notebook.
+Every student submits the instructor's notebooks (every exercise solved, outputs included): each
+exercise's answer cell runs in its own sandboxed process (bubblewrap), the checker judges its outputs.
+Reported: wall time for the class at each --jobs, seconds per notebook, whether both gave the same grades,
+the CPU (``lscpu``), and the load average (a shared machine is slower; pause other work for a fair number).
 
-Reported: the wall time of each notebook's grading, the scores, the CPU (``lscpu``) and the load
-average while it ran (the machine may be shared; a busy one is slower).
-
-Usage: python benchmarks/bench_grading.py [--out benchmarks/results/bench_grading_<cpu>_<date>.md]
+Usage: python benchmarks/bench_grading.py [--students 80] [--jobs 2] [--compare 10] [--out benchmarks/results/...md]
 """
 
 from __future__ import annotations
@@ -22,10 +19,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from mtl_lab.course import grading
+from mtl_lab.course import grading, sandbox
 from mtl_lab.course.engine import NOTEBOOK_DIR
-
-BUDGET_S = 60
 
 
 def cpu_name() -> str:
@@ -34,33 +29,51 @@ def cpu_name() -> str:
     return next((line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("Model name")), "?")
 
 
+def grade(subs: Path, out: Path, jobs: int) -> tuple[float, bytes]:
+    """Grade the class once; the wall time and the CSV's bytes."""
+    t0 = time.perf_counter()
+    grading.autograde(subs, out / "grades.csv", out / "feedback", log=lambda *_: None, jobs=jobs)
+    return time.perf_counter() - t0, (out / "grades.csv").read_bytes()
+
+
 def main() -> None:
-    """Grade the instructor's notebooks as one student's submission; print and write a table of times."""
+    """Grade a class of identical correct submissions at --jobs 1 and --jobs J; print and write a table."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--students", type=int, default=80)
+    parser.add_argument("--jobs", type=int, default=len(os.sched_getaffinity(0)))
+    parser.add_argument("--compare", type=int, default=10, help="students graded at --jobs 1 and --jobs J")
     parser.add_argument("--out", help="markdown file for the results")
     args = parser.parse_args()
+    sandbox.check()
+    books = sorted({ex.notebook for ex in grading.exercises()})
     load0 = os.getloadavg()[0]
+    rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        subs = Path(tmp) / "submissions" / "reference"
-        subs.mkdir(parents=True)
-        for ex in {ex.notebook for ex in grading.exercises()}:
-            shutil.copy(NOTEBOOK_DIR / f"{ex}.ipynb", subs / f"{ex}.ipynb")
-        t0 = time.perf_counter()
-        results = grading.autograde(Path(tmp) / "submissions", Path(tmp) / "grades.csv")
-        total = time.perf_counter() - t0
+        subs = Path(tmp) / "submissions"
+        for k in range(args.students):
+            (subs / f"student{k:03d}").mkdir(parents=True)
+            for book in books:
+                shutil.copy(NOTEBOOK_DIR / f"{book}.ipynb", subs / f"student{k:03d}" / f"{book}.ipynb")
+        few = Path(tmp) / "few"
+        for k in range(min(args.compare, args.students)):
+            shutil.copytree(subs / f"student{k:03d}", few / f"student{k:03d}")
+        csvs = {}
+        for jobs in (1, args.jobs):
+            seconds, csvs[jobs] = grade(few, Path(tmp) / f"few-jobs{jobs}", jobs)
+            rows.append((min(args.compare, args.students), jobs, seconds))
+        seconds, _ = grade(subs, Path(tmp) / "all", args.jobs)
+        rows.append((args.students, args.jobs, seconds))
     load1 = os.getloadavg()[0]
     lines = [
-        f"# Autograding cost per notebook ({datetime.date.today()}, {cpu_name()}, {os.cpu_count()} cores)",
+        f"# Autograding a class ({datetime.date.today()}, {cpu_name()}, {len(os.sched_getaffinity(0))} cores)",
         "",
-        f"Load average (1 min) before / after: {load0:.1f} / {load1:.1f}. Budget: {BUDGET_S} s a notebook.",
+        f"{len(books)} notebooks a student, every answer correct, sandboxed. Load average (1 min) before / after: "
+        f"{load0:.1f} / {load1:.1f}. Same grades at --jobs 1 and {args.jobs}: {'yes' if len(set(csvs.values())) == 1 else 'NO'}.",
         "",
-        "| notebook | score | seconds | within budget |",
+        "| students | --jobs | minutes | seconds a notebook |",
         "| --- | --- | --- | --- |",
+        *(f"| {n} | {jobs} | {s / 60:.1f} | {s / (n * len(books)):.2f} |" for n, jobs, s in rows),
     ]
-    for g in results:
-        score = f"{sum(r['score'] for r in g.rows):g}/{sum(r['max_score'] for r in g.rows):g}"
-        lines.append(f"| {g.notebook} | {score} | {g.seconds:.1f} | {'yes' if g.seconds <= BUDGET_S else 'NO'} |")
-    lines += ["", f"All four, with the release nbgrader builds once: {total:.1f} s."]
     text = "\n".join(lines) + "\n"
     print(text)
     if args.out:

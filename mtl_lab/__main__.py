@@ -318,8 +318,16 @@ def _cmd_course(args: argparse.Namespace) -> int:
             print(f"{name}: {n} graded exercise{'s' if n != 1 else ''}")
         print(f"student notebooks written to {args.out} (nbgrader release: solutions stubbed, outputs cleared)")
         return 0
+    from mtl_lab.course.sandbox import SandboxUnavailable
+
     out = Path(args.out)
-    results = grading.autograde(args.submissions, out, args.feedback, timeout=args.timeout)
+    try:
+        results = grading.autograde(
+            args.submissions, out, args.feedback, timeout=args.timeout, jobs=args.jobs, sandboxed=not args.no_sandbox
+        )
+    except SandboxUnavailable as exc:
+        print(f"error: {exc}; to grade without one (student code then runs with your rights), add --no-sandbox")
+        return 2
     print()
     print(grading.summary(results))
     print(f"\ngrades: {out}; feedback: {Path(args.feedback) if args.feedback else out.parent / 'feedback'}/<student>/")
@@ -515,9 +523,21 @@ def _course_commands(sub) -> None:
         "autograde", help="grade SUBMISSIONS/<student>/<notebook>.ipynb: a CSV, HTML feedback, a summary table"
     )
     q.add_argument("submissions", help="folder of <student>/<notebook>.ipynb")
-    q.add_argument("--out", required=True, help="the CSV: student, notebook, exercise, score, max_score, feedback")
+    q.add_argument(
+        "--out", required=True, help="the CSV: student, notebook, exercise, score, max_score, flag, feedback"
+    )
     q.add_argument("--feedback", help="folder for <student>/<notebook>.html (default: feedback/ beside the CSV)")
-    q.add_argument("--timeout", type=int, default=30, help="seconds per answer or checker cell (default 30)")
+    q.add_argument(
+        "--timeout", type=int, default=30, help="seconds per answer cell, and for its checker's cases (default 30)"
+    )
+    q.add_argument(
+        "--jobs", type=int, default=None, help="notebooks graded at once (default: the cores this process may use)"
+    )
+    q.add_argument(
+        "--no-sandbox",
+        action="store_true",
+        help="run student code without bubblewrap, with your rights (only where bwrap cannot run; docs/teaching.md)",
+    )
     q.set_defaults(func=_cmd_course)
 
     p = sub.add_parser("report", help="write the results page (docs/results.md and its figures) of a profile")

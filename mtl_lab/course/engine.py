@@ -9,6 +9,7 @@ set-up cells. What the lab adds:
   <what> here")``, naming what to write (nbgrader's stub is one fixed text), so the checker's
   "not written yet" message says which exercise.
 - :class:`ClearLabMetadata`: saved widget state and papermill/execution timings leave the release.
+- :class:`ClearNbvalMarkers`: the ``# NBVAL_...`` lines (for the lab's regression tests) leave the release.
 - :class:`RestoreLockedCells`: a deleted set-up cell comes back from the gradebook before grading
   (nbgrader restores deleted test cells, not read-only ones), so deleting it costs nothing more.
 - :class:`GradingExecute`: grading runs only nbgrader's cells (set-up, answers, checkers), never the
@@ -22,6 +23,7 @@ process per submitted notebook) autogrades a student and writes the feedback.
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 
@@ -64,6 +66,8 @@ SETUP_TIMEOUT_S = 300  # the set-up cells: imports, a tokenizer
 
 # run after the parameters cell when grading: outputs into the submission's own folder; warnings on
 # stdout (nbgrader scores a test cell that writes to stderr 0, and a correct answer may warn)
+NBVAL_LINE = re.compile(r"^\s*# NBVAL_[A-Z_]+\s*$")
+
 GRADING_PRELUDE = """\
 OUT_DIR = "grading-out"
 import warnings as _w
@@ -90,6 +94,16 @@ class ClearLabMetadata(NbGraderPreprocessor):
         for cell in nb.cells:
             cell.metadata.pop("papermill", None)
             cell.metadata.pop("execution", None)
+        return nb, resources
+
+
+class ClearNbvalMarkers(NbGraderPreprocessor):
+    """Drop the ``# NBVAL_...`` lines: they tell the lab's regression tests what to compare, nothing a student needs."""
+
+    def preprocess(self, nb, resources):
+        for cell in nb.cells:
+            if cell.cell_type == "code" and "# NBVAL_" in cell.source:
+                cell.source = "\n".join(ln for ln in cell.source.splitlines() if not NBVAL_LINE.match(ln))
         return nb, resources
 
 
@@ -175,6 +189,7 @@ def configure(c, timeout: int = CELL_TIMEOUT_S, root: str | None = None) -> None
         NamedClearSolutions,
         ClearOutput,
         ClearLabMetadata,
+        ClearNbvalMarkers,
         CheckCellMetadata,
         ComputeChecksums,
         SaveCells,

@@ -1,21 +1,29 @@
-"""``course release`` and ``course autograde``: thin wrappers over nbgrader with the lab's settings.
+"""``course release`` and ``course autograde``: the student edition through nbgrader, and grading that holds.
 
 - :func:`release` runs nbgrader's generate_assignment on ``notebooks/`` and copies the student
-  notebooks (no solutions, no outputs) into a folder.
-- :func:`autograde` grades ``SUBMISSIONS/<student>/<notebook>.ipynb``: every submitted notebook in
-  its own temporary nbgrader course folder and its own process (nbgrader's autograde, then its
-  generate_feedback), under a per-cell timeout and a per-notebook deadline. It writes one CSV row
-  per student, notebook and exercise (the checker's one-line message as feedback), the HTML
-  feedback per student and notebook, and returns what happened to each submission (a crash, a
-  timeout, a deleted cell) for the summary table.
+  notebooks (no solutions, no outputs, no nbval markers) into a folder.
+- :func:`autograde` grades every notebook under ``SUBMISSIONS/<student>/``. A notebook is matched to its
+  assignment notebook by its graded cells' ids (nbgrader's ``grade_id``), whatever its file name. For
+  each exercise only the student's answer cell is taken, read for forbidden constructs
+  (``mtl_lab.course.integrity``), and run in a sandbox (``mtl_lab.course.sandbox``) by the harness, which
+  calls it on the checker's inputs, one of them drawn afresh per student. The outputs come back and are
+  judged here, against the reference, by the checker (``mtl_lab.course.checks``): nothing the student
+  writes can reach the checker, the reference or the other students. One CSV row per student, notebook
+  and exercise, one HTML page per student and notebook made from the same rows, and a summary that
+  accounts for every file.
 
-Everything nbgrader records is nbgrader's: a course can run ``nbgrader autograde notebooks`` from
-the repository root with the same settings (``nbgrader_config.py``) and use its formgrader.
+nbgrader stays the release engine and, for a course that wants its formgrader, ``nbgrader autograde
+notebooks`` works from the repository root with the same settings; it runs the checkers in the student's
+own kernel, so its scores are not proof against a student who replaces them (docs/teaching.md).
 """
 
 from __future__ import annotations
 
+import ast
 import csv
+import hashlib
+import html
+import json
 import os
 import re
 import shutil
@@ -24,37 +32,53 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import nbformat
 
-from mtl_lab.course.engine import ASSIGNMENT, CELL_TIMEOUT_S, NOTEBOOK_DIR, SETUP_TIMEOUT_S
+from mtl_lab.course.engine import ASSIGNMENT, CELL_TIMEOUT_S, NOTEBOOK_DIR
 
-COLUMNS = ["student", "notebook", "exercise", "score", "max_score", "feedback"]
-ANSI = re.compile(r"\x1b\[[0-9;]*m")
-TIMEOUT_NAMES = {"CellTimeoutError", "KeyboardInterrupt"}
+COLUMNS = ["student", "notebook", "exercise", "score", "max_score", "flag", "feedback"]
+STARTUP_S = 120  # the sandboxed Python's start and its imports, on a busy machine
 
 
 @dataclass(frozen=True)
 class Exercise:
-    """One graded exercise: its checker cell (the test cell with points) and the answer cell before it."""
+    """One graded exercise: its checker cell (the test cell with points), its answer cell and the name it checks."""
 
     notebook: str
     name: str
     points: float
     answer: str | None
+    checker: str
+    symbol: str
 
 
 @dataclass
 class Graded:
-    """One submitted notebook's outcome: the CSV rows, what happened (for the summary) and the time taken."""
+    """One assignment notebook of one student: the CSV rows, what happened (for the summary), the time taken."""
 
     student: str
     notebook: str
     rows: list[dict] = field(default_factory=list)
     events: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    source: str = ""  # the submitted file, relative to the student's folder
+    answers: dict[str, str] = field(default_factory=dict)
+    files: list[str] = field(
+        default_factory=list
+    )  # the student's files not graded as released (on their first notebook)
+
+
+def _checker_call(source: str) -> tuple[str, str]:
+    """``checks.check_adamw(StudentAdamW)`` -> ("check_adamw", "StudentAdamW")."""
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr.startswith("check_"):
+            if node.args and isinstance(node.args[0], ast.Name):
+                return node.func.attr, node.args[0].id
+    raise ValueError(f"no checks.check_*(name) call in the checker cell:\n{source}")
 
 
 def exercises(source_dir: Path = NOTEBOOK_DIR) -> list[Exercise]:
@@ -67,20 +91,50 @@ def exercises(source_dir: Path = NOTEBOOK_DIR) -> list[Exercise]:
             if meta.get("solution"):
                 answer = meta["grade_id"]
             if meta.get("grade") and not meta.get("solution"):
-                out.append(Exercise(path.stem, meta["grade_id"], float(meta["points"]), answer))
+                checker, symbol = _checker_call(cell.source)
+                out.append(Exercise(path.stem, meta["grade_id"], float(meta["points"]), answer, checker, symbol))
                 answer = None
     return out
 
 
-def _api(root: Path, timeout: int = CELL_TIMEOUT_S):
+def preamble(notebook: str) -> str:
+    """The library imports of a notebook's set-up cells (torch, F, ...), without the lab: what an answer may use."""
+    keep = []
+    for cell in nbformat.read(NOTEBOOK_DIR / f"{notebook}.ipynb", as_version=4).cells:
+        meta = cell.metadata.get("nbgrader", {})
+        if cell.cell_type != "code" or not meta.get("locked") or meta.get("grade") or meta.get("solution"):
+            continue
+        for node in ast.parse(cell.source).body:
+            if isinstance(node, ast.Import) and all(not a.name.startswith("mtl_lab") for a in node.names):
+                keep.append(ast.unparse(node))
+            elif isinstance(node, ast.ImportFrom) and not (node.module or "").startswith("mtl_lab"):
+                keep.append(ast.unparse(node))
+    return "\n".join(dict.fromkeys(["import torch", *keep]))
+
+
+# ----------------------------------------------------------------------------- release
+
+
+def _nbgrader_cause(text: str) -> str:
+    """The real cause in nbgrader's log: its last 'SomethingError: ...' line, not 'see the above traceback'."""
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    causes = [ln for ln in lines if re.match(r"^[\w.]+(Error|Exception|Exit)\b.*:", ln) and "above traceback" not in ln]
+    return (causes or lines or ["no log"])[-1][:300]
+
+
+def _api(root: Path):
     from nbgrader.apps import NbGraderAPI
     from nbgrader.coursedir import CourseDirectory
     from traitlets.config import Config
 
     from mtl_lab.course.engine import configure
 
+    # nbgrader runs `alembic` by name: the environment's bin/ must be on PATH even when it is not activated
+    bin_dir = str(Path(sys.executable).parent)
+    if bin_dir not in os.environ.get("PATH", "").split(os.pathsep):
+        os.environ["PATH"] = bin_dir + os.pathsep + os.environ.get("PATH", "")
     c = Config()
-    configure(c, timeout=timeout, root=str(root))
+    configure(c, root=str(root))
     return NbGraderAPI(coursedir=CourseDirectory(config=c), config=c)
 
 
@@ -88,7 +142,8 @@ def _generate_assignment(root: Path) -> Path:
     """nbgrader generate_assignment of notebooks/ in the course folder ``root``; returns the release folder."""
     result = _api(root).generate_assignment(ASSIGNMENT, force=True, create=True)
     if not result["success"]:
-        raise RuntimeError(f"nbgrader generate_assignment failed:\n{result.get('error') or result.get('log')}")
+        cause = _nbgrader_cause(f"{result.get('log') or ''}\n{result.get('error') or ''}")
+        raise RuntimeError(f"nbgrader generate_assignment failed: {cause}")
     return root / "release" / ASSIGNMENT
 
 
@@ -97,171 +152,237 @@ def release(out: str | os.PathLike) -> dict[str, int]:
     out = Path(out)
     if out.resolve() == NOTEBOOK_DIR.resolve():
         raise ValueError(f"{out}: the student notebooks must not overwrite the instructor's notebooks")
-    counts = {}
     with tempfile.TemporaryDirectory(prefix="mtl-release-") as tmp:
         released = _generate_assignment(Path(tmp))
         out.mkdir(parents=True, exist_ok=True)
         for path in sorted(released.iterdir()):
             if path.is_file():
                 shutil.copy(path, out / path.name)
+    counts: dict[str, int] = {}
     for ex in exercises():
         counts[ex.notebook + ".ipynb"] = counts.get(ex.notebook + ".ipynb", 0) + 1
     return {p.name: counts.get(p.name, 0) for p in sorted(NOTEBOOK_DIR.glob("[0-9][0-9]_*.ipynb"))}
 
 
-def _text(outputs: list) -> str:
-    return ANSI.sub("", "".join(o.get("text", "") for o in outputs if o.get("output_type") == "stream"))
+# ----------------------------------------------------------------------------- which file is which notebook
 
 
-def _errors(cell) -> list[dict]:
-    return [o for o in cell.get("outputs", []) if o.get("output_type") == "error"]
+def _grade_ids(nb) -> list[str]:
+    return [
+        c.metadata.get("nbgrader", {}).get("grade_id")
+        for c in nb.cells
+        if c.metadata.get("nbgrader", {}).get("grade_id")
+    ]
 
 
-def _what_failed(cell, timeout: int, role: str) -> str | None:
-    """One line on why a cell failed (None if it ran cleanly)."""
-    errors = _errors(cell)
-    if not errors:
-        return None
-    if any(e.get("ename") in TIMEOUT_NAMES for e in errors):
-        return f"{role} ran past the {timeout} s limit per cell and was stopped"
-    e = errors[0]
-    message = ANSI.sub("", str(e.get("evalue", ""))).strip().splitlines()
-    return f"{role} raised {e.get('ename')}" + (f": {message[0]}" if message else "")
+def match(nb, books: dict[str, set[str]]) -> str | None:
+    """The assignment notebook a submitted notebook is, by its graded cells' ids (its file name plays no part)."""
+    ids = set(_grade_ids(nb))
+    overlap = {book: len(ids & wanted) for book, wanted in books.items()}
+    best = max(overlap, key=lambda b: (overlap[b], b), default=None)
+    return best if best is not None and overlap[best] else None
 
 
-def _feedback(test_cell, answer_cell, answer_deleted: bool, timeout: int) -> str:
-    """The exercise's feedback line: the checker's message, and why the answer cell did not run if it did not."""
-    if test_cell is None:
-        return "the checker cell is missing from the graded notebook"
-    errors = _errors(test_cell)
-    if not errors:
-        lines = [line for line in _text(test_cell.get("outputs", [])).splitlines() if line.strip()]
-        passed = next((line for line in lines if line.startswith("✓")), lines[0] if lines else "passed")
-        return passed.lstrip("✓ ").strip()
-    why = []
-    if answer_deleted:
-        why.append("the answer cell was deleted")
-    elif answer_cell is not None and (answer := _what_failed(answer_cell, timeout, "the answer cell")):
-        why.append(answer)
-    e = errors[0]
-    if e.get("ename") in ("CheckFailed", "ExerciseNotDone"):
-        why.append(ANSI.sub("", str(e.get("evalue", ""))).strip())
-    else:
-        why.append(_what_failed(test_cell, timeout, "the checker"))
-    return "; ".join(why)
-
-
-def _grade_cells(nb) -> dict[str, dict]:
-    return {c.metadata["nbgrader"]["grade_id"]: c for c in nb.cells if "grade_id" in c.metadata.get("nbgrader", {})}
-
-
-def _run_job(root: Path, student: str, timeout: int, deadline: float) -> tuple[int, str]:
-    """nbgrader autograde + generate_feedback of one student in ``root``, in its own process group."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "mtl_lab.course.engine", student, str(timeout)],
-        cwd=root,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,  # the kernel too: a submission that hangs is killed with its group
-    )
-    try:
-        log, _ = proc.communicate(timeout=deadline)
-        return proc.returncode, log
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        log, _ = proc.communicate()
-        return -9, log
-
-
-def grade_notebook(
-    path: Path,
-    student: str,
-    template_db: Path,
-    feedback_dir: Path | None = None,
-    timeout: int = CELL_TIMEOUT_S,
-    work_dir: Path | None = None,
-) -> Graded:
-    """Autograde one submitted notebook in a fresh temporary course folder; return its rows and events."""
-    notebook = path.stem
-    graded = Graded(student, notebook)
-    wanted = [ex for ex in exercises() if ex.notebook == notebook]
-    t0 = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix=f"grade-{student}-{notebook}-", dir=work_dir) as tmp:
-        root = Path(tmp)
-        shutil.copy(template_db, root / "gradebook.db")
-        submitted = root / "submitted" / student / ASSIGNMENT
-        submitted.mkdir(parents=True)
-        shutil.copy(path, submitted / path.name)
+def collect(folder: Path, books: dict[str, set[str]], released: set[str]) -> tuple[dict[str, Path], list[str]]:
+    """A student's files: the notebook graded for each assignment notebook, and a line for every other file."""
+    notes, found = [], {}
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and ".ipynb_checkpoints" not in p.parts)
+    for path in files:
+        rel = path.relative_to(folder).as_posix()
+        if path.suffix != ".ipynb":
+            notes.append(f"{rel}: not a notebook, ignored")
+            continue
         try:
-            nb_in = nbformat.read(path, as_version=4)
-        except Exception as exc:  # not a notebook: nothing to run
-            nb_in = None
-            graded.events.append(f"not a readable notebook ({exc.__class__.__name__})")
-        code, log = -1, ""
-        if nb_in is not None:
-            ids = {c.metadata.get("nbgrader", {}).get("grade_id") for c in nb_in.cells}
-            source = _grade_cells(nbformat.read(NOTEBOOK_DIR / path.name, as_version=4))
-            for name, cell in source.items():
-                if name not in ids:
-                    kind = "checker" if cell.metadata["nbgrader"].get("grade") else "answer"
-                    if cell.metadata["nbgrader"].get("locked") and not cell.metadata["nbgrader"].get("grade"):
-                        kind = "set-up"
-                    restored = " (restored by the grader)" if kind != "answer" else ""
-                    graded.events.append(f"{kind} cell '{name}' deleted{restored}")
-            # the set-up cells have their own limit; a kernel that ignores interrupts is killed at the deadline
-            deadline = 60 + 2 * SETUP_TIMEOUT_S + timeout * len(source)
-            code, log = _run_job(root, student, timeout, deadline)
-            if code == -9:
-                graded.events.append(f"grading stopped after {deadline} s (the per-notebook deadline)")
-            elif code:
-                last = [line for line in log.strip().splitlines() if line.strip()][-1:] or ["?"]
-                graded.events.append(f"nbgrader failed: {last[0][:160]}")
-        autograded = root / "autograded" / student / ASSIGNMENT / path.name
-        out_nb = nbformat.read(autograded, as_version=4) if autograded.is_file() and code in (0, 3) else None
-        cells = _grade_cells(out_nb) if out_nb is not None else {}
-        if out_nb is not None:
-            for name in ("parameters", "setup"):
-                if name in cells and (why := _what_failed(cells[name], timeout, f"the set-up cell '{name}'")):
-                    graded.events.append(why)
-        for ex in wanted:
-            test = cells.get(ex.name)
-            answer = cells.get(ex.answer) if ex.answer else None
-            if out_nb is None:
-                score, feedback = 0.0, "not graded: " + "; ".join(graded.events or ["no graded notebook"])
-            else:
-                errors = _errors(test) if test is not None else [{}]
-                score = 0.0 if errors else ex.points
-                deleted = nb_in is not None and ex.answer not in {
-                    c.metadata.get("nbgrader", {}).get("grade_id") for c in nb_in.cells
-                }
-                feedback = _feedback(test, answer, deleted, timeout)
-                if answer is not None and (why := _what_failed(answer, timeout, "the answer cell")):
-                    graded.events.append(f"{ex.name}: {why}")
-                elif errors and test is not None and any(e.get("ename") in TIMEOUT_NAMES for e in errors):
-                    graded.events.append(f"{ex.name}: the checker ran past the {timeout} s limit")
-            graded.rows.append(
-                dict(
-                    student=student,
-                    notebook=notebook,
-                    exercise=ex.name,
-                    score=score,
-                    max_score=ex.points,
-                    feedback=feedback,
+            nb = nbformat.read(path, as_version=4)
+        except Exception as exc:  # a broken or non-notebook file: say so and go on
+            notes.append(f"{rel}: not a readable notebook ({exc.__class__.__name__}), ignored")
+            continue
+        book = match(nb, books)
+        if book is None:
+            named = next((b for b in sorted(released) if b in path.stem), None)
+            if named and named not in books:
+                notes.append(f"{rel}: {named} has no graded exercise, nothing to grade")
+            elif named:
+                notes.append(
+                    f"{rel}: named like {named} but holds none of its graded cells (made outside the release?), ignored"
                 )
+            else:
+                notes.append(f"{rel}: matches no assignment notebook, ignored")
+            continue
+        found.setdefault(book, []).append(path)
+    chosen = {}
+    for book, paths in found.items():
+        # the exact released name first, then the latest file
+        paths.sort(key=lambda p: (p.name == f"{book}.ipynb", p.stat().st_mtime, p.name), reverse=True)
+        chosen[book] = paths[0]
+        rel = paths[0].relative_to(folder).as_posix()
+        if paths[0].name != f"{book}.ipynb":
+            notes.append(f"{rel}: graded as {book} (matched by its graded cells)")
+        for dup in paths[1:]:
+            notes.append(f"{dup.relative_to(folder).as_posix()}: a second copy of {book}, not graded ({rel} was)")
+    return chosen, notes
+
+
+# ----------------------------------------------------------------------------- one exercise
+
+
+def _fresh_seed(secret: str, student: str, ex: Exercise) -> int:
+    """The seed of the fresh case: per student and exercise, stable across re-grades, unguessable with a secret."""
+    digest = hashlib.sha256(f"{secret}|{student}|{ex.notebook}|{ex.name}".encode()).hexdigest()
+    return int(digest[:8], 16)
+
+
+def _wait(proc: subprocess.Popen, job: Path, timeout: int) -> str | None:
+    """Wait for the harness phase by phase; kill its process group and say which limit it passed, or None."""
+    phases = [
+        ("started", STARTUP_S, "the sandboxed Python did not start within {s} s"),
+        ("answer-ran", timeout, "the answer cell ran past the {s} s limit and was stopped"),
+        (None, timeout, "the checker's cases ran past the {s} s limit and were stopped"),
+    ]
+    for marker, limit, message in phases:
+        end = time.monotonic() + limit
+        while time.monotonic() < end:
+            if proc.poll() is not None:
+                return None
+            if marker and (job / marker).exists():
+                break
+            time.sleep(0.02)
+        else:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+            return message.format(s=limit)
+    return None
+
+
+def run_answer(ex: Exercise, answer: str, cases: dict, sandboxed: bool, timeout: int) -> dict:
+    """Run one answer cell on the checker's cases in a fresh process (in the sandbox); return the harness's outputs."""
+    import torch
+
+    from mtl_lab.course import sandbox
+
+    with tempfile.TemporaryDirectory(prefix="mtl-grade-") as tmp:
+        job = Path(tmp)
+        os.chmod(job, 0o777)  # the sandbox's user (nobody) writes its outputs here
+        job_spec = {"answer": answer, "preamble": preamble(ex.notebook), "symbol": ex.symbol, "kind": ""}
+        from mtl_lab.course.checks import CHECKERS
+
+        job_spec["kind"] = CHECKERS[ex.checker].kind
+        (job / "job.json").write_text(json.dumps(job_spec))
+        torch.save(cases, job / "inputs.pt")
+        env = {
+            "PATH": "/usr/bin:/bin",
+            "HOME": "/tmp",
+            "OMP_NUM_THREADS": "1",
+            "PYTHONDONTWRITEBYTECODE": "1",
+            "HF_HUB_OFFLINE": "1",
+            "LC_ALL": "C.UTF-8",
+        }
+        if sandboxed:
+            argv = sandbox.command(job, env)
+        else:
+            argv = [sys.executable, "-I", str(sandbox.HARNESS), str(job)]
+            env = {**env, "PATH": os.environ.get("PATH", ""), "HOME": str(job)}
+        # stderr goes to a file outside the job folder: a pipe would fill up and stall a chatty answer
+        with tempfile.TemporaryFile() as err:
+            proc = subprocess.Popen(
+                argv,
+                cwd=job,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=err,
+                start_new_session=True,  # a submission that hangs is killed with its whole group
             )
-        html = root / "feedback" / student / ASSIGNMENT / f"{notebook}.html"
-        if feedback_dir is not None and html.is_file():
-            (feedback_dir / student).mkdir(parents=True, exist_ok=True)
-            shutil.copy(html, feedback_dir / student / html.name)
+            stopped = _wait(proc, job, timeout)
+            proc.wait()
+            err.seek(0)
+            stderr = err.read()[-4000:].decode(errors="replace")
+        if stopped:
+            return {"stopped": stopped}
+        outputs = job / "outputs.pt"
+        if not outputs.is_file():
+            last = [ln for ln in stderr.strip().splitlines() if ln.strip()][-1:] or [f"exit status {proc.returncode}"]
+            return {"crashed": last[0][:200]}
+        try:
+            return torch.load(outputs, weights_only=True)
+        except Exception as exc:  # the student's process wrote something that is not plain tensors
+            return {"crashed": f"its outputs could not be read ({exc.__class__.__name__})"}
+
+
+def grade_exercise(ex: Exercise, answer: str | None, student: str, sandboxed: bool, timeout: int, secret: str) -> dict:
+    """One exercise's CSV row: the points only when the checker passes the outputs and nothing is flagged."""
+    from mtl_lab.course import checks, integrity
+
+    row = dict(student=student, notebook=ex.notebook, exercise=ex.name, score=0.0, max_score=ex.points, flag="")
+    if answer is None:
+        return {**row, "feedback": "the answer cell was deleted"}
+    flags = [str(f) for f in integrity.scan(answer, ex.name)]
+    checker = checks.CHECKERS[ex.checker]
+    cases = checker.cases(_fresh_seed(secret, student, ex))
+    result = run_answer(ex, answer, cases, sandboxed, timeout)
+    if "stopped" in result or "crashed" in result:
+        verdict, passed = result.get("stopped") or f"the answer's process died: {result['crashed']}", False
+    elif result["answer_error"]:
+        err = result["answer_error"]
+        verdict, passed = (err if err.startswith("not written") else f"the answer cell raised {err}"), False
+    else:
+        try:
+            verdict, passed = checks.judge(checker, cases, result["cases"]).lstrip("✓ "), True
+        except checks.CheckFailed as failed:
+            verdict, passed = str(failed), False
+    flags += [f"replaced {name} while it ran" for name in result.get("replaced", [])[:3]]
+    feedback = " | ".join(line.strip() for line in verdict.splitlines() if line.strip())
+    if flags:
+        return {
+            **row,
+            "flag": "; ".join(flags),
+            "feedback": f"flagged for review, 0 points until a person looks: {feedback}",
+        }
+    return {**row, "score": ex.points if passed else 0.0, "feedback": feedback}
+
+
+def grade_notebook(path: Path | None, book: str, student: str, sandboxed: bool, timeout: int, secret: str) -> Graded:
+    """Every exercise of one assignment notebook of one student (``path`` None: not submitted)."""
+    graded = Graded(student, book)
+    wanted = [ex for ex in exercises() if ex.notebook == book]
+    t0 = time.perf_counter()
+    if path is None:
+        graded.events.append("not submitted")
+        graded.rows = [
+            dict(
+                student=student,
+                notebook=book,
+                exercise=ex.name,
+                score=0.0,
+                max_score=ex.points,
+                flag="",
+                feedback="not submitted",
+            )
+            for ex in wanted
+        ]
+        return graded
+    nb = nbformat.read(path, as_version=4)
+    cells = {}
+    for cell in nb.cells:
+        name = cell.metadata.get("nbgrader", {}).get("grade_id")
+        if name and cell.cell_type == "code":
+            cells.setdefault(name, cell.source)
+    for ex in wanted:
+        answer = cells.get(ex.answer)
+        graded.answers[ex.name] = answer or ""
+        row = grade_exercise(ex, answer, student, sandboxed, timeout, secret)
+        graded.rows.append(row)
+        if answer is None:
+            graded.events.append(f"{ex.name}: answer cell '{ex.answer}' deleted")
+        elif row["flag"]:
+            graded.events.append(f"{ex.name}: flagged: {row['flag']}")
+        elif any(w in row["feedback"] for w in ("ran past", "raised", "died")):
+            graded.events.append(f"{ex.name}: {row['feedback'][:200]}")
     graded.seconds = time.perf_counter() - t0
     return graded
 
 
-def notebook_folder(student: Path) -> Path:
-    """A student's notebooks: ``<student>/`` itself, or ``<student>/notebooks/`` as nbgrader's collect lays them out."""
-    nested = student / ASSIGNMENT
-    return nested if nested.is_dir() and not any(student.glob("*.ipynb")) else student
+# ----------------------------------------------------------------------------- the class
 
 
 def autograde(
@@ -270,52 +391,58 @@ def autograde(
     feedback_dir: str | os.PathLike | None = None,
     timeout: int = CELL_TIMEOUT_S,
     log=print,
+    jobs: int | None = None,
+    sandboxed: bool = True,
+    secret: str | None = None,
 ) -> list[Graded]:
-    """Grade every ``<student>/<notebook>.ipynb`` (or ``<student>/notebooks/<notebook>.ipynb``) under ``submissions``;
-    write the CSV and the HTML feedback."""
+    """Grade every ``<student>/`` folder under ``submissions``; write the CSV and the HTML feedback; return the results.
+
+    ``sandboxed`` False runs student code with the grader's rights (``--no-sandbox``); ``secret`` (default
+    ``$MTL_LAB_GRADING_SECRET``) makes each student's fresh case unpredictable to them.
+    """
+    from mtl_lab.course import sandbox
+
     submissions, out_csv = Path(submissions), Path(out_csv)
+    if not submissions.is_dir():
+        raise ValueError(f"{submissions}: no such folder")
+    if sandboxed:
+        sandbox.check()
+    secret = secret if secret is not None else os.environ.get("MTL_LAB_GRADING_SECRET", "")
     feedback_dir = Path(feedback_dir) if feedback_dir else out_csv.parent / "feedback"
-    graded_books = sorted({ex.notebook for ex in exercises()})
+    all_ex = exercises()
+    books = {}
+    for ex in all_ex:
+        books.setdefault(ex.notebook, set()).update({ex.name, *([ex.answer] if ex.answer else [])})
+    released = {p.stem for p in NOTEBOOK_DIR.glob("[0-9][0-9]_*.ipynb")}
     students = sorted(p for p in submissions.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not students:
         raise ValueError(f"{submissions}: no <student>/ folders with notebooks in them")
-    results = []
-    with tempfile.TemporaryDirectory(prefix="mtl-grading-") as tmp:
-        template = Path(tmp) / "template"
-        template.mkdir()
-        _generate_assignment(template)
-        for student in students:
-            folder = notebook_folder(student)
-            names = {p.stem for p in folder.glob("*.ipynb")}
-            for stray in sorted(names - set(graded_books)):
-                log(f"{student.name}: {stray}.ipynb ignored (no graded exercise in it)")
-            for notebook in graded_books:
-                path = folder / f"{notebook}.ipynb"
-                if not path.is_file():
-                    g = Graded(student.name, notebook, events=["not submitted"])
-                    g.rows = [
-                        dict(
-                            student=student.name,
-                            notebook=notebook,
-                            exercise=ex.name,
-                            score=0.0,
-                            max_score=ex.points,
-                            feedback="not submitted",
-                        )
-                        for ex in exercises()
-                        if ex.notebook == notebook
-                    ]
-                else:
-                    g = grade_notebook(
-                        path, student.name, template / "gradebook.db", feedback_dir, timeout, work_dir=Path(tmp)
-                    )
-                score = sum(r["score"] for r in g.rows)
-                top = sum(r["max_score"] for r in g.rows)
-                log(
-                    f"{student.name} / {notebook}: {score:g}/{top:g} in {g.seconds:.1f} s"
-                    + (f" ({'; '.join(g.events)})" if g.events else "")
-                )
-                results.append(g)
+    strays = sorted(p.name for p in submissions.iterdir() if p.is_file())
+    tasks, files = [], {}
+    for student in students:
+        chosen, notes = collect(student, books, released)
+        files[student.name] = notes
+        for book in sorted(books):
+            tasks.append((student.name, book, chosen.get(book)))
+    jobs = jobs or len(os.sched_getaffinity(0))
+
+    def work(task):
+        student, book, path = task
+        g = grade_notebook(path, book, student, sandboxed, timeout, secret)
+        if path is not None:
+            g.source = path.relative_to(submissions / student).as_posix()
+        score, top = sum(r["score"] for r in g.rows), sum(r["max_score"] for r in g.rows)
+        log(
+            f"{student} / {book}: {score:g}/{top:g} in {g.seconds:.1f} s"
+            + (f" ({'; '.join(g.events)})" if g.events else "")
+        )
+        return g
+
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        results = list(pool.map(work, tasks))
+    for student, notes in files.items():
+        next(g for g in results if g.student == student).files = notes
+    results[0].files = [f"../{name}: not in a student folder, ignored" for name in strays] + results[0].files
     out_csv.parent.mkdir(parents=True, exist_ok=True)
     with out_csv.open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=COLUMNS)
@@ -323,11 +450,37 @@ def autograde(
         for g in results:
             for row in g.rows:
                 writer.writerow({**row, "score": f"{row['score']:g}", "max_score": f"{row['max_score']:g}"})
+    for g in results:
+        if g.source:
+            (feedback_dir / g.student).mkdir(parents=True, exist_ok=True)
+            (feedback_dir / g.student / f"{g.notebook}.html").write_text(feedback_page(g))
     return results
 
 
+def feedback_page(g: Graded) -> str:
+    """A student's HTML page for one notebook: made from the CSV's rows, so it shows exactly their points."""
+    score, top = sum(r["score"] for r in g.rows), sum(r["max_score"] for r in g.rows)
+    rows = []
+    for r in g.rows:
+        flag = f"<p class='flag'>flagged for review: {html.escape(r['flag'])}</p>" if r["flag"] else ""
+        code = g.answers.get(r["exercise"], "")
+        rows.append(
+            f"<h2>{html.escape(r['exercise'])}: {r['score']:g} / {r['max_score']:g}</h2>{flag}"
+            f"<pre class='msg'>{html.escape(r['feedback'].replace(' | ', chr(10)))}</pre>"
+            + (f"<details><summary>your answer</summary><pre>{html.escape(code)}</pre></details>" if code else "")
+        )
+    return (
+        "<!DOCTYPE html>\n<html><head><meta charset='utf-8'>"
+        f"<title>{html.escape(g.student)}: {html.escape(g.notebook)}</title>"
+        "<style>body{font-family:sans-serif;max-width:60em;margin:2em auto}pre{background:#f6f6f6;padding:.6em;"
+        "white-space:pre-wrap}.flag{color:#a00}</style></head><body>"
+        f"<h1>{html.escape(g.notebook)}: {score:g} / {top:g}</h1>"
+        f"<p>{html.escape(g.student)}, graded from {html.escape(g.source)}</p>" + "".join(rows) + "</body></html>\n"
+    )
+
+
 def summary(results: list[Graded]) -> str:
-    """The summary: a row per student (a column per notebook, the total), then what happened, a line each."""
+    """The summary: a row per student (a column per notebook, the total), what happened, flags, and every file."""
     import pandas as pd
 
     table: dict[str, dict] = {}
@@ -348,5 +501,15 @@ def summary(results: list[Graded]) -> str:
             for row in table.values()
         ]
     )
-    events = [f"  {g.student} / {g.notebook}: {e}" for g in results for e in g.events]
-    return frame.to_string(index=False) + "\n\nwhat happened:\n" + ("\n".join(events) or "  nothing unusual")
+    events = [f"  {g.student} / {g.notebook}: {e}" for g in results for e in g.events if "flagged" not in e]
+    flags = [f"  {r['student']} / {r['exercise']}: {r['flag']}" for g in results for r in g.rows if r["flag"]]
+    file_lines = [f"  {g.student}/{line}" for g in results for line in g.files]
+    return (
+        frame.to_string(index=False)
+        + "\n\nwhat happened:\n"
+        + ("\n".join(events) or "  nothing unusual")
+        + "\n\nflagged for review (0 points until a person looks):\n"
+        + ("\n".join(flags) or "  none")
+        + "\n\nfiles not graded as released:\n"
+        + ("\n".join(file_lines) or "  none")
+    )

@@ -1,24 +1,33 @@
-"""The course engine end to end: nbgrader release, four fake submissions made from it, autograde, CSV and feedback.
+"""The course engine end to end: nbgrader's release, a class of fake submissions made from it, sandboxed autograde.
 
-The submissions carry implementations written for this test (not the notebooks' reference
-solutions): one all correct; one AdamW without bias correction (which also deleted its notebook's
-set-up cell); one PCGrad that never projects (which also deleted its checker cell); and one whose
-pair-features answer cell raises and whose InfoNCE answer cell sleeps past the per-cell timeout.
-To keep the test short, only the first student submits every notebook; the others submit the
-notebooks their case needs, and the rest count as not submitted.
+The submissions carry implementations written for this test (not the notebooks' reference solutions):
+- alice: every answer correct, files named as released; erin: the same, every file renamed as an LMS would;
+- bob: AdamW without bias correction; carol: a PCGrad that never projects;
+- dave: an answer cell that imports a module only on his laptop, and one that sleeps past the limit;
+- mallory: the three cheats (replace the checker, import the lab's reference, patch torch.allclose);
+- eve: an answer that tries to read the instructor's notebooks, write into alice's folder and open a socket;
+- grace: correct answers that write warnings to stderr;
+- frank: two copies of notebook 01, a stray file, notebook 00, and no notebook 04.
 """
 
 from __future__ import annotations
 
 import csv
+import html
+import re
+import shutil
+import subprocess
+import sys
 import textwrap
+from pathlib import Path
 
 import nbformat
 import pytest
 
-from mtl_lab.course import grading
+from mtl_lab.course import grading, sandbox
+from mtl_lab.course.notebooks import NOTEBOOK_DIR
 
-TIMEOUT_S = 8  # per answer/checker cell: the sleeping submission costs this much
+TIMEOUT_S = 8  # per answer cell: the sleeping submission costs this much
 
 ADAMW = """\
 st = self.state[p]
@@ -74,24 +83,64 @@ CORRECT = {
     "info-nce-answer": INFO_NCE,
     "pcgrad-answer": PCGRAD_OK,
 }
-# what each exercise of the fake students should score, and a phrase its feedback must hold
-EXPECTED = {
-    "alice": {"adamw": 4, "mean-pooling": 2, "pair-features": 2, "info-nce": 3, "pcgrad": 4},
-    "bob": {"adamw": 0, "mean-pooling": 0, "pair-features": 0, "info-nce": 0, "pcgrad": 0},
-    "carol": {"adamw": 0, "mean-pooling": 0, "pair-features": 0, "info-nce": 0, "pcgrad": 0},
-    "dave": {"adamw": 0, "mean-pooling": 2, "pair-features": 0, "info-nce": 0, "pcgrad": 0},
+CHEATS = {
+    "adamw-answer": (
+        'checks.check_adamw = lambda cls: print("✓ check_adamw: 3 cases match the reference")\n',
+        "pass\n",
+    ),
+    "info-nce-answer": ("from mtl_lab.training.simcse import info_nce as student_info_nce\n", None),
+    "pcgrad-answer": ("torch.allclose = lambda *a, **k: True\n", PCGRAD_NEVER_PROJECTS),
 }
-SUBMITTED = {
-    "alice": ["01", "02", "03", "04"],
-    "bob": ["01"],
-    "carol": ["04"],
-    "dave": ["02", "03"],
+# eve's mean pooling: correct only if every escape failed, so the checker's verdict says whether they did
+ESCAPE = """\
+import os, socket
+escaped = []
+for attempt in (
+    lambda: open({notebook!r}).read(),
+    lambda: os.listdir({submissions!r}),
+    lambda: open({sibling!r}, "w").write("eve was here"),
+    lambda: open("/tmp/../{outside!r}", "w").write("x"),
+    lambda: socket.create_connection(("127.0.0.1", 22), timeout=2),
+    lambda: socket.create_connection(("pypi.org", 443), timeout=2),
+):
+    try:
+        attempt()
+        escaped.append(attempt)
+    except Exception:
+        pass
+"""
+ESCAPE_POOL = """\
+w = mask.to(hidden.dtype)
+out = (hidden * w.unsqueeze(-1)).sum(1) / w.sum(1, keepdim=True)
+return out if not escaped else out + len(escaped)
+"""
+STDERR_POOL = 'import warnings\nwarnings.warn("is this right?")\n' + MEAN_POOL
+
+POINTS = {"adamw": 4, "mean-pooling": 2, "pair-features": 2, "info-nce": 3, "pcgrad": 4}
+ALL = {"01_bert_baselines", "02_sbert_cnn_bilstm", "03_simcse", "04_pcgrad"}
+# what each exercise of the fake students should score (0 where not listed)
+EXPECTED = {
+    "alice": dict(POINTS),
+    "erin": dict(POINTS),
+    "bob": {},
+    "carol": {},
+    "dave": {"mean-pooling": 2},
+    "mallory": {"mean-pooling": 2, "pair-features": 2},
+    "eve": {"pair-features": 2},
+    "grace": {"mean-pooling": 2, "pair-features": 2},
+    "frank": {"adamw": 4, "mean-pooling": 2, "pair-features": 2, "info-nce": 3},
 }
 MISTAKES = {
     ("bob", "adamw"): "no bias correction",
     ("carol", "pcgrad"): "no projection",
-    ("dave", "pair-features"): "the answer cell raised ModuleNotFoundError",
+    ("dave", "pair-features"): "the answer cell raised ModuleNotFoundError: No module named 'my_helpers'",
     ("dave", "info-nce"): f"the answer cell ran past the {TIMEOUT_S} s limit",
+}
+FLAGS = {
+    ("mallory", "adamw"): "replaces checks.check_adamw",
+    ("mallory", "info-nce"): "imports the lab (mtl_lab.training.simcse)",
+    ("mallory", "pcgrad"): "replaces torch.allclose",
+    ("eve", "mean-pooling"): "imports os",
 }
 
 
@@ -108,56 +157,83 @@ def fill(nb, answers: dict[str, str], prefix: dict[str, str] | None = None) -> N
         cell.source = (prefix or {}).get(name, "") + "\n".join(lines)
 
 
-def drop(nb, grade_id: str) -> None:
-    nb.cells = [c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") != grade_id]
+def write(release: Path, folder: Path, book: str, answers: dict, prefix: dict | None = None, name: str | None = None):
+    nb = nbformat.read(release / f"{book}.ipynb", as_version=4)
+    fill(nb, answers, prefix)
+    path = folder / f"{name or book}.ipynb"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(nb, path)
 
 
-def make_submissions(release, root) -> None:
-    """SUBMISSIONS/<student>/<notebook>.ipynb for the four fake students, from the release."""
-    students = {
-        "alice": (CORRECT, {}, {}),
-        "bob": ({**CORRECT, "adamw-answer": ADAMW_NO_BIAS_CORRECTION}, {}, {"01_bert_baselines": "setup"}),
-        "carol": ({**CORRECT, "pcgrad-answer": PCGRAD_NEVER_PROJECTS}, {}, {"04_pcgrad": "pcgrad"}),
-        "dave": (
-            CORRECT,
-            {"pair-features-answer": "import my_helpers  # a module only on the student's laptop\n\n"},
-            {},
-        ),
+def make_submissions(release: Path, root: Path) -> None:
+    """SUBMISSIONS/<student>/... for the fake class, from the release."""
+    for book in sorted(ALL):
+        write(release, root / "alice", book, CORRECT)
+        write(release, root / "grace", book, {**CORRECT, "mean-pooling-answer": STDERR_POOL}) if book[
+            :2
+        ] == "02" else None
+    renamed = {
+        "01_bert_baselines": "erin_01_bert_baselines",
+        "02_sbert_cnn_bilstm": "02_sbert_cnn_bilstm (1)",
+        "03_simcse": "hw/03_simcse_final",
+        "04_pcgrad": "pcgrad",
     }
-    for student, (answers, prefix, deleted) in students.items():
-        folder = root / student
-        folder.mkdir(parents=True)
-        for path in sorted(release.glob("0[1-4]_*.ipynb")):
-            if path.name[:2] not in SUBMITTED[student]:
-                continue
-            nb = nbformat.read(path, as_version=4)
-            fill(nb, answers, prefix)
-            if student == "dave" and path.stem == "03_simcse":  # sleeps far past the per-cell timeout
-                fill_sleep(nb)
-            if path.stem in deleted:
-                drop(nb, deleted[path.stem])
-            nbformat.write(nb, folder / path.name)
-
-
-def fill_sleep(nb) -> None:
-    for cell in nb.cells:
-        if cell.metadata.get("nbgrader", {}).get("grade_id") == "info-nce-answer":
-            cell.source = "import time\n\ntime.sleep(3600)  # waiting for a GPU\n\n" + cell.source
+    for book, name in renamed.items():
+        write(release, root / "erin", book, CORRECT, name=name)
+    write(release, root / "bob", "01_bert_baselines", {**CORRECT, "adamw-answer": ADAMW_NO_BIAS_CORRECTION})
+    write(release, root / "carol", "04_pcgrad", {**CORRECT, "pcgrad-answer": PCGRAD_NEVER_PROJECTS})
+    helper = {"pair-features-answer": "import my_helpers  # a module only on the student's laptop\n\n"}
+    write(release, root / "dave", "02_sbert_cnn_bilstm", CORRECT, helper)
+    sleep = {"info-nce-answer": "import time\n\ntime.sleep(3600)  # waiting for a GPU\n\n"}
+    write(release, root / "dave", "03_simcse", CORRECT, sleep)
+    for book in sorted(ALL):
+        answers = {**CORRECT, **{k: v[1] for k, v in CHEATS.items() if v[1]}}
+        write(release, root / "mallory", book, answers, {k: v[0] for k, v in CHEATS.items()})
+    escape = ESCAPE.format(
+        notebook=str(NOTEBOOK_DIR / "02_sbert_cnn_bilstm.ipynb"),
+        submissions=str(root),
+        sibling=str(root / "alice" / "01_bert_baselines.ipynb"),
+        outside=str(root / "escaped.txt"),
+    )
+    write(
+        release,
+        root / "eve",
+        "02_sbert_cnn_bilstm",
+        {**CORRECT, "mean-pooling-answer": ESCAPE_POOL},
+        {"mean-pooling-answer": escape},
+    )
+    for book in ("01_bert_baselines", "02_sbert_cnn_bilstm", "03_simcse"):
+        write(release, root / "frank", book, CORRECT)
+    write(
+        release,
+        root / "frank",
+        "01_bert_baselines",
+        {**CORRECT, "adamw-answer": "pass\n"},
+        name="01_bert_baselines (1)",
+    )
+    shutil.copy(release / "00_setup_and_data.ipynb", root / "frank" / "00_setup_and_data.ipynb")
+    (root / "frank" / "notes.txt").write_text("I ran out of time for 04")
 
 
 @pytest.fixture(scope="module")
 def graded(tmp_path_factory):
+    if not sandbox.available():
+        pytest.skip("bubblewrap cannot run here (apt-get install bubblewrap): the sandboxed grading is not tested")
     root = tmp_path_factory.mktemp("course")
     counts = grading.release(root / "release")
     make_submissions(root / "release", root / "submissions")
-    results = grading.autograde(root / "submissions", root / "grades.csv", timeout=TIMEOUT_S, log=lambda *_: None)
+    before = (root / "submissions" / "alice" / "01_bert_baselines.ipynb").read_bytes()
+    results = grading.autograde(
+        root / "submissions", root / "grades.csv", timeout=TIMEOUT_S, log=lambda *_: None, jobs=2
+    )
     with (root / "grades.csv").open() as f:
         rows = list(csv.DictReader(f))
+    assert (root / "submissions" / "alice" / "01_bert_baselines.ipynb").read_bytes() == before
     return root, counts, results, rows
 
 
 @pytest.mark.slow
-def test_release_has_every_exercise_stubbed_and_no_solution(graded):
+def test_release_has_every_exercise_stubbed_and_no_solution_nor_nbval_marker(graded):
     root, counts, _, _ = graded
     assert counts == {
         "00_setup_and_data.ipynb": 0,
@@ -171,9 +247,11 @@ def test_release_has_every_exercise_stubbed_and_no_solution(graded):
     for name in counts:
         nb = nbformat.read(root / "release" / name, as_version=4)
         code = "\n".join(c.source for c in nb.cells)
-        assert "SOLUTION" not in code and "widgets" not in nb.metadata
+        assert "SOLUTION" not in code and "NBVAL" not in code and "widgets" not in nb.metadata
         assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code")
         assert code.count('raise NotImplementedError("write ') == counts[name]
+        setup = [c.source for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == "setup"]
+        assert not any(ref in s for s in setup for ref in ("import simcse", "pcgrad import", "optim import AdamW"))
 
 
 @pytest.mark.slow
@@ -181,10 +259,30 @@ def test_the_csv_holds_exactly_the_expected_scores(graded):
     _, _, _, rows = graded
     assert list(rows[0]) == grading.COLUMNS
     got = {(r["student"], r["exercise"]): float(r["score"]) for r in rows}
-    want = {(s, e): float(v) for s, ex in EXPECTED.items() for e, v in ex.items()}
+    want = {(s, e): float(EXPECTED[s].get(e, 0)) for s in EXPECTED for e in POINTS}
     assert got == want
-    points = {"adamw": 4, "mean-pooling": 2, "pair-features": 2, "info-nce": 3, "pcgrad": 4}
-    assert all(float(r["max_score"]) == points[r["exercise"]] for r in rows)
+    assert all(float(r["max_score"]) == POINTS[r["exercise"]] for r in rows)
+
+
+@pytest.mark.slow
+def test_cheats_score_0_and_are_flagged_with_the_line(graded):
+    _, _, results, rows = graded
+    flagged = {(r["student"], r["exercise"]): r["flag"] for r in rows if r["flag"]}
+    assert set(flagged) == set(FLAGS), flagged
+    for key, reason in FLAGS.items():
+        assert reason in flagged[key] and "line " in flagged[key], flagged[key]
+    table = grading.summary(results)
+    assert "mallory / pcgrad: replaces torch.allclose" in table
+
+
+@pytest.mark.slow
+def test_the_sandbox_refuses_every_escape_and_the_submission_is_still_graded(graded):
+    root, _, _, rows = graded
+    eve = {r["exercise"]: r for r in rows if r["student"] == "eve"}
+    # the escape attempts all failed: the answer then returns the right mean, which the checker saw
+    assert "check_mean_pooling: 3 cases match the reference" in eve["mean-pooling"]["feedback"]
+    assert eve["pair-features"]["score"] == "2"
+    assert not (root / "submissions" / "escaped.txt").exists()
 
 
 @pytest.mark.slow
@@ -195,37 +293,102 @@ def test_feedback_names_each_mistake_and_each_pass(graded):
         assert "\n" not in r["feedback"]
         if key in MISTAKES:
             assert MISTAKES[key] in r["feedback"], (key, r["feedback"])
-        elif r["notebook"][:2] not in SUBMITTED[r["student"]]:
-            assert r["feedback"] == "not submitted"
         elif float(r["score"]):
             assert "match the reference" in r["feedback"], (key, r["feedback"])
-    dave = {r["exercise"]: r["feedback"] for r in rows if r["student"] == "dave"}
-    assert "name 'student_info_nce' is not defined" in dave["info-nce"]
 
 
 @pytest.mark.slow
-def test_the_summary_names_what_happened_and_feedback_files_exist(graded):
-    root, _, results, _ = graded
+def test_every_file_is_accounted_for(graded):
+    _, _, results, rows = graded
     table = grading.summary(results)
-    assert "dave / 02_sbert_cnn_bilstm: pair-features: the answer cell raised ModuleNotFoundError" in table
-    assert f"dave / 03_simcse: info-nce: the answer cell ran past the {TIMEOUT_S} s limit" in table
-    assert "bob / 01_bert_baselines: set-up cell 'setup' deleted (restored by the grader)" in table
-    assert "carol / 04_pcgrad: checker cell 'pcgrad' deleted (restored by the grader)" in table
-    assert "dave / 01_bert_baselines: not submitted" in table and "alice /" not in table
+    for line in (
+        "erin/pcgrad.ipynb: graded as 04_pcgrad",
+        "erin/hw/03_simcse_final.ipynb: graded as 03_simcse",
+        "frank/01_bert_baselines (1).ipynb: a second copy of 01_bert_baselines, not graded",
+        "frank/notes.txt: not a notebook, ignored",
+        "frank/00_setup_and_data.ipynb: 00_setup_and_data has no graded exercise",
+        "frank / 04_pcgrad: not submitted",
+        "dave / 03_simcse: info-nce: the answer cell ran past",
+    ):
+        assert line in table, (line, table)
+    frank = {r["exercise"]: r["feedback"] for r in rows if r["student"] == "frank"}
+    assert frank["pcgrad"] == "not submitted"
     totals = {row.split()[0]: row.split()[-1] for row in table.split("\n\n")[0].splitlines()[1:]}
-    assert totals == {"alice": "15/15", "bob": "0/15", "carol": "0/15", "dave": "2/15"}
-    for student, books in SUBMITTED.items():
-        for book in books:
-            (html,) = (root / "feedback" / student).glob(f"{book}_*.html")
-            assert "<html" in html.read_text()[:2000].lower(), html
-    assert "no bias correction" in (root / "feedback" / "bob" / "01_bert_baselines.html").read_text()
+    assert totals["alice"] == totals["erin"] == "15/15" and totals["frank"] == "11/15"
 
 
-def test_submissions_may_use_nbgraders_collect_layout(tmp_path):
-    """``<student>/<notebook>.ipynb``, or ``<student>/notebooks/<notebook>.ipynb`` as ``nbgrader collect`` leaves them."""
-    flat, nested = tmp_path / "ann", tmp_path / "ben"
-    flat.mkdir()
-    (flat / "01_bert_baselines.ipynb").write_text("{}")
-    (nested / "notebooks").mkdir(parents=True)
-    assert grading.notebook_folder(flat) == flat
-    assert grading.notebook_folder(nested) == nested / "notebooks"
+@pytest.mark.slow
+def test_the_feedback_page_shows_the_points_of_the_csv(graded):
+    root, _, _, rows = graded
+    for r in rows:
+        page = root / "feedback" / r["student"] / f"{r['notebook']}.html"
+        if r["feedback"] == "not submitted":
+            continue
+        text = page.read_text()
+        assert f"{html.escape(r['exercise'])}: {r['score']} / {r['max_score']}</h2>" in text, (page, r)
+    grace = (root / "feedback" / "grace" / "02_sbert_cnn_bilstm.html").read_text()
+    assert re.search(r"<h1>02_sbert_cnn_bilstm: 4 / 4</h1>", grace)
+
+
+@pytest.mark.slow
+def test_jobs_1_gives_the_same_grades_as_jobs_2(graded, tmp_path):
+    root, _, _, rows = graded
+    subset = tmp_path / "subs"
+    for student in ("bob", "eve", "frank"):
+        shutil.copytree(root / "submissions" / student, subset / student)
+    grading.autograde(subset, tmp_path / "grades.csv", timeout=TIMEOUT_S, log=lambda *_: None, jobs=1)
+    with (tmp_path / "grades.csv").open() as f:
+        again = list(csv.DictReader(f))
+    assert again == [r for r in rows if r["student"] in ("bob", "eve", "frank")]
+
+
+@pytest.mark.slow
+def test_the_commands_run_from_the_venvs_python_without_activating_it(tmp_path):
+    """``.venv/bin/python -m mtl_lab course release`` with a PATH that lacks the venv: nbgrader finds alembic."""
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "HF_HUB_OFFLINE": "1"}
+    out = subprocess.run(
+        [sys.executable, "-m", "mtl_lab", "course", "release", "--out", str(tmp_path / "rel")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    (tmp_path / "subs" / "ann").mkdir(parents=True)
+    shutil.copy(tmp_path / "rel" / "02_sbert_cnn_bilstm.ipynb", tmp_path / "subs" / "ann")
+    no_sandbox = [] if sandbox.available() else ["--no-sandbox"]
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mtl_lab",
+            "course",
+            "autograde",
+            str(tmp_path / "subs"),
+            "--out",
+            str(tmp_path / "g.csv"),
+            *no_sandbox,
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "not written yet" in (tmp_path / "g.csv").read_text()
+
+
+def test_nbgraders_real_cause_is_named():
+    log = "[GenerateAssignment] ERROR | see the above traceback\nFileNotFoundError: [Errno 2] No such file: 'alembic'\n"
+    assert grading._nbgrader_cause(log) == "FileNotFoundError: [Errno 2] No such file: 'alembic'"
+
+
+def test_a_notebook_is_matched_by_its_graded_cells_not_its_name():
+    books = {"01_x": {"adamw", "adamw-answer"}, "02_y": {"mean-pooling", "mean-pooling-answer"}}
+    nb = nbformat.v4.new_notebook()
+    cell = nbformat.v4.new_code_cell("x = 1")
+    cell.metadata["nbgrader"] = {"grade_id": "mean-pooling-answer"}
+    nb.cells = [cell]
+    assert grading.match(nb, books) == "02_y"
+    nb.cells = [nbformat.v4.new_code_cell("x = 1")]
+    assert grading.match(nb, books) is None
