@@ -485,14 +485,14 @@ def _pcgrad_mistakes(case: dict) -> dict[str, list[torch.Tensor]]:
         "projection against an already-projected gradient: project g_i off the ORIGINAL g_j": [
             _pcgrad_variant(grads, o, reduction, "against_projected") for o in orders
         ],
-        "the condition is inverted: project only when g_i . g_j < 0 (a conflict), not when it is positive": [
-            _pcgrad_variant(grads, o, reduction, "inverted") for o in orders
-        ],
         f"the {other} of the projected gradients instead of the {reduction}": [
             project_conflicting_reference(grads, o, other) for o in orders
         ],
         "no projection: project g_i off g_j when g_i . g_j < 0": [
             grads.mean(0) if reduction == "mean" else grads.sum(0)
+        ],
+        "the condition is inverted: project only when g_i . g_j < 0 (a conflict), not when it is positive": [
+            _pcgrad_variant(grads, o, reduction, "inverted") for o in orders
         ],
         "projected even without a conflict: only a negative dot product is a conflict": [
             _pcgrad_variant(grads, o, reduction, "always") for o in orders

@@ -42,6 +42,10 @@ from mtl_lab.course.engine import ASSIGNMENT, CELL_TIMEOUT_S, NOTEBOOK_DIR
 
 COLUMNS = ["student", "notebook", "exercise", "score", "max_score", "flag", "feedback"]
 STARTUP_S = 120  # the sandboxed Python's start and its imports, on a busy machine
+MEMORY_LIMIT = 4 * 2**30  # address space of an answer's process
+FILE_LIMIT = 64 * 2**20  # largest file it may write
+OUTPUTS_LIMIT = 32 * 2**20  # largest outputs file the grader reads back
+MAX_VALUES = 100_000  # largest tensor an answer may return for a case
 
 
 @dataclass(frozen=True)
@@ -167,6 +171,18 @@ def release(out: str | os.PathLike) -> dict[str, int]:
 # ----------------------------------------------------------------------------- which file is which notebook
 
 
+def read_notebook(path: Path):
+    """A submitted notebook, validated: its cells' sources are text and their nbgrader metadata well formed."""
+    nb = nbformat.read(path, as_version=4)
+    for k, cell in enumerate(nb.cells):
+        meta = cell.get("metadata", {}).get("nbgrader", {})
+        if not isinstance(cell.get("source", ""), str) or not isinstance(meta, dict):
+            raise ValueError(f"{path.name}: cell {k + 1} is malformed")
+        if not isinstance(meta.get("grade_id", ""), str):
+            raise ValueError(f"{path.name}: cell {k + 1}'s grade_id is not text")
+    return nb
+
+
 def _grade_ids(nb) -> list[str]:
     return [
         c.metadata.get("nbgrader", {}).get("grade_id")
@@ -186,18 +202,24 @@ def match(nb, books: dict[str, set[str]]) -> str | None:
 def collect(folder: Path, books: dict[str, set[str]], released: set[str]) -> tuple[dict[str, Path], list[str]]:
     """A student's files: the notebook graded for each assignment notebook, and a line for every other file."""
     notes, found = [], {}
-    files = sorted(p for p in folder.rglob("*") if p.is_file() and ".ipynb_checkpoints" not in p.parts)
+    root = folder.resolve()
+    files = sorted(
+        p for p in folder.rglob("*") if (p.is_file() or p.is_symlink()) and ".ipynb_checkpoints" not in p.parts
+    )
     for path in files:
         rel = path.relative_to(folder).as_posix()
+        if path.is_symlink() or root not in path.resolve().parents:
+            notes.append(f"{rel}: a link (to {path.resolve()}), ignored: only the student's own files are graded")
+            continue
         if path.suffix != ".ipynb":
             notes.append(f"{rel}: not a notebook, ignored")
             continue
         try:
-            nb = nbformat.read(path, as_version=4)
+            nb = read_notebook(path)
+            book = match(nb, books)
         except Exception as exc:  # a broken or non-notebook file: say so and go on
             notes.append(f"{rel}: not a readable notebook ({exc.__class__.__name__}), ignored")
             continue
-        book = match(nb, books)
         if book is None:
             named = next((b for b in sorted(released) if b in path.stem), None)
             if named and named not in books:
@@ -254,6 +276,52 @@ def _wait(proc: subprocess.Popen, job: Path, timeout: int) -> str | None:
     return None
 
 
+def _limits() -> None:
+    """In the answer's process, before it starts: caps on memory and on the size of a file it writes."""
+    import resource
+
+    resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT, MEMORY_LIMIT))
+    resource.setrlimit(resource.RLIMIT_FSIZE, (FILE_LIMIT, FILE_LIMIT))
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+
+
+def _checked(result, cases: dict) -> tuple[dict | None, str]:
+    """The harness's outputs if they are what it was asked for (every case, plain dense tensors), else why not.
+
+    The harness shares its process with the student's code, so its report is untrusted: the cases must be exactly
+    those sent, and every output a small plain tensor (or a list of them)."""
+    import torch
+
+    if not isinstance(result, dict) or not isinstance(result.get("cases", {}), dict):
+        return None, "its process reported something other than outputs"
+    if result.get("answer_error") is not None:
+        return (result, "") if isinstance(result["answer_error"], str) else (None, "a malformed report")
+    if set(result.get("cases", {})) != set(cases):
+        return None, "its process reported other cases than the checker sent (the harness was tampered with)"
+
+    def plain(t) -> bool:
+        if isinstance(t, list):
+            return all(plain(x) for x in t) and len(t) < 100
+        return (
+            torch.is_tensor(t)
+            and t.layout == torch.strided
+            and not t.is_quantized
+            and not t.is_nested
+            and (t.is_floating_point() or t.dtype in (torch.int64, torch.int32, torch.bool))
+            and t.numel() <= MAX_VALUES
+        )
+
+    for name, case in result["cases"].items():
+        if not isinstance(case, dict) or len(case) != 1 or next(iter(case)) not in ("out", "error", "not_written"):
+            return None, f"case '{name}': a malformed report"
+        ((key, value),) = case.items()
+        if key == "out" and not plain(value):
+            case["out"] = f"<{type(value).__name__}>"  # the checker says it is not a tensor
+        elif key != "out" and not isinstance(value, str):
+            return None, f"case '{name}': a malformed report"
+    return result, ""
+
+
 def run_answer(ex: Exercise, answer: str, cases: dict, sandboxed: bool, timeout: int) -> dict:
     """Run one answer cell on the checker's cases in a fresh process (in the sandbox); return the harness's outputs."""
     import torch
@@ -263,10 +331,11 @@ def run_answer(ex: Exercise, answer: str, cases: dict, sandboxed: bool, timeout:
     with tempfile.TemporaryDirectory(prefix="mtl-grade-") as tmp:
         job = Path(tmp)
         os.chmod(job, 0o777)  # the sandbox's user (nobody) writes its outputs here
-        job_spec = {"answer": answer, "preamble": preamble(ex.notebook), "symbol": ex.symbol, "kind": ""}
         from mtl_lab.course.checks import CHECKERS
+        from mtl_lab.course.integrity import HIDDEN
 
-        job_spec["kind"] = CHECKERS[ex.checker].kind
+        job_spec = {"answer": answer, "preamble": preamble(ex.notebook), "symbol": ex.symbol,
+                    "kind": CHECKERS[ex.checker].kind, "hide": HIDDEN.get(ex.name, [])}  # fmt: skip
         (job / "job.json").write_text(json.dumps(job_spec))
         torch.save(cases, job / "inputs.pt")
         env = {
@@ -300,6 +369,8 @@ def run_answer(ex: Exercise, answer: str, cases: dict, sandboxed: bool, timeout:
         if stopped:
             return {"stopped": stopped}
         outputs = job / "outputs.pt"
+        if outputs.is_file() and (outputs.is_symlink() or outputs.stat().st_size > OUTPUTS_LIMIT):
+            return {"crashed": "its outputs file is too large or not a plain file"}
         if not outputs.is_file():
             last = [ln for ln in stderr.strip().splitlines() if ln.strip()][-1:] or [f"exit status {proc.returncode}"]
             return {"crashed": last[0][:200]}
@@ -310,27 +381,44 @@ def run_answer(ex: Exercise, answer: str, cases: dict, sandboxed: bool, timeout:
 
 
 def grade_exercise(ex: Exercise, answer: str | None, student: str, sandboxed: bool, timeout: int, secret: str) -> dict:
-    """One exercise's CSV row: the points only when the checker passes the outputs and nothing is flagged."""
-    from mtl_lab.course import checks, integrity
+    """One exercise's CSV row: the points only when the checker passes the outputs and nothing is flagged.
 
+    A failure of the grader itself on a strange answer becomes a flagged row, never a crash of the class's grading."""
     row = dict(student=student, notebook=ex.notebook, exercise=ex.name, score=0.0, max_score=ex.points, flag="")
     if answer is None:
         return {**row, "feedback": "the answer cell was deleted"}
+    try:
+        return _grade_exercise(ex, answer, student, sandboxed, timeout, secret, row)
+    except Exception as exc:  # the grader failed on this answer: a person looks at it
+        return {**row, "flag": f"the grader failed on this answer ({exc.__class__.__name__}: {str(exc)[:120]})",
+                "feedback": "flagged for review, 0 points until a person looks"}  # fmt: skip
+
+
+def _grade_exercise(
+    ex: Exercise, answer: str, student: str, sandboxed: bool, timeout: int, secret: str, row: dict
+) -> dict:
+    from mtl_lab.course import checks, integrity
+
     flags = [str(f) for f in integrity.scan(answer, ex.name)]
     checker = checks.CHECKERS[ex.checker]
     cases = checker.cases(_fresh_seed(secret, student, ex))
     result = run_answer(ex, answer, cases, sandboxed, timeout)
     if "stopped" in result or "crashed" in result:
         verdict, passed = result.get("stopped") or f"the answer's process died: {result['crashed']}", False
-    elif result["answer_error"]:
-        err = result["answer_error"]
-        verdict, passed = (err if err.startswith("not written") else f"the answer cell raised {err}"), False
     else:
-        try:
-            verdict, passed = checks.judge(checker, cases, result["cases"]).lstrip("✓ "), True
-        except checks.CheckFailed as failed:
-            verdict, passed = str(failed), False
-    flags += [f"replaced {name} while it ran" for name in result.get("replaced", [])[:3]]
+        result, why = _checked(result, cases)
+        if result is None:
+            flags.append(why)
+            verdict, passed = why, False
+        elif result["answer_error"]:
+            err = result["answer_error"]
+            verdict, passed = (err if err.startswith("not written") else f"the answer cell raised {err}"), False
+        else:
+            try:
+                verdict, passed = checks.judge(checker, cases, result["cases"]).lstrip("✓ "), True
+            except checks.CheckFailed as failed:
+                verdict, passed = str(failed), False
+    flags += [f"replaced {name} while it ran" for name in (result or {}).get("replaced", [])[:3]]
     feedback = " | ".join(line.strip() for line in verdict.splitlines() if line.strip())
     if flags:
         return {
@@ -361,7 +449,7 @@ def grade_notebook(path: Path | None, book: str, student: str, sandboxed: bool, 
             for ex in wanted
         ]
         return graded
-    nb = nbformat.read(path, as_version=4)
+    nb = read_notebook(path)
     cells = {}
     for cell in nb.cells:
         name = cell.metadata.get("nbgrader", {}).get("grade_id")
@@ -407,14 +495,16 @@ def autograde(
         raise ValueError(f"{submissions}: no such folder")
     if sandboxed:
         sandbox.check()
-    secret = secret if secret is not None else os.environ.get("MTL_LAB_GRADING_SECRET", "")
+    secret = secret if secret is not None else os.environ.get("MTL_LAB_GRADING_SECRET") or course_secret(out_csv)
     feedback_dir = Path(feedback_dir) if feedback_dir else out_csv.parent / "feedback"
     all_ex = exercises()
     books = {}
     for ex in all_ex:
         books.setdefault(ex.notebook, set()).update({ex.name, *([ex.answer] if ex.answer else [])})
     released = {p.stem for p in NOTEBOOK_DIR.glob("[0-9][0-9]_*.ipynb")}
-    students = sorted(p for p in submissions.iterdir() if p.is_dir() and not p.name.startswith("."))
+    students = sorted(
+        p for p in submissions.iterdir() if p.is_dir() and not p.is_symlink() and not p.name.startswith(".")
+    )
     if not students:
         raise ValueError(f"{submissions}: no <student>/ folders with notebooks in them")
     strays = sorted(p.name for p in submissions.iterdir() if p.is_file())
@@ -449,12 +539,32 @@ def autograde(
         writer.writeheader()
         for g in results:
             for row in g.rows:
-                writer.writerow({**row, "score": f"{row['score']:g}", "max_score": f"{row['max_score']:g}"})
+                safe = {k: _cell(v) for k, v in row.items()}
+                writer.writerow({**safe, "score": f"{row['score']:g}", "max_score": f"{row['max_score']:g}"})
     for g in results:
         if g.source:
             (feedback_dir / g.student).mkdir(parents=True, exist_ok=True)
             (feedback_dir / g.student / f"{g.notebook}.html").write_text(feedback_page(g))
     return results
+
+
+def course_secret(out_csv: Path) -> str:
+    """The secret behind each student's fresh case: kept beside the CSV (``<csv>.secret``), made once at random."""
+    import secrets
+
+    path = out_csv.with_suffix(".secret")
+    if path.is_file():
+        return path.read_text().strip()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    value = secrets.token_hex(16)
+    path.write_text(value + "\n")
+    path.chmod(0o600)
+    return value
+
+
+def _cell(value):
+    """A CSV cell a spreadsheet will not run as a formula (a student's folder may be named '=HYPERLINK(...')."""
+    return "'" + value if isinstance(value, str) and value[:1] in ("=", "+", "-", "@") else value
 
 
 def feedback_page(g: Graded) -> str:

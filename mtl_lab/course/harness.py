@@ -125,7 +125,11 @@ def _watched() -> dict[str, object]:
     watched = {}
     for label, owner in (("torch", torch), ("torch.nn.functional", F), ("torch.Tensor", torch.Tensor)):
         for name in dir(owner):
-            if "seed" in name or (name.startswith("__") and name not in ("__eq__", "__sub__", "__abs__", "__lt__")):
+            if (
+                "seed" in name
+                or "Storage" in name
+                or (name.startswith("__") and name not in ("__eq__", "__sub__", "__lt__"))
+            ):
                 continue
             try:
                 watched[f"{label}.{name}"] = getattr(owner, name)
@@ -134,12 +138,36 @@ def _watched() -> dict[str, object]:
     return watched
 
 
+class _Refuse:
+    """An import hook that refuses the modules an exercise asks the student to write."""
+
+    def __init__(self, names: list[str]):
+        self.names = set(names)
+
+    def find_spec(self, name, path=None, target=None):
+        if name in self.names:
+            raise ImportError(f"{name} is not available while this exercise is graded: write it yourself")
+        return None
+
+
+def hide(names: list[str]) -> None:
+    """Remove the library's own implementation of the exercise (``torch.optim.AdamW``, ...) before the answer runs."""
+    for dotted in names:
+        owner_name, _, attr = dotted.rpartition(".")
+        owner = sys.modules.get(owner_name)
+        if owner is not None and hasattr(owner, attr):
+            delattr(owner, attr)
+        sys.modules.pop(dotted, None)
+    sys.meta_path.insert(0, _Refuse(names))
+
+
 def grade_job(job_dir: Path) -> None:
     """The sandboxed process: define the answer cell after the set-up imports, run the cases, write the outputs."""
     job = json.loads((job_dir / "job.json").read_text())
     cases = torch.load(job_dir / "inputs.pt", weights_only=True)
     namespace: dict = {"__name__": "__student__"}
     exec(compile(job["preamble"], "<set-up imports>", "exec"), namespace)
+    hide(job.get("hide", []))
     before = _watched()
     (job_dir / "started").write_text("")
     result: dict = {"answer_error": None, "cases": {}, "replaced": []}

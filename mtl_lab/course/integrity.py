@@ -45,6 +45,7 @@ FORBIDDEN_MODULES = {
     "traceback",
     "sentence_transformers",
     "torchjd",
+    "operator",
 }
 FORBIDDEN_CALLS = {
     "exec",
@@ -82,18 +83,40 @@ FORBIDDEN_DUNDERS = {
 }
 # names whose attributes an answer must never assign: torch, its modules, the checkers and the lab
 PROTECTED_ROOTS = {"torch", "F", "nn", "checks", "mtl_lab", "np", "numpy", "math", "harness", "itertools", "functools"}
-# per exercise (the checker's grade_id): the library's own implementation of what the exercise asks for
+# per exercise (the checker's grade_id): the names of the library's own implementation of what it asks for; an
+# attribute or an import of any of them is flagged (and the sandbox removes them: ``HIDDEN``)
 LIBRARY_ANSWERS = {
-    "adamw": (
-        "optim.AdamW",
-        "optim.Adam",
-        "optim.adamw",
-        "optim.adam",
-        "optim._functional",
-        "_fused_adamw",
-        "_fused_adam",
-    ),
-    "info-nce": ("MultipleNegativesRankingLoss",),
+    "adamw": {"AdamW", "Adam", "adamw", "adam", "_functional", "_fused_adamw_", "_fused_adam_", "_multi_tensor_adamw"},
+    "info-nce": {"MultipleNegativesRankingLoss"},
+}
+# what the sandbox deletes from torch before an exercise's answer runs
+HIDDEN = {
+    "adamw": [
+        "torch.optim.AdamW",
+        "torch.optim.Adam",
+        "torch.optim.adamw",
+        "torch.optim.adam",
+        "torch.optim._functional",
+        "torch._fused_adamw_",
+        "torch._fused_adam_",
+    ],
+}
+# attributes that lead to the interpreter or the operating system, whatever they hang off (``torch.sys.modules``)
+FORBIDDEN_ATTRIBUTES = {
+    "sys",
+    "os",
+    "modules",
+    "builtins",
+    "subprocess",
+    "importlib",
+    "_getframe",
+    "f_globals",
+    "f_locals",
+    "f_back",
+    "f_builtins",
+    "gi_frame",
+    "cr_frame",
+    "tb_frame",
 }
 
 
@@ -151,10 +174,12 @@ def scan(source: str, exercise: str) -> list[Flag]:
                 elif top in FORBIDDEN_MODULES:
                     flag(f"imports {name}, which an answer has no use for", node)
             aliases |= {(a.asname or a.name).split(".")[0] for a in node.names}
-            if isinstance(node, ast.ImportFrom):
-                for a in node.names:
-                    if any(f"{node.module}.{a.name}".endswith(f) for f in LIBRARY_ANSWERS.get(exercise, ())):
-                        flag(f"uses the library's {a.name} instead of writing it", node)
+            for a in node.names:
+                if a.name.split(".")[-1] in LIBRARY_ANSWERS.get(exercise, ()) or (
+                    isinstance(node, ast.ImportFrom)
+                    and (node.module or "").split(".")[-1] in LIBRARY_ANSWERS.get(exercise, ())
+                ):
+                    flag(f"uses the library's {a.name} instead of writing it", node)
     for node in ast.walk(tree):
         targets: list[ast.AST] = []
         if isinstance(node, (ast.Assign, ast.Delete)):
@@ -167,22 +192,28 @@ def scan(source: str, exercise: str) -> list[Flag]:
                     what = _dotted(t) or _root(t)
                     flag(f"replaces {what}: an answer may not change torch, the checkers or the lab", node)
                     break
-        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in FORBIDDEN_CALLS:
-            flag(f"calls {node.func.id}(), which an answer has no use for", node)
-        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "getattr":
-            if len(node.args) > 1 and not isinstance(node.args[1], ast.Constant):
-                flag("getattr() with a computed name", node)
+        if isinstance(node, ast.Name) and node.id in FORBIDDEN_CALLS:
+            flag(f"uses {node.id}, which an answer has no use for", node)
+        if (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Name)
+            and node.func.id == "type"
+            and len(node.args) == 3
+        ):
+            flag("builds a class with type(name, bases, dict)", node)
+        if isinstance(node, ast.Name) and node.id == "getattr":
+            calls = [c for c in ast.walk(tree) if isinstance(c, ast.Call) and c.func is node]
+            if not calls or any(len(c.args) < 2 or not isinstance(c.args[1], ast.Constant) for c in calls):
+                flag("getattr with a computed name, or passed around", node)
         if isinstance(node, ast.Attribute) and node.attr in FORBIDDEN_DUNDERS:
             flag(f"reaches for {node.attr}", node)
-        if isinstance(node, ast.Attribute) and node.attr in ("_getframe", "f_globals", "f_locals", "f_back"):
-            flag(f"reaches for the interpreter's {node.attr}", node)
+        if isinstance(node, ast.Attribute) and node.attr in FORBIDDEN_ATTRIBUTES:
+            flag(f"reaches for .{node.attr}", node)
         if isinstance(node, ast.Name) and node.id in ("__builtins__", "__loader__", "__spec__"):
             flag(f"reaches for {node.id}", node)
-        if isinstance(node, (ast.Attribute, ast.Name)):
-            dotted = _dotted(node)
-            for forbidden in LIBRARY_ANSWERS.get(exercise, ()):
-                if dotted.endswith(forbidden):
-                    flag(f"uses the library's {forbidden.split('.')[-1]} instead of writing it", node)
-                    break
+        if isinstance(node, ast.Attribute) and node.attr in LIBRARY_ANSWERS.get(exercise, ()):
+            flag(f"uses the library's {node.attr} instead of writing it", node)
+        if isinstance(node, ast.Constant) and node.value in LIBRARY_ANSWERS.get(exercise, ()):
+            flag(f"names the library's {node.value}", node)
     unique = {(f.reason, f.line): f for f in flags}
     return sorted(unique.values(), key=lambda f: (f.line, f.reason))

@@ -55,7 +55,7 @@ def command(job_dir: Path, env: dict[str, str]) -> list[str]:
         )
         if site_lab.exists():
             argv += ["--tmpfs", str(site_lab)]
-    argv += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
+    argv += ["--proc", "/proc", "--dev", "/dev", "--size", str(64 * 2**20), "--tmpfs", "/tmp"]
     argv += ["--ro-bind", str(HARNESS), INSIDE_HARNESS, "--bind", str(job_dir), INSIDE_JOB, "--chdir", INSIDE_JOB]
     argv += ["--clearenv"]
     for key, value in env.items():

@@ -7,7 +7,9 @@ The submissions carry implementations written for this test (not the notebooks' 
 - mallory: the three cheats (replace the checker, import the lab's reference, patch torch.allclose);
 - eve: an answer that tries to read the instructor's notebooks, write into alice's folder and open a socket;
 - grace: correct answers that write warnings to stderr;
-- frank: two copies of notebook 01, a stray file, notebook 00, and no notebook 04.
+- frank: two copies of notebook 01, a stray file, notebook 00, and no notebook 04;
+- copycat: links to the instructor's notebook 02 and to alice's 01 (an unzipped upload keeps links);
+- sam: a pair-features answer that returns a sparse tensor (right values, not a plain tensor).
 """
 
 from __future__ import annotations
@@ -129,6 +131,8 @@ EXPECTED = {
     "eve": {"pair-features": 2},
     "grace": {"mean-pooling": 2, "pair-features": 2},
     "frank": {"adamw": 4, "mean-pooling": 2, "pair-features": 2, "info-nce": 3},
+    "copycat": {},
+    "sam": {"mean-pooling": 2},
 }
 MISTAKES = {
     ("bob", "adamw"): "no bias correction",
@@ -213,6 +217,11 @@ def make_submissions(release: Path, root: Path) -> None:
     )
     shutil.copy(release / "00_setup_and_data.ipynb", root / "frank" / "00_setup_and_data.ipynb")
     (root / "frank" / "notes.txt").write_text("I ran out of time for 04")
+    (root / "copycat").mkdir()
+    (root / "copycat" / "02_sbert_cnn_bilstm.ipynb").symlink_to(NOTEBOOK_DIR / "02_sbert_cnn_bilstm.ipynb")
+    (root / "copycat" / "01_bert_baselines.ipynb").symlink_to(root / "alice" / "01_bert_baselines.ipynb")
+    sparse = "return torch.cat([u, v, (u - v).abs()], -1).to_sparse()\n"
+    write(release, root / "sam", "02_sbert_cnn_bilstm", {**CORRECT, "pair-features-answer": sparse})
 
 
 @pytest.fixture(scope="module")
@@ -309,6 +318,8 @@ def test_every_file_is_accounted_for(graded):
         "frank/00_setup_and_data.ipynb: 00_setup_and_data has no graded exercise",
         "frank / 04_pcgrad: not submitted",
         "dave / 03_simcse: info-nce: the answer cell ran past",
+        "copycat/02_sbert_cnn_bilstm.ipynb: a link",
+        "copycat/01_bert_baselines.ipynb: a link",
     ):
         assert line in table, (line, table)
     frank = {r["exercise"]: r["feedback"] for r in rows if r["student"] == "frank"}
@@ -392,3 +403,16 @@ def test_a_notebook_is_matched_by_its_graded_cells_not_its_name():
     assert grading.match(nb, books) == "02_y"
     nb.cells = [nbformat.v4.new_code_cell("x = 1")]
     assert grading.match(nb, books) is None
+
+
+def test_a_report_with_other_cases_than_sent_is_refused():
+    """The harness shares its process with the answer: its report must hold exactly the cases sent, as plain tensors."""
+    import torch
+
+    cases = {"a": {}, "b": {}}
+    assert grading._checked({"answer_error": None, "cases": {}}, cases)[0] is None
+    good = {"answer_error": None, "cases": {"a": {"out": torch.ones(2)}, "b": {"error": "x"}}}
+    assert grading._checked(good, cases)[0] is good
+    odd = {"answer_error": None, "cases": {"a": {"out": torch.ones(2).to_sparse()}, "b": {"out": [torch.ones(1)]}}}
+    assert grading._checked(odd, cases)[0]["cases"]["a"]["out"] == "<Tensor>"
+    assert grading._checked([], cases)[0] is None
