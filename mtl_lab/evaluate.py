@@ -171,7 +171,10 @@ def predict_files(
             for path, model in zip(paths, models):
                 train_cfg = model.checkpoint_meta["train_config"]
                 enc = encode(df, task, tokenizer, train_cfg.get("max_length", 128))
-                precision = precision_choice(train_cfg.get("precision", "fp32"), dev)[0]
+                # the precision the run was scored in (an 'auto' run may have picked another on this machine)
+                recorded = model.checkpoint_meta.get("precision") if dev.type == "cpu" else None
+                recorded = recorded if recorded in ("fp32", "bf16") else None
+                precision = recorded or precision_choice(train_cfg.get("precision", "fp32"), dev)[0]
                 outputs.append(task_outputs(model, enc, batch_size, precision))
                 if split == "dev" and len(paths) > 1:
                     own[str(path)].update(_scored(task, df, outputs_to_predictions(task, outputs[-1])))

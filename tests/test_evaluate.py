@@ -80,3 +80,15 @@ def test_the_reported_sts_pearson_is_the_pearson_of_the_written_dev_file(tmp_pat
     file_r = pearsonr(written["Predicted_Similarity"], labels.loc[written["id"]])[0]
     assert reported["sts_pearson"] == pytest.approx(file_r, abs=1e-9)
     assert reported["sts_pearson"] != pytest.approx(pearsonr(raw, labels.loc[raw_ids])[0], abs=1e-3)  # not the raw r
+
+
+def test_a_checkpoint_predicts_in_the_precision_its_run_was_scored_in(tmp_path):
+    """An 'auto' run scored in fp32 on one CPU must not be predicted in bf16 on another: results.json says which."""
+    import json
+
+    from mtl_lab.models.model import _recorded_precision
+
+    (tmp_path / "results.json").write_text(json.dumps({"precision": "fp32"}))
+    assert _recorded_precision(tmp_path / "best.pt") == "fp32"
+    assert _recorded_precision(tmp_path) == "fp32"
+    assert _recorded_precision(tmp_path / "elsewhere" / "best.pt") is None

@@ -22,6 +22,7 @@ binary cross-entropy on its logit; STS uses MSE against the 0..5 gold score.
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -288,6 +289,15 @@ def checkpoint_path(path: str | os.PathLike, missing: str) -> Path:
     return path
 
 
+def _recorded_precision(path: str | os.PathLike) -> str | None:
+    """The precision a checkpoint's run scored dev in, from the results.json beside it (older best.pt files lack it)."""
+    folder = Path(path) if Path(path).is_dir() else Path(path).parent
+    try:
+        return json.loads((folder / "results.json").read_text()).get("precision")
+    except (OSError, ValueError):
+        return None
+
+
 def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> MultitaskModel:
     """A MultitaskModel in eval mode from a ``best.pt`` (or a run folder holding one)."""
     _, ckpt = read_checkpoint(path, "no such checkpoint (train a model first, or give a run folder with best.pt)")
@@ -296,5 +306,9 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> M
     config = {k: v for k, v in ckpt["model_config"].items() if k in known and k != "init"}
     model = MultitaskModel(ModelConfig(**config))
     model.load_state_dict(ckpt["state_dict"])
-    model.checkpoint_meta = {"train_config": ckpt.get("train_config", {}), "metrics": ckpt.get("metrics", {})}
+    model.checkpoint_meta = {
+        "train_config": ckpt.get("train_config", {}),
+        "metrics": ckpt.get("metrics", {}),
+        "precision": ckpt.get("precision") or _recorded_precision(path),
+    }
     return model.to(device).eval()

@@ -337,7 +337,12 @@ def score_epoch(run: Run, state: RunState, stage_i: int, epoch: int, log: dict) 
         eval_end = time.perf_counter()
         if metrics["overall"] > state.best["overall"]:  # saved here: the weights just scored (with ema, the average)
             state.best = {"epoch": global_epoch + 1, **metrics}
-            weights = {"model_config": run.model_cfg.to_dict(), "train_config": cfg.to_dict()}
+            # the precision it was scored in: prediction from best.pt uses the same, on any machine
+            weights = {
+                "model_config": run.model_cfg.to_dict(),
+                "train_config": cfg.to_dict(),
+                "precision": run.precision,
+            }
             atomic_save({**weights, "state_dict": scored.state_dict(), "metrics": state.best}, run.out / "best.pt")
     losses, consistency, seconds = log["losses"], log["rdrop_consistency"], log["seconds"]
     record = {
