@@ -318,6 +318,16 @@ def _cmd_course(args: argparse.Namespace) -> int:
             print(f"{name}: {n} graded exercise{'s' if n != 1 else ''}")
         print(f"student notebooks written to {args.out} (nbgrader release: solutions stubbed, outputs cleared)")
         return 0
+    if args.action == "leaderboard":
+        from mtl_lab.course.leaderboard import leaderboard
+
+        table, problems = leaderboard(args.submissions, args.labels, args.out, args.reference)
+        shown = table[["rank", "team", "overall", "vs reference", "low", "high", "rank low", "rank high"]]
+        print(shown.to_string(index=False, float_format=lambda x: f"{x:+.4f}" if abs(x) < 0.5 else f"{x:.4f}"))
+        for team in problems:
+            print(f"not scored: {team.name}: {team.problem}")
+        print(f"\nwrote {args.out} and {Path(args.out).with_suffix('.csv')}")
+        return 0
     from mtl_lab.course.sandbox import SandboxUnavailable
 
     out = Path(args.out)
@@ -538,6 +548,19 @@ def _course_commands(sub) -> None:
         action="store_true",
         help="run student code without bubblewrap, with your rights (only where bwrap cannot run; docs/teaching.md)",
     )
+    q.set_defaults(func=_cmd_course)
+    q = course.add_parser(
+        "leaderboard",
+        help="score <team>/{sst,para,sts}-test-output.csv against the staff's test labels, with intervals",
+    )
+    q.add_argument("submissions", help="folder of <team>/ folders holding the three test files")
+    q.add_argument(
+        "--labels",
+        required=True,
+        help="folder of the labelled test files: ids-sst-test.csv, quora-test.csv, sts-test.csv",
+    )
+    q.add_argument("--out", default="leaderboard.html", help="the HTML page (a CSV of the same numbers goes beside it)")
+    q.add_argument("--reference", help="a folder of test files to compare with (default: the lab's [CLS] baseline)")
     q.set_defaults(func=_cmd_course)
 
     p = sub.add_parser("report", help="write the results page (docs/results.md and its figures) of a profile")

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from scipy.stats import rankdata
 
 from mtl_lab.data import TASKS
 from mtl_lab.evaluate import prediction_path
@@ -165,7 +166,7 @@ def score(
     diff = boot - boot[:, [0]]
     table["vs reference"] = table["overall"] - table["overall"].iloc[0]
     table["low"], table["high"] = np.quantile(diff, 0.025, axis=0), np.quantile(diff, 0.975, axis=0)
-    ranks = (-boot).argsort(1).argsort(1) + 1  # 1 = best, per resample
+    ranks = rankdata(-boot, method="min", axis=1)  # 1 = best, per resample; a tie shares the better rank
     table["rank"] = table["overall"].rank(ascending=False, method="min").astype(int)
     table["rank low"] = np.quantile(ranks, 0.025, axis=0).astype(int)
     table["rank high"] = np.quantile(ranks, 0.975, axis=0).astype(int)
