@@ -8,11 +8,14 @@ Two questions, kept apart:
   half, and the score is the dev metric of those predictions. Pooling the two halves (instead of
   averaging two half-set scores) keeps one prediction per example, so the same vector feeds the
   paired bootstrap below, and STS's Pearson r is computed on all pairs rather than on 430.
-* **Noise.** Two runs scored on the same examples differ by chance too. ``compare`` resamples dev
-  examples (``scipy.stats.bootstrap``; per task paired, the overall score stratified by task with
-  each task's pairs kept together) for a 95 % interval of the difference, and, with three or more
-  seeds per row, gives a t interval over the seeds' paired differences. A difference is called
-  better or worse only when its interval excludes 0.
+* **Noise.** Two methods scored on the same examples differ by chance twice over: the training seed and the dev
+  examples. The verdict interval holds both: a two-way bootstrap (``mtl_lab.study.intervals``) resamples seeds and
+  dev examples together and redoes the cross-fitted epoch choice inside every resample. It needs 3 or more seeds a
+  row (or an ensemble of 3 or more seeds); with fewer there is no verdict. A last-epoch score (nothing chosen) is
+  given beside. Per task, the paired example bootstrap (``scipy.stats.bootstrap``) of one seed pair describes
+  those two runs, at a confidence adjusted for the three tasks; a t interval over the seeds' paired differences is
+  shown as a description of training noise only. Words follow the verdict interval: *better* or *worse* only when
+  it excludes 0, otherwise "inconclusive: [low, high]".
 """
 
 from __future__ import annotations
@@ -219,14 +222,19 @@ def _task_difference(task: str, rows: np.ndarray) -> np.ndarray:
 
 
 def paired_interval(
-    task: str, a: np.ndarray, b: np.ndarray, gold: np.ndarray, n_resamples: int = N_RESAMPLES
+    task: str,
+    a: np.ndarray,
+    b: np.ndarray,
+    gold: np.ndarray,
+    n_resamples: int = N_RESAMPLES,
+    confidence: float = CONFIDENCE,
 ) -> tuple[float, float, float]:
-    """One task's metric difference a - b on the same examples and its 95 % paired bootstrap interval."""
+    """One task's metric difference a - b on the same examples and its paired bootstrap interval."""
     if TASKS[task].kind == "regression":
         data, stat = (a, b, gold), _pearson_difference
     else:
         data, stat = ((a == gold).astype(float), (b == gold).astype(float)), _accuracy_difference
-    return _bootstrap(data, stat, paired=True, n_resamples=n_resamples)
+    return _bootstrap(data, stat, paired=True, n_resamples=n_resamples, confidence=confidence)
 
 
 def overall_interval(samples: dict[str, tuple], n_resamples: int = N_RESAMPLES) -> tuple[float, float, float]:
@@ -243,7 +251,9 @@ def overall_interval(samples: dict[str, tuple], n_resamples: int = N_RESAMPLES) 
     return _bootstrap(rows, stat, paired=False, n_resamples=n_resamples)
 
 
-def _bootstrap(data, stat, paired: bool, n_resamples: int) -> tuple[float, float, float]:
+def _bootstrap(
+    data, stat, paired: bool, n_resamples: int, confidence: float = CONFIDENCE
+) -> tuple[float, float, float]:
     """The statistic on the data and its percentile interval (``scipy.stats.bootstrap``, fixed seed)."""
     res = stats.bootstrap(
         data,
@@ -252,7 +262,7 @@ def _bootstrap(data, stat, paired: bool, n_resamples: int) -> tuple[float, float
         vectorized=True,
         n_resamples=n_resamples,
         batch=500,
-        confidence_level=CONFIDENCE,
+        confidence_level=confidence,
         method="percentile",
         random_state=BOOTSTRAP_SEED,
         axis=-1,
@@ -278,16 +288,17 @@ def aligned(a: DevPredictions, b: DevPredictions, labels: dict[str, pd.Series]) 
 
 
 def verdict(low: float, high: float) -> str:
-    """'better' or 'worse' only when the interval excludes 0; otherwise no detectable difference."""
+    """'better' or 'worse' only when the interval excludes 0; otherwise 'inconclusive: [low, high]'."""
     if low > 0:
         return "better"
     if high < 0:
         return "worse"
-    return "no detectable difference"
+    return f"inconclusive: [{low:+.4f}, {high:+.4f}]"
 
 
 def seed_interval(differences: list[float]) -> tuple[float, float, float]:
-    """Mean of per-seed paired differences and its 95 % t interval (scipy.stats.ttest_1samp)."""
+    """Mean of per-seed paired differences and its 95 % t interval (scipy.stats.ttest_1samp): training noise only,
+    shown as a description, never a verdict."""
     diffs = np.asarray(differences, dtype=float)
     if np.allclose(diffs, diffs[0]):
         return float(diffs[0]), float(diffs[0]), float(diffs[0])
@@ -297,19 +308,23 @@ def seed_interval(differences: list[float]) -> tuple[float, float, float]:
 
 @dataclass
 class Comparison:
-    """The paired comparison of run A with run B: per-task and overall rows (None where a run has no per-example
-    predictions), seeds, and the verdict."""
+    """Method A against method B: the verdict interval over seeds and examples (``two_way``, epochs cross-fitted inside
+    each resample), the last-epoch interval beside it, and the per-task table of one seed pair."""
 
     a: str
     b: str
     table: pd.DataFrame | None
     sources: tuple[str, str]
     seeds: pd.DataFrame | None = None
-    seed_row: dict | None = None
+    seed_row: dict | None = None  # the t interval over seeds: descriptive
+    two_way: object | None = None  # intervals.TwoWay of the cross-fitted scores: the verdict
+    last: object | None = None  # intervals.TwoWay of the last epoch's scores: nothing chosen
+    candidates: int = 1  # rows A was chosen among (the verdict interval is adjusted for them)
+    why_none: str = ""  # why there is no verdict interval
 
     @property
     def overall(self) -> dict | None:
-        """The overall row of the example-level comparison as plain Python values (None without predictions)."""
+        """The overall row of the one-seed-pair table as plain Python values (None without predictions)."""
         if self.table is None:
             return None
         return {k: v.item() if isinstance(v, np.generic) else v for k, v in self.table.loc["overall"].items()}
@@ -317,34 +332,36 @@ class Comparison:
     @property
     def selected(self) -> bool:
         """Whether a score compared is a best epoch, chosen on the same dev examples that score it."""
-        sources = list(self.sources)
-        if self.seeds is not None and len(self.seeds):
-            sources += self.seeds["scores"].tolist()
-        return any(not s.startswith("cross-fitted") for s in sources)
+        return any(not s.startswith("cross-fitted") for s in self.sources)
 
     @property
     def verdict(self) -> str:
-        """Better / worse only when every interval given for the overall difference excludes 0, and said as a
-        claim only when no score compared was selected on the examples that report it."""
-        intervals = [r for r in (self.overall, self.seed_row) if r is not None]
-        words = {verdict(r["low"], r["high"]) for r in intervals}
-        word = words.pop() if len(words) == 1 else "no detectable difference"
-        if self.selected and word != "no detectable difference":
-            return f"{word} at the best epoch, chosen on these same dev examples: not a claim until cross-fitted"
-        return word
+        """The two-way interval's words ('better', 'worse', 'inconclusive: [lo, hi]'), or why there is none."""
+        if self.two_way is None:
+            return f"no verdict ({self.why_none or 'needs 3 or more seeds with records in each row: --seeds'})"
+        return self.two_way.words()
 
     def sentence(self) -> str:
-        """One line: A vs B, the overall difference with its interval(s), and the verdict."""
-        parts = []
-        if self.overall is not None:
+        """One line: A vs B, the verdict interval and the last-epoch one, and the verdict."""
+        if self.two_way is None:
             o = self.overall
-            parts.append(f"{o['diff']:+.4f} [{o['low']:+.4f}, {o['high']:+.4f}] over dev examples")
-        else:
-            parts.append("no per-example dev predictions to resample")
-        if self.seed_row is not None:
-            s = self.seed_row
-            parts.append(f"{s['diff']:+.4f} [{s['low']:+.4f}, {s['high']:+.4f}] over {s['n']} seeds")
-        return f"{self.a} vs {self.b}, overall: {', '.join(parts)}: {self.verdict}"
+            shown = (
+                f"{o['diff']:+.4f} [{o['low']:+.4f}, {o['high']:+.4f}] for these two runs over dev examples"
+                if o is not None
+                else "no per-example dev predictions"
+            )
+            return f"{self.a} vs {self.b}, overall: {shown}: {self.verdict}"
+        t, last = self.two_way, self.last
+        level = f"{t.confidence:.1%}".replace(".0%", "%")
+        adjusted = f", adjusted for {self.candidates} candidate rows" if self.candidates > 1 else ""
+        seeds = f"{t.seeds} seeds" if isinstance(t.seeds, int) else t.seeds
+        text = (
+            f"{self.a} vs {self.b}, overall, cross-fitted: {t.diff:+.4f} [{t.low:+.4f}, {t.high:+.4f}] "
+            f"({level} two-way bootstrap over {seeds} and dev examples{adjusted})"
+        )
+        if last is not None:
+            text += f"; last epoch: {last.diff:+.4f} [{last.low:+.4f}, {last.high:+.4f}]"
+        return f"{text}: {self.verdict}"
 
 
 def compare_pair(
@@ -353,8 +370,9 @@ def compare_pair(
     """Per task and overall: A's and B's metric, the paired difference and its 95 % interval, and a verdict."""
     samples = aligned(a, b, labels)
     rows = {}
+    task_confidence = 1 - (1 - CONFIDENCE) / len(samples)  # Bonferroni over the tasks
     for task, (pa, pb, gold) in samples.items():
-        diff, low, high = paired_interval(task, pa, pb, gold, n_resamples)
+        diff, low, high = paired_interval(task, pa, pb, gold, n_resamples, task_confidence)
         metric = METRIC_NAMES[task]
         ma, mb = (task_metrics(task, p, gold)[metric] for p in (pa, pb))
         rows[TASK_LABELS[task]] = {"A": ma, "B": mb, "diff": diff, "low": low, "high": high, "n": len(gold)}
@@ -384,6 +402,29 @@ def row_of(name: str) -> list[str] | None:
     return None
 
 
+def _row_records(name: str, profile: str) -> tuple[list[str], list]:
+    """A method's runs with records: its study row's seeds, or the run alone (an ensemble counts as one)."""
+    names = row_of(name) or [name]
+    found = []
+    for n in names:
+        try:
+            res, rec = run_records(run_folder(n, profile))
+        except FileNotFoundError:
+            continue
+        if rec is not None and rec.epochs:
+            found.append((n, res, rec))
+    return [n for n, _, _ in found], [rec for _, _, rec in found]
+
+
+def _seed_count(name: str, profile: str) -> int:
+    """How many seeds a run stands for: 1, or its members for a seed ensemble."""
+    try:
+        res = run_records(run_folder(name, profile))[0]
+    except FileNotFoundError:
+        return 0
+    return len(res.get("config", {}).get("members", [])) if res.get("config", {}).get("ensemble") else 1
+
+
 def compare_runs(
     a: str,
     b: str,
@@ -392,12 +433,17 @@ def compare_runs(
     honest: bool = True,
     data_dir: DataDir = None,
     n_resamples: int = N_RESAMPLES,
+    candidates: int = 1,
 ) -> Comparison:
-    """Compare run A with run B on the same dev examples, and with ``seeds`` their study rows seed by seed.
+    """Compare method A with method B on the same dev examples.
 
-    Cross-fitted predictions where both runs have records, else both at their best epoch; over seeds, a t
-    interval where both rows have 3+ seeds.
+    The table: one seed pair (cross-fitted where both have records), per task at a confidence adjusted for the tasks.
+    With ``seeds``: the verdict interval, a two-way bootstrap over the rows' seeds and the dev examples with the
+    epoch chosen inside every resample (``intervals.two_way``), adjusted for ``candidates`` rows when A was chosen
+    among several; the last-epoch interval beside; the t interval over seeds as a description.
     """
+    from mtl_lab.study import intervals
+
     labels = dev_labels(TASKS, data_dir)
     both = honest and has_records(a, profile) and has_records(b, profile)  # never cross-fitted against best epoch
     try:
@@ -408,8 +454,27 @@ def compare_runs(
         comparison = Comparison(a, b, None, ("results.json", "results.json"))  # seeds' scores only
     else:
         comparison = Comparison(a, b, compare_pair(pa, pb, labels, n_resamples), (pa.source, pb.source))
-    if seeds:
-        comparison.seeds, comparison.seed_row = seed_comparison(a, b, profile, honest, labels)
+        if both:  # the pair's overall interval with the epoch choice redone inside each resample
+            recs = [run_records(run_folder(n, profile))[1] for n in (a, b)]
+            one = intervals.two_way(recs[:1], recs[1:], labels, "crossfit", n_resamples=n_resamples)
+            comparison.table.loc["overall", ["diff", "low", "high"]] = [one.diff, one.low, one.high]
+            comparison.table.loc["overall", "verdict"] = verdict(one.low, one.high)
+    comparison.candidates = candidates
+    if not seeds:
+        comparison.why_none = "one run each describes those two runs, not the methods: compare their rows with --seeds"
+        return comparison
+    comparison.seeds, comparison.seed_row = seed_comparison(a, b, profile, honest, labels)
+    (names_a, rec_a), (names_b, rec_b) = _row_records(a, profile), _row_records(b, profile)
+    counts = [sum(_seed_count(n, profile) for n in names) for names in (names_a, names_b)]
+    if min(counts) < 3:
+        comparison.why_none = f"{counts[0]} and {counts[1]} seeds with records: a verdict needs 3 or more in each"
+        return comparison
+    confidence = intervals.adjusted(CONFIDENCE, candidates)
+    for rule in ("crossfit", "last"):
+        result = intervals.two_way(rec_a, rec_b, labels, rule, confidence, n_resamples)
+        if len(rec_a) != len(rec_b):
+            result.seeds = f"{len(rec_a)} x {len(rec_b)} runs (unpaired)"
+        setattr(comparison, "two_way" if rule == "crossfit" else "last", result)
     return comparison
 
 
@@ -569,8 +634,9 @@ def format_comparison(c: Comparison) -> str:
         shown[col] = shown[col].map("{:+.4f}".format)
     lines = [
         f"A = {c.a} ({c.sources[0]}), B = {c.b} ({c.sources[1]})",
-        f"paired differences A - B on the same dev examples, {CONFIDENCE:.0%} bootstrap intervals "
-        f"({N_RESAMPLES:,} resamples, seed {BOOTSTRAP_SEED}; the overall score resampled per task):",
+        f"one seed pair, paired differences A - B on the same dev examples: per task {1 - (1 - CONFIDENCE) / 3:.1%} "
+        f"bootstrap intervals (adjusted for 3 tasks; {N_RESAMPLES:,} resamples, seed {BOOTSTRAP_SEED}); overall "
+        f"{CONFIDENCE:.0%}, the epoch chosen inside each resample where both runs have records:",
         shown.to_string(),
     ]
     return _format_seeds(c, lines)
@@ -581,7 +647,11 @@ def _format_seeds(c: Comparison, lines: list[str]) -> str:
     if c.seeds is not None and len(c.seeds):
         seeds = c.seeds[["seed", "A run", "B run", "A", "B", "diff"]].to_string(index=False, float_format="%.4f")
         lines += ["", "seed by seed (overall):", seeds]
-        if c.seed_row is None:
-            lines.append(f"(an interval over seeds needs 3 or more seeds of both rows; {len(c.seeds)} here)")
+        if c.seed_row is not None:
+            s = c.seed_row
+            lines.append(
+                f"t interval over the {s['n']} seeds' differences (training noise only, a description, not the "
+                f"verdict): {s['diff']:+.4f} [{s['low']:+.4f}, {s['high']:+.4f}]"
+            )
     lines += ["", c.sentence()]
     return "\n".join(lines)

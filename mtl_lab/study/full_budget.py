@@ -82,3 +82,17 @@ HEADLINE_ROWS = {
     ),
     "the lab's recipe": ("(e) the lab's recipe: (d) + R-Drop, 4 epochs, one model (= row (i))", None),
 }
+
+
+# How many candidate rows a headline row was chosen among on this dev set: its verdict interval is adjusted for them
+# (Bonferroni). The recipe was the best of about nine candidate rows (docs/study.md); the paper's model was the
+# paper's choice, not made on this dev set.
+HEADLINE_CANDIDATES = {"the lab's recipe": 9}
+
+# Seed ensembles published as runs of their own (``mtl_lab.study.ensemble``): name -> members. The baseline's three
+# seeds cost about one recipe seed of CPU (3 x 17 min against 60 min): the compute-matched comparison.
+ENSEMBLES = {
+    "ensemble-cls-x3": ["baseline", "full-cls-s1", "full-cls-s2"],
+    "ensemble-recipe-x3": ["recipe", "recipe-s1", "recipe-s2"],
+}
+COMPUTE_MATCHED = ("ensemble-cls-x3", "recipe")  # the baseline's 3-seed vote against one recipe seed (its row)

@@ -97,7 +97,7 @@ def full_budget_table(
                 "seeds": len(done),
                 **{c: float(m[c].mean()) for c in METRICS},
                 "overall std": float(m["overall"].std(ddof=1)) if len(done) > 1 else np.nan,
-                # a difference is stated only with its interval: a t interval over 2+ paired seeds
+                # the mean paired difference, with a t interval (descriptive) from 3 seeds on
                 **_paired_columns(paired),
                 "minutes": float(m["minutes"].mean()),
                 "CPU": ", ".join(c for c in cpus if c != "?") or "not recorded",
@@ -108,11 +108,12 @@ def full_budget_table(
 
 
 def _paired_columns(paired: list[float]) -> dict:
-    """The mean paired difference and its 95 % t interval over seeds (blank with fewer than 2 seeds)."""
-    if len(paired) < 2:
-        return {"paired diff vs baseline": np.nan, "95% interval (seeds)": ""}
+    """The mean paired difference and its 95 % t interval over seeds: a description of training noise only (the
+    verdict is the two-way interval of ``compare``), and blank with fewer than 3 seeds."""
+    if len(paired) < 3:
+        return {"paired diff vs baseline": np.mean(paired) if paired else np.nan, "t interval (seeds, descriptive)": ""}
     mean, low, high = seed_interval(paired)
-    return {"paired diff vs baseline": mean, "95% interval (seeds)": f"[{low:+.3f}, {high:+.3f}]"}
+    return {"paired diff vs baseline": mean, "t interval (seeds, descriptive)": f"[{low:+.3f}, {high:+.3f}]"}
 
 
 def _dropout_of(run: dict, results: dict[str, dict]) -> str:
@@ -147,28 +148,29 @@ def plot_full_budget(results: dict[str, dict], rows: dict[str, list[str]], ax: p
 
 
 def plot_paired_differences(comparisons: list[Comparison]) -> plt.Figure:
-    """Each comparison's overall difference with its intervals: over seeds (thick, dots) and over dev examples (thin).
+    """Each comparison's overall difference: the verdict interval (thick), the last-epoch one (thin), the seeds (dots).
 
-    The t interval over seeds, each seed as a dot, and the bootstrap interval over dev examples of seed 0;
-    0 marked, so an interval that holds it reads at a glance.
+    The verdict interval is the two-way bootstrap over seeds and dev examples with the epoch chosen inside every
+    resample; 0 is marked, so an interval that holds it reads at a glance.
     """
     fig, ax = plt.subplots(figsize=(7.5, 0.9 + 0.8 * max(1, len(comparisons))))
     for y, c in enumerate(comparisons):
-        o = c.overall or {"low": np.nan, "high": np.nan}  # no per-example predictions of seed 0: the seeds alone
         first = y == 0
-        ax.plot([o["low"], o["high"]], [y + 0.12] * 2, color="tab:blue", lw=1.5,
-                label="95% over dev examples" if first else None)  # fmt: skip
-        if c.seed_row is not None:
-            s = c.seed_row
-            ax.plot([s["low"], s["high"]], [y - 0.12] * 2, color="tab:orange", lw=5, alpha=0.7,
-                    label="95% over seeds" if first else None)  # fmt: skip
+        if c.two_way is not None:
+            t = c.two_way
+            ax.plot([t.low, t.high], [y - 0.12] * 2, color="tab:orange", lw=5, alpha=0.7,
+                    label="cross-fitted: seeds x examples" if first else None)  # fmt: skip
+            ax.plot([t.diff], [y - 0.12], "|", color="black", ms=12)
+        if c.last is not None:
+            ax.plot([c.last.low, c.last.high], [y + 0.12] * 2, color="tab:blue", lw=1.5,
+                    label="last epoch: seeds x examples" if first else None)  # fmt: skip
         if c.seeds is not None and len(c.seeds):
             ax.plot(c.seeds["diff"], [y - 0.12] * len(c.seeds), "o", color="black", ms=4,
-                    label="a seed" if first else None)  # fmt: skip
+                    label="a seed pair" if first else None)  # fmt: skip
     ax.axvline(0, color="gray", lw=1, ls="--")
     ax.set_yticks(range(len(comparisons)), [f"{c.a}\nvs {c.b}" for c in comparisons], fontsize=9)
     ax.set_ylim(len(comparisons) - 0.5, -0.5)
-    ax.set_xlabel("paired difference in dev overall (A - B)")
+    ax.set_xlabel("difference in dev overall (A - B), 95% intervals")
     legend_right(ax)
     fig.tight_layout()
     return fig
