@@ -318,6 +318,14 @@ def _cmd_course(args: argparse.Namespace) -> int:
             print(f"{name}: {n} graded exercise{'s' if n != 1 else ''}")
         print(f"student notebooks written to {args.out} (nbgrader release: solutions stubbed, outputs cleared)")
         return 0
+    if args.action == "jupyter":
+        from mtl_lab.course import jupyter_mode
+
+        for path in jupyter_mode.apply(args.mode).values():
+            print(f"wrote {path}")
+        tools = "off" if args.mode == "student" else "on"
+        print(f"JupyterLab here is in {args.mode} mode: nbgrader's instructor tools {tools}; restart jupyter lab")
+        return 0
     if args.action == "leaderboard":
         from mtl_lab.course.leaderboard import leaderboard
 
@@ -548,6 +556,11 @@ def _course_commands(sub) -> None:
         action="store_true",
         help="run student code without bubblewrap, with your rights (only where bwrap cannot run; docs/teaching.md)",
     )
+    q.set_defaults(func=_cmd_course)
+    q = course.add_parser(
+        "jupyter", help="this environment's JupyterLab: student (nbgrader's instructor tools off) or instructor"
+    )
+    q.add_argument("mode", choices=["student", "instructor"])
     q.set_defaults(func=_cmd_course)
     q = course.add_parser(
         "leaderboard",

@@ -162,3 +162,24 @@ def autocast_context(device: torch.device, precision: str):
         return torch.autocast(device.type, enabled=False)
     dtype = torch.bfloat16 if precision == "bf16" else torch.float16
     return torch.autocast(device.type, dtype=dtype)
+
+
+PROGRESS_ENV = "MTL_LAB_PROGRESS"
+_last_note = [0.0]
+
+
+def progress_note(text: str, every_s: float = 2.0) -> None:
+    """Tell a watcher outside the process what long work is doing (``notebooks run`` prints it from a kernel).
+
+    Written to the file $MTL_LAB_PROGRESS names, at most every ``every_s`` seconds; nothing without it."""
+    path = os.environ.get(PROGRESS_ENV)
+    now = time.monotonic()
+    if not path or now - _last_note[0] < every_s:
+        return
+    _last_note[0] = now
+    tmp = Path(f"{path}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    except OSError:  # a watcher that went away: the work goes on
+        pass

@@ -55,6 +55,26 @@ FINAL_STATES = {
     "REVOKED",
     "PREEMPTED",  # preempted and cancelled (PreemptMode=CANCEL); a requeued job is PENDING again
 }
+# pending reasons that will not clear by waiting: the job asks for what the cluster cannot give
+NEVER_REASONS = {
+    "PartitionConfig",
+    "PartitionNodeLimit",
+    "PartitionTimeLimit",
+    "BadConstraints",
+    "InvalidAccount",
+    "InvalidQOS",
+    "DependencyNeverSatisfied",
+    "QOSMaxCpuPerJobLimit",
+    "QOSMaxGRESPerJob",
+    "QOSMaxWallDurationPerJobLimit",
+    "AssocMaxWallDurationPerJobLimit",
+    "AssocMaxCpuPerJobLimit",
+}
+# what sbatch prints when no controller answers
+NO_CONTROLLER = ("Could not establish a configuration source", "Unable to contact slurm controller",
+                 "DNS SRV lookup failed", "Connection refused", "Zero Bytes were transmitted",
+                 "Unable to process configuration file")  # fmt: skip
+CHECKPOINT_MINUTES = 5  # a requeued job loses at most this much training
 # notebooks that train or read the runs of earlier ones start after them: 03 and 04 both train
 # agg-<model>-sum, 05's grid reuses 03's and 04's runs, 06 reads 05's grid
 NOTEBOOK_AFTER = {"04": ["03"], "05": ["03", "04"], "06": ["05"]}
@@ -76,6 +96,7 @@ class SlurmOptions:
     slurm_args: dict[str, str] = field(default_factory=dict)
     max_parallel: int | None = None
     wait: bool = False
+    replace: bool = False
     poll_s: float = 10.0
 
 
@@ -102,6 +123,11 @@ def add_executor_args(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument("--max-parallel", type=int, metavar="N", help="at most N of these jobs running at once")
     g.add_argument("--wait", action="store_true", help="wait for the jobs, then print what the local executor prints")
+    g.add_argument(
+        "--replace",
+        action="store_true",
+        help="cancel this command's jobs still pending and submit them again with these options",
+    )
 
 
 def options_from_args(args: argparse.Namespace) -> SlurmOptions:
@@ -125,6 +151,7 @@ def options_from_args(args: argparse.Namespace) -> SlurmOptions:
         slurm_args=extra,
         max_parallel=args.max_parallel,
         wait=args.wait,
+        replace=getattr(args, "replace", False),
     )
 
 
@@ -157,6 +184,7 @@ def _job_environment(runs: str, data: str | None) -> None:
         os.environ["MTL_LAB_DATA"] = data
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    os.environ.setdefault("MTL_LAB_CHECKPOINT_MINUTES", str(CHECKPOINT_MINUTES))
 
 
 def _job_id() -> str:
@@ -289,11 +317,13 @@ def job_states(ids: list[str]) -> dict[str, dict]:
         for line in text.splitlines():
             jid, state, elapsed, submit, start, end = (line.split("|") + [""] * 6)[:6]
             out[jid] = {"state": state.split()[0], "elapsed": elapsed, "submit": submit, "start": start, "end": end}
-    text = _run(["squeue", "-h", "-o", "%i|%T|%M", "-j", ",".join(ids)])
-    for line in (text or "").splitlines():  # squeue knows the live state of a queued job first
-        jid, state, elapsed = (line.split("|") + ["", ""])[:3]
+    text = _run(["squeue", "-h", "-o", "%i|%T|%M|%r", "-j", ",".join(ids)])
+    for line in (text or "").splitlines():  # squeue knows the live state (and why a job waits) first
+        jid, state, elapsed, reason = (line.split("|") + ["", "", ""])[:4]
         out.setdefault(jid, {})
         out[jid].update(state=state, elapsed=out[jid].get("elapsed") or elapsed)
+        if state == "PENDING" and reason and reason != "None":
+            out[jid]["reason"] = reason
     return out
 
 
@@ -311,6 +341,51 @@ def queued() -> dict[str, dict]:
     return out
 
 
+def _sbatch_options(base: dict, minutes_: int, extra: dict[str, str]) -> list[str]:
+    """The sbatch command-line options equivalent to submitit's parameters (for ``--test-only``)."""
+    names = {"cpus_per_task": "cpus-per-task", "partition": "partition", "mem": "mem", "gpus_per_node": "gpus-per-node"}
+    args = [f"--{flag}={base[key]}" for key, flag in names.items() if key in base]
+    return [*args, f"--time={minutes_}", *(f"--{k.replace('_', '-')}={v}" for k, v in extra.items())]
+
+
+def preflight(base: dict, minutes_: int, extra: dict[str, str]) -> None:
+    """Ask Slurm (``sbatch --test-only``) whether it could run a job with these options; one clear line if not.
+
+    Run before anything is submitted or written, so a refused submission leaves no job and no file behind."""
+    cmd = ["sbatch", "--test-only", *_sbatch_options(base, minutes_, extra), "--wrap=true"]
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise ClusterError(f"sbatch could not be run ({exc.__class__.__name__}): is this a Slurm login node?") from exc
+    said = " ".join(line.strip() for line in (proc.stderr + proc.stdout).splitlines() if line.strip())
+    if proc.returncode == 0:
+        return
+    if any(marker in said for marker in NO_CONTROLLER):
+        raise ClusterError(
+            "no Slurm controller answers: is slurmctld running (systemctl status slurmctld, or scontrol ping), and "
+            f"does SLURM_CONF point to this cluster's slurm.conf? (sbatch: {said[-200:]})"
+        )
+    errors = [part.strip() for part in said.split("sbatch: error:") if part.strip()]
+    raise ClusterError(
+        f"Slurm cannot run these jobs as asked ({' '.join(_sbatch_options(base, minutes_, extra))}): "
+        f"{errors[-1] if errors else said[-300:]}; change --partition, --cpus-per-task, --mem, --time or --gpus-per-job"
+    )
+
+
+def _cancel_pending(waiting: dict[str, dict], keys: set[str]) -> dict[str, dict]:
+    """``--replace``: cancel the pending jobs of these tasks (a running one stays); return what is still queued."""
+    left = {}
+    for key, job in waiting.items():
+        if key in keys and job["state"] == "PENDING":
+            _run(["scancel", job["job_id"]])
+            print(f"{key}: pending job {job['job_id']} cancelled, submitting it again", flush=True)
+        else:
+            if key in keys:
+                print(f"{key}: job {job['job_id']} is {job['state']}, not replaced", flush=True)
+            left[key] = job
+    return left
+
+
 def submit(tasks: list[Task], opts: SlurmOptions, profile: str) -> list[Submitted]:
     """Submit tasks (in an order where every task comes after those it waits for) as Slurm jobs.
 
@@ -318,9 +393,6 @@ def submit(tasks: list[Task], opts: SlurmOptions, profile: str) -> list[Submitte
     (and later tasks wait for that job).
     """
     require_slurm()
-    folder = slurm_folder() / "logs"
-    folder.mkdir(parents=True, exist_ok=True)
-    executor = submitit.SlurmExecutor(folder=folder, max_num_timeout=3)
     base = {
         "cpus_per_task": opts.cpus_per_task or DEFAULT_CPUS[profile],
         "stderr_to_stdout": True,
@@ -332,7 +404,15 @@ def submit(tasks: list[Task], opts: SlurmOptions, profile: str) -> list[Submitte
     gpus = opts.gpus_per_job if opts.gpus_per_job is not None else (1 if profile == "gpu" else 0)
     if gpus:
         base["gpus_per_node"] = gpus
+    if tasks:
+        longest = max(minutes(opts.time) if opts.time else t.minutes for t in tasks)
+        preflight({k: v for k, v in base.items() if k != "setup"}, longest, opts.slurm_args)
+    folder = slurm_folder() / "logs"
+    folder.mkdir(parents=True, exist_ok=True)
+    executor = submitit.SlurmExecutor(folder=folder, max_num_timeout=3)
     waiting = queued()
+    if opts.replace:
+        waiting = _cancel_pending(waiting, {t.key for t in tasks})
     ids: dict[str, str] = {}
     lanes: list[str | None] = [None] * (opts.max_parallel or 0)
     done: list[Submitted] = []
@@ -343,7 +423,9 @@ def submit(tasks: list[Task], opts: SlurmOptions, profile: str) -> list[Submitte
             ids[task.key] = old["job_id"]
             done.append(Submitted(task, old["job_id"], old["log"], new=False))
             print(
-                f"{task.key}: already queued as job {old['job_id']} ({old['state']}), not submitted again", flush=True
+                f"{task.key}: already queued as job {old['job_id']} ({old['state']}), not submitted again"
+                + (" (--replace cancels it and submits it with these options)" if old["state"] == "PENDING" else ""),
+                flush=True,
             )
             continue
         deps = []
@@ -416,9 +498,16 @@ def wait(submitted: list[Submitted], poll_s: float = 10.0) -> dict[str, dict]:
             # UNKNOWN: neither sacct (no accounting) nor squeue (gone) knows it; ended if it stays so
             unknown[jid] = unknown.get(jid, 0) + 1 if state == "UNKNOWN" else 0
             finished = state in FINAL_STATES or job.paths.result_pickle.exists() or unknown[jid] >= 3
+            reason = states.get(jid, {}).get("reason", "")
             if state != last.get(jid):
-                print(f"{s.task.key}: job {jid} {state}", flush=True)
+                print(f"{s.task.key}: job {jid} {state}" + (f" ({reason})" if reason else ""), flush=True)
                 last[jid] = state
+            if state == "PENDING" and reason in NEVER_REASONS:
+                raise ClusterError(
+                    f"{s.task.key}: job {jid} is pending for a reason that waiting will not clear ({reason}: the job "
+                    "asks for more than its partition, account or QOS allows); submit it again with other options "
+                    "and --replace, or scancel " + jid
+                )
             if not finished:
                 continue
             del pending[jid]
@@ -583,6 +672,7 @@ def list_jobs(show_all: bool = False) -> list[dict]:
                 "name": r["name"],
                 "job": r["job_id"],
                 "state": s.get("state", "UNKNOWN"),
+                "reason": s.get("reason", ""),
                 "elapsed": s.get("elapsed", ""),
                 "log": r["log"],
             }

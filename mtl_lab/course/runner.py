@@ -16,6 +16,7 @@ import re
 import sys
 import time
 import uuid
+from contextlib import contextmanager
 from pathlib import Path
 
 from mtl_lab.course.notebooks import NOTEBOOK_DIR, notebooks_root
@@ -261,6 +262,52 @@ def saved_form(path: Path) -> None:
     path.write_text(jupyterlab_form(json.dumps(nb)))
 
 
+PROGRESS_EVERY_S = 15
+
+
+@contextmanager
+def progress_lines(stem: str, every_s: float = PROGRESS_EVERY_S):
+    """While a notebook runs, a line every ``every_s`` seconds: what the lab is doing inside the current cell.
+
+    papermill's bar moves only when a cell ends; a training cell can take many minutes. The kernel inherits
+    $MTL_LAB_PROGRESS and the training loop writes its step there (``runtime.progress_note``)."""
+    import tempfile
+    import threading
+
+    from tqdm.auto import tqdm
+
+    from mtl_lab.runtime import PROGRESS_ENV
+
+    note = Path(tempfile.mkstemp(prefix="mtl-progress-")[1])
+    note.write_text("")
+    previous = os.environ.get(PROGRESS_ENV)
+    os.environ[PROGRESS_ENV] = str(note)
+    stop, t0 = threading.Event(), time.perf_counter()
+
+    def watch():
+        while not stop.wait(every_s):
+            text = note.read_text().strip() if note.is_file() else ""
+            fresh = note.is_file() and time.time() - note.stat().st_mtime < 2 * every_s
+            elapsed = time.perf_counter() - t0
+            line = f"  {stem} {elapsed // 60:.0f}:{elapsed % 60:02.0f}: " + (
+                text if text and fresh else "a cell is running"
+            )
+            tqdm.write(line[:100])
+
+    thread = threading.Thread(target=watch, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+        note.unlink(missing_ok=True)
+        if previous is None:
+            os.environ.pop(PROGRESS_ENV, None)
+        else:
+            os.environ[PROGRESS_ENV] = previous
+
+
 def run_notebooks(
     profile: str = "smoke",
     only: list[str] | None = None,
@@ -287,6 +334,12 @@ def run_notebooks(
         return 2
     run_root = Path(out) if out else notebooks_root(profile)
     run_root.mkdir(parents=True, exist_ok=True)
+    from mtl_lab.course import jupyter_mode
+
+    if jupyter_mode.student_by_default():
+        print(
+            "JupyterLab set up for students (python -m mtl_lab course jupyter instructor switches nbgrader's tools on)"
+        )
     if device != "auto":
         os.environ["MTL_LAB_DEVICE"] = device
     rows = []
@@ -298,16 +351,17 @@ def run_notebooks(
         t0 = time.perf_counter()
         status, headline = "ok", ""
         try:
-            papermill.execute_notebook(
-                str(book),
-                str(target),
-                # the committed copies keep their own parameters cell (smoke, default folders)
-                parameters={} if inplace else {"PROFILE": profile, "OUT_DIR": str(folder)},
-                cwd=str(NOTEBOOK_DIR),
-                progress_bar=True,  # cells done of total, per notebook
-                kernel_name="python3",
-                extra_arguments=KERNEL_ARGS,
-            )
+            with progress_lines(book.stem):
+                papermill.execute_notebook(
+                    str(book),
+                    str(target),
+                    # the committed copies keep their own parameters cell (smoke, default folders)
+                    parameters={} if inplace else {"PROFILE": profile, "OUT_DIR": str(folder)},
+                    cwd=str(NOTEBOOK_DIR),
+                    progress_bar=True,  # cells done of total, per notebook
+                    kernel_name="python3",
+                    extra_arguments=KERNEL_ARGS,
+                )
         except Exception as exc:  # papermill raises PapermillExecutionError with the cell's error
             status = "FAILED"
             headline = str(exc).strip().splitlines()[-1][:100] if str(exc).strip() else exc.__class__.__name__

@@ -10,7 +10,7 @@ A run is ``train(ModelConfig, TrainConfig, out_dir)``. It
 4. scores dev after each epoch and keeps the best epoch by the overall score (``best.pt``; with
    ``ema`` > 0 both use a moving average of the weights, ``training.ema``), writing the per-example
    dev outputs (``records``),
-5. checkpoints atomically every ``checkpoint_every`` steps and at each epoch end
+5. checkpoints atomically every ``checkpoint_every`` steps (and every $MTL_LAB_CHECKPOINT_MINUTES) and at each epoch end
    (``training.run_state``): a run started again in the same folder resumes there and ends where an
    uninterrupted run would have ended, and a finished run is returned from its ``results.json``,
 6. writes ``results.json``: configs, per-epoch metrics, wall time, examples/s.
@@ -42,7 +42,7 @@ from mtl_lab.models.fast.dropout import dropout_kind
 from mtl_lab.models.model import ModelConfig, MultitaskModel
 from mtl_lab.records import write_epoch
 from mtl_lab.runs import atomic_write_json, check_data, data_fingerprint, load_results
-from mtl_lab.runtime import cpu_name, eval_batch_size, precision_choice, resolve_device, seed_everything
+from mtl_lab.runtime import cpu_name, eval_batch_size, precision_choice, progress_note, resolve_device, seed_everything
 from mtl_lab.training.config import TrainConfig, TrainingError, check_same, data_files, run_config
 from mtl_lab.training.datasets import load_task_data
 from mtl_lab.training.ema import WeightAverage
@@ -276,6 +276,8 @@ def train_epoch(run: Run, state: RunState, stage_i: int, epoch: int, start: floa
     t0 = time.perf_counter() - log["seconds"]
     desc = f"{'/'.join(stage)} epoch {epoch + 1}/{cfg.epochs}"
     bar = tqdm(total=len(plan), initial=state.step, desc=desc, disable=not run.progress, leave=False)
+    # a job that may be requeued (Slurm) also checkpoints every few minutes, so a requeue loses little
+    every_s, last_save = 60 * float(os.environ.get("MTL_LAB_CHECKPOINT_MINUTES") or 0), time.perf_counter()
     for step in range(state.step, len(plan)):
         if cfg.monitor_every and state.global_step % cfg.monitor_every == 0 and len(stage) > 1:
             cosines = monitor_conflicts(run.model, run.probes, stage, run.device, run.precision)
@@ -292,10 +294,13 @@ def train_epoch(run: Run, state: RunState, stage_i: int, epoch: int, start: floa
             run.average.update(run.model)
         state.step, state.global_step = step + 1, state.global_step + 1
         bar.update(1)
+        progress_note(f"{run.out.name}: {desc}, step {state.step}/{len(plan)}, {time.perf_counter() - start:.0f} s")
         if step % 20 == 0:
             bar.set_postfix({t: f"{np.mean(v[-50:]):.3f}" for t, v in log["losses"].items() if v})
-        if cfg.checkpoint_every and state.step % cfg.checkpoint_every == 0 and state.step < len(plan):
-            now = time.perf_counter()
+        by_steps = cfg.checkpoint_every and state.step % cfg.checkpoint_every == 0
+        by_time = every_s and time.perf_counter() - last_save >= every_s
+        if (by_steps or by_time) and state.step < len(plan):
+            now = last_save = time.perf_counter()
             state.elapsed, state.partial = now - start, {**log, "seconds": now - t0}
             run.save(state)
             state.partial = None

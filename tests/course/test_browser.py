@@ -458,3 +458,25 @@ def test_figures_are_shown_at_their_size_and_text_does_not_wrap(name, repo_lab, 
         assert not wrapped, f"{name}: printed lines wider than the output area (JupyterLab wraps them): {wrapped[:3]}"
     finally:
         _without_saving(page)
+
+
+@pytest.mark.parametrize("mode", ["student", "instructor"])
+def test_the_students_jupyterlab_has_no_instructor_tools(browser, tmp_path, mode):
+    """A student's JupyterLab (``course jupyter student``, what ``notebooks run`` sets up) shows no Nbgrader menu and
+    no Validate button; ``course jupyter instructor`` brings them back (so the check can fail)."""
+    from mtl_lab.course import jupyter_mode
+
+    jupyter_mode.apply(mode, tmp_path / "prefix")
+    root = tmp_path / "root"
+    root.mkdir()
+    shutil.copy(NOTEBOOK_DIR / "00_setup_and_data.ipynb", root)
+    with _server(root, tmp_path, JUPYTER_CONFIG_PATH=str(tmp_path / "prefix" / "etc" / "jupyter")) as server:
+        page = _page({**server, "browser": browser}, "00_setup_and_data.ipynb")
+        page.wait_for_timeout(2000)
+        menus = page.locator(".lm-MenuBar-itemLabel").all_inner_texts()
+        validate = page.locator("button:has-text('Validate'), [title*='Validate']").count()
+        page.close()
+    if mode == "student":
+        assert "Nbgrader" not in menus and validate == 0, menus
+    else:
+        assert "Nbgrader" in menus, menus

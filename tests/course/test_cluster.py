@@ -221,3 +221,60 @@ def test_failed_job_reported_with_its_log(runs):
     assert Path(record["log"]).is_file()
     listing = _cli(["jobs"], env).stdout
     assert any(record["name"] in x and "FAILED" in x and record["log"] in x for x in listing.splitlines())
+
+
+@pytest.fixture
+def fresh(cluster, tmp_path):
+    """An empty runs folder on the cluster."""
+    return {**os.environ, "SLURM_CONF": cluster, "HF_HUB_OFFLINE": "1", "MTL_LAB_RUNS": str(tmp_path / "runs")}
+
+
+def test_an_unsatisfiable_job_is_refused_before_anything_is_submitted(fresh):
+    asked = _cli(["run", "enc-sst-cls-s0", "--profile", PROFILE, "--executor", "slurm", "--cpus-per-task", "64"], fresh)
+    assert asked.returncode != 0
+    said = asked.stdout + asked.stderr
+    assert "Slurm cannot run these jobs as asked" in said and "--cpus-per-task=64" in said, said
+    assert len([x for x in said.splitlines() if x.startswith("error:")]) == 1
+    assert not (Path(fresh["MTL_LAB_RUNS"]) / "slurm").exists()  # no job record, no submitit file
+
+
+def test_no_controller_is_one_line_with_a_hint_and_leaves_no_file(fresh):
+    env = {k: v for k, v in fresh.items() if k != "SLURM_CONF"}  # no slurm.conf anywhere: sbatch finds no controller
+    asked = _cli(["run", "enc-sst-cls-s0", "--profile", PROFILE, "--executor", "slurm"], env)
+    said = (asked.stdout + asked.stderr).strip()
+    assert asked.returncode != 0 and "no Slurm controller answers" in said and "SLURM_CONF" in said, said
+    assert len(said.splitlines()) == 1
+    assert not (Path(fresh["MTL_LAB_RUNS"]) / "slurm").exists()
+
+
+def test_jobs_show_why_a_job_waits_and_replace_resubmits_it(fresh):
+    later = ["run", "enc-sst-mean-s1", "--profile", PROFILE, "--executor", "slurm"]
+    first = _cli([*later, "--slurm-arg", "begin=now+3600"], fresh)
+    assert first.returncode == 0, first.stderr
+    runs = Path(fresh["MTL_LAB_RUNS"])
+    job = _registry(runs)[-1]["job_id"]
+    deadline = time.time() + 60
+    while True:
+        listing = _cli(["jobs"], fresh).stdout
+        if "BeginTime" in listing or time.time() > deadline:
+            break
+        time.sleep(1)
+    assert any(job in x and "PENDING" in x and "BeginTime" in x for x in listing.splitlines()), listing
+    again = _cli([*later, "--replace"], fresh)
+    assert again.returncode == 0, again.stderr
+    assert f"pending job {job} cancelled, submitting it again" in again.stdout
+    new = _registry(runs)[-1]["job_id"]
+    assert new != job
+    subprocess.run(["scancel", new], env=fresh)
+
+
+def test_wait_stops_on_a_reason_that_never_clears(monkeypatch, tmp_path):
+    from mtl_lab.course import cluster as c
+
+    monkeypatch.setenv("MTL_LAB_RUNS", str(tmp_path))
+    monkeypatch.setattr(
+        c, "job_states", lambda ids: {i: {"state": "PENDING", "reason": "PartitionConfig"} for i in ids}
+    )
+    task = c.Task("smoke/x", "run", None, ())
+    with pytest.raises(c.ClusterError, match="will not clear \\(PartitionConfig"):
+        c.wait([c.Submitted(task, "42", "log", True)], poll_s=0)

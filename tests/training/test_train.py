@@ -76,6 +76,24 @@ def straight_run(tmp_path_factory):
     return path, train(ModelConfig(), tiny(), path, progress=False)
 
 
+def test_a_job_checkpoints_by_the_clock_too_and_resumes_to_the_same_result(tmp_path, straight_run, monkeypatch):
+    """Under Slurm ($MTL_LAB_CHECKPOINT_MINUTES) a checkpoint also follows the clock, between the step multiples."""
+    straight_path, straight = straight_run
+    monkeypatch.setenv("MTL_LAB_CHECKPOINT_MINUTES", "1e-9")  # every step, here
+
+    def interrupt(step):
+        if step == 12:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(ModelConfig(), tiny(checkpoint_every=0), tmp_path, progress=False, on_step=interrupt)
+    ckpt = torch.load(tmp_path / "checkpoint.pt", weights_only=True)
+    assert (ckpt["state"]["epoch"], ckpt["state"]["step"]) == (1, 3)  # step 12 of 9 a epoch: the one before it
+    monkeypatch.delenv("MTL_LAB_CHECKPOINT_MINUTES")
+    resumed = train(ModelConfig(), tiny(checkpoint_every=0), tmp_path, progress=False)
+    assert [h["dev"] for h in resumed["history"]] == [h["dev"] for h in straight["history"]]
+
+
 @pytest.mark.parametrize(
     "stop_at, checkpoint",
     [(12, (1, 0)), (17, (1, 5))],  # 9 steps an epoch, checkpoints every 5 steps and at epoch ends
