@@ -283,6 +283,18 @@ def _cmd_publish(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_ensemble(args: argparse.Namespace) -> int:
+    import json
+
+    from mtl_lab.study.ensemble import RULE, build
+
+    folder = build(args.name, args.members, args.profile)
+    best = json.loads((folder / "results.json").read_text())["best"]
+    print(f"{args.name}: {' + '.join(args.members)} ({RULE})")
+    print(f"dev overall of its leaderboard file {best['overall']:.4f}; wrote {folder}")
+    return 0
+
+
 def _cmd_compare(args: argparse.Namespace) -> int:
     from mtl_lab.study.compare import compare_runs, format_comparison
 
@@ -501,14 +513,25 @@ def _study_commands(sub) -> None:
     )
     p.set_defaults(func=_cmd_publish)
 
+    p = sub.add_parser("ensemble", help="publish a seed ensemble of published runs (a vote) as a run of its own")
+    p.add_argument("members", nargs="+", help="published runs, e.g. baseline full-cls-s1 full-cls-s2")
+    p.add_argument("--name", required=True, help="the ensemble's name under results/<profile>/")
+    add_profile(p, "cpu")
+    p.set_defaults(func=_cmd_ensemble)
+
     p = sub.add_parser(
-        "compare", help="paired differences of two runs on the same dev examples, with 95%% bootstrap intervals"
+        "compare",
+        help="is a difference real? with --seeds: a two-way bootstrap over seeds and dev examples, the epoch chosen "
+        "inside each resample (the verdict); per task, a paired bootstrap of one seed pair",
     )
     p.add_argument("run_a", help="a published run's name, one of your runs, or a run folder")
     p.add_argument("run_b", help="the run to compare it with")
     add_profile(p, "cpu")
     p.add_argument(
-        "--seeds", action="store_true", help="also compare the two study rows seed by seed (an interval from 3 seeds)"
+        "--seeds",
+        action="store_true",
+        help="compare the two methods: their study rows' seeds (3+ each, or a 3-seed ensemble) and the dev examples "
+        "resampled together; the t interval over seeds is shown as a description only",
     )
     p.add_argument(
         "--best-epoch",

@@ -10,6 +10,8 @@ import json
 import shutil
 from pathlib import Path
 
+import pandas as pd
+
 from mtl_lab.records import RECORDS_FILE
 from mtl_lab.runs import atomic_write_json, init_summary, load_results, runs_root
 from mtl_lab.study.experiments import is_full_budget, published_dir, run_dir
@@ -81,4 +83,24 @@ def publish(profile: str, names: list[str], predictions: bool = True, replace: b
         replace_predictions(src / "predictions" if predictions else None, dst)
         if (dst / "predictions").is_dir():
             written.append(dst / "predictions")
+    return written
+
+
+def dev_files_from_records(folder: Path) -> list[Path]:
+    """Rewrite a published run's dev leaderboard files from its records at its best epoch: exactly what the model
+    predicted when it was scored (in its own precision). Ids the records lack (malformed rows, which are predicted but
+    not scored) keep the file's prediction."""
+    from mtl_lab.evaluate import outputs_to_predictions, read_predictions, write_predictions
+    from mtl_lab.records import read_records
+
+    res, records = json.loads((folder / "results.json").read_text()), read_records(folder)
+    epoch = res["best"]["epoch"]
+    written = []
+    for task in records.tasks:
+        old = read_predictions(folder / "predictions", task, "dev")
+        new = pd.Series(outputs_to_predictions(task, records.outputs[task][epoch].astype(float)), index=records.ids[task])
+        merged = old.astype(float).copy()
+        merged[new.index] = new.to_numpy()
+        values = merged.to_numpy() if task == "sts" else merged.to_numpy().astype(int)
+        written.append(write_predictions(folder / "predictions", task, "dev", list(merged.index), values))
     return written
