@@ -2,6 +2,11 @@
 
 import importlib
 
+from mtl_lab.threads import wait_policy_before_torch
+
+# beside other CPU-bound work OpenMP's threads should sleep, not spin: decided before torch loads OpenMP
+wait_policy_before_torch()
+
 __all__ = ["ModelConfig", "MultitaskModel", "TrainConfig", "load_model", "profile_config", "train"]
 __version__ = "0.1.0"
 _HOMES = {

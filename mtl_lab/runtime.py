@@ -183,3 +183,19 @@ def progress_note(text: str, every_s: float = 2.0) -> None:
         os.replace(tmp, path)
     except OSError:  # a watcher that went away: the work goes on
         pass
+
+
+def apply_threads() -> dict:
+    """Torch's threads for this run ($MTL_LAB_THREADS, else torch's own choice) and OpenMP's wait policy, with why:
+    what results.json records."""
+    from mtl_lab.threads import THREADS_ENV, fixed_threads, thread_choice
+
+    threads = fixed_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    policy, why = thread_choice()
+    actual = os.environ.get("OMP_WAIT_POLICY", "default")
+    why = f"{torch.get_num_threads()} torch threads" + (f" ({THREADS_ENV})" if threads else "") + f"; {why}"
+    if actual != policy:
+        why += f" (OpenMP runs with OMP_WAIT_POLICY={actual}, set when torch was loaded)"
+    return {"omp_wait_policy": actual, "threads_reason": why}

@@ -7,7 +7,8 @@ the inputs is ``mtl_lab.course.harness``'s job; judging the outputs is this modu
 hint when your numbers match a known mistake) shown without a traceback. When grading, your code runs in a
 sandbox and only its outputs come back here (``mtl_lab.course.grading``), with one more case drawn afresh.
 
-- ``check_adamw(optimizer_cls)``: the AdamW step (notebook 01); ``torch.optim.AdamW`` passes too.
+- ``check_adamw(optimizer_cls)``: the AdamW step (notebook 01); ``torch.optim.AdamW`` passes in a notebook (grading
+  removes and flags it: the answer must be your own).
 - ``check_mean_pooling(fn)``: masked mean pooling, fn(hidden B x T x H, mask B x T) -> B x H (notebook 02).
 - ``check_pair_features(fn)``: the paraphrase head's features [u; v; |u - v|], fn(u, v) -> B x 3D (notebook 02).
 - ``check_info_nce(fn)``: the SimCSE loss, same signature as ``mtl_lab.training.simcse.info_nce`` (notebook 03).

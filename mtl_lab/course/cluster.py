@@ -345,7 +345,8 @@ def _sbatch_options(base: dict, minutes_: int, extra: dict[str, str]) -> list[st
     """The sbatch command-line options equivalent to submitit's parameters (for ``--test-only``)."""
     names = {"cpus_per_task": "cpus-per-task", "partition": "partition", "mem": "mem", "gpus_per_node": "gpus-per-node"}
     args = [f"--{flag}={base[key]}" for key, flag in names.items() if key in base]
-    return [*args, f"--time={minutes_}", *(f"--{k.replace('_', '-')}={v}" for k, v in extra.items())]
+    flags = [f"--{k.replace('_', '-')}" + ("" if v is True or v == "" else f"={v}") for k, v in extra.items()]
+    return ["--nodes=1", *args, f"--time={minutes_}", *flags]  # submitit always asks for one node
 
 
 def preflight(base: dict, minutes_: int, extra: dict[str, str]) -> None:
@@ -377,7 +378,8 @@ def _cancel_pending(waiting: dict[str, dict], keys: set[str]) -> dict[str, dict]
     left = {}
     for key, job in waiting.items():
         if key in keys and job["state"] == "PENDING":
-            _run(["scancel", job["job_id"]])
+            if _run(["scancel", job["job_id"]]) is None:
+                raise ClusterError(f"{key}: scancel {job['job_id']} failed: nothing was resubmitted")
             print(f"{key}: pending job {job['job_id']} cancelled, submitting it again", flush=True)
         else:
             if key in keys:

@@ -276,13 +276,13 @@ def _wait(proc: subprocess.Popen, job: Path, timeout: int) -> str | None:
     return None
 
 
-def _limits() -> None:
-    """In the answer's process, before it starts: caps on memory and on the size of a file it writes."""
-    import resource
+def _limits() -> list[str]:
+    """A prefix for the answer's command: caps on its memory, the size of a file it writes, and core dumps.
 
-    resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT, MEMORY_LIMIT))
-    resource.setrlimit(resource.RLIMIT_FSIZE, (FILE_LIMIT, FILE_LIMIT))
-    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    ``prlimit`` sets them in the new process itself (a ``preexec_fn`` is not safe beside the grader's threads)."""
+    if shutil.which("prlimit") is None:
+        return []
+    return ["prlimit", f"--as={MEMORY_LIMIT}", f"--fsize={FILE_LIMIT}", "--core=0", "--"]
 
 
 def _checked(result, cases: dict) -> tuple[dict | None, str]:
@@ -347,9 +347,9 @@ def run_answer(ex: Exercise, answer: str, cases: dict, sandboxed: bool, timeout:
             "LC_ALL": "C.UTF-8",
         }
         if sandboxed:
-            argv = sandbox.command(job, env)
+            argv = _limits() + sandbox.command(job, env)
         else:
-            argv = [sys.executable, "-I", str(sandbox.HARNESS), str(job)]
+            argv = _limits() + [sys.executable, "-I", str(sandbox.HARNESS), str(job)]
             env = {**env, "PATH": os.environ.get("PATH", ""), "HOME": str(job)}
         # stderr goes to a file outside the job folder: a pipe would fill up and stall a chatty answer
         with tempfile.TemporaryFile() as err:

@@ -30,7 +30,7 @@ from mtl_lab.runs import results_root
 
 LABEL_FILES = {"sst": "ids-sst-test.csv", "qqp": "quora-test.csv", "sts": "sts-test.csv"}
 N_RESAMPLES = 10_000
-REFERENCE = "reference"
+REFERENCE = "(reference)"
 
 
 class SubmissionError(ValueError):
@@ -115,22 +115,15 @@ def read_team(name: str, folder: Path, labels: dict[str, pd.Series]) -> Team:
 
 def _terms(teams: list[Team], labels: dict[str, pd.Series], w: dict[str, np.ndarray]) -> np.ndarray:
     """Every team's overall score on each resample (w: task -> B x N example counts): B x teams."""
-    terms = []
-    for task, gold in labels.items():
-        y = gold.to_numpy()
-        if TASKS[task].kind == "regression":
-            x = np.stack([t.predictions[task] for t in teams])  # teams x N
-            n = w[task].sum(1)[:, None]
-            sx, sxx, sxy = w[task] @ x.T, w[task] @ (x * x).T, w[task] @ (x * y).T
-            sy, syy = (w[task] @ y)[:, None], (w[task] @ (y * y))[:, None]
-            cov = n * sxy - sx * sy
-            den = np.sqrt(np.clip(n * sxx - sx * sx, 0, None) * np.clip(n * syy - sy * sy, 0, None))
-            r = np.divide(cov, den, out=np.zeros_like(cov), where=den > 0)
-            terms.append((r + 1) / 2)
-        else:
-            correct = np.stack([(t.predictions[task] == y).astype(float) for t in teams])
-            terms.append((w[task] @ correct.T) / w[task].sum(1)[:, None])
-    return np.mean(terms, axis=0)
+    from mtl_lab.study.intervals import weighted_terms
+
+    return np.mean(
+        [
+            weighted_terms(TASKS[task].kind, w[task], np.stack([t.predictions[task] for t in teams]), gold.to_numpy())
+            for task, gold in labels.items()
+        ],
+        axis=0,
+    )
 
 
 def score(
@@ -141,17 +134,16 @@ def score(
 
     ``teams[0]`` is the reference."""
     scored = [t for t in teams if not t.problem]
-    rows = []
-    for t in scored:
-        row = {"team": t.name}
-        for task, gold in labels.items():
-            y, x = gold.to_numpy(), t.predictions[task]
-            row[TASKS[task].metric_label if hasattr(TASKS[task], "metric_label") else task] = (
-                float(np.corrcoef(x, y)[0, 1]) if TASKS[task].kind == "regression" else float((x == y).mean())
-            )
-        rows.append(row)
-    table = pd.DataFrame(rows).rename(columns={"sst": "SST acc", "qqp": "QQP acc", "sts": "STS r"})
     ones = {task: np.ones((1, len(g))) for task, g in labels.items()}
+    from mtl_lab.study.intervals import weighted_terms
+
+    columns = {"sst": "SST acc", "qqp": "QQP acc", "sts": "STS r"}
+    table = pd.DataFrame({"team": [t.name for t in scored]})
+    for task, gold in labels.items():
+        term = weighted_terms(
+            TASKS[task].kind, ones[task], np.stack([t.predictions[task] for t in scored]), gold.to_numpy()
+        )[0]
+        table[columns[task]] = term * 2 - 1 if TASKS[task].kind == "regression" else term  # r itself, 0 for a constant
     table["overall"] = _terms(scored, labels, ones)[0]
     rng = np.random.default_rng(seed)
     boot = []
@@ -166,11 +158,13 @@ def score(
     diff = boot - boot[:, [0]]
     table["vs reference"] = table["overall"] - table["overall"].iloc[0]
     table["low"], table["high"] = np.quantile(diff, 0.025, axis=0), np.quantile(diff, 0.975, axis=0)
-    ranks = rankdata(-boot, method="min", axis=1)  # 1 = best, per resample; a tie shares the better rank
-    table["rank"] = table["overall"].rank(ascending=False, method="min").astype(int)
-    table["rank low"] = np.quantile(ranks, 0.025, axis=0).astype(int)
-    table["rank high"] = np.quantile(ranks, 0.975, axis=0).astype(int)
-    return table.sort_values(["rank", "team"]).reset_index(drop=True)
+    # the teams' ranks among themselves (the reference is not a team): 1 = best, a tie shares the better rank
+    ranks = rankdata(-boot[:, 1:], method="min", axis=1)
+    teams_only = table["overall"].iloc[1:].rank(ascending=False, method="min").astype(int)
+    table["rank"] = [0, *teams_only]
+    table["rank low"] = [0, *np.quantile(ranks, 0.025, axis=0, method="inverted_cdf").astype(int)]
+    table["rank high"] = [0, *np.quantile(ranks, 0.975, axis=0, method="inverted_cdf").astype(int)]
+    return table.sort_values(["overall", "team"], ascending=[False, True]).reset_index(drop=True)
 
 
 def _plot(table: pd.DataFrame) -> str:
@@ -186,8 +180,8 @@ def _plot(table: pd.DataFrame) -> str:
     ax.errorbar(table["overall"], y, xerr=[table["vs reference"] - table["low"], table["high"] - table["vs reference"]],
                 fmt="o", color="tab:blue", ecolor="tab:blue", capsize=3)  # fmt: skip
     ax.axvline(float(ref.iloc[0]), color="gray", ls="--", lw=1, label="the reference's score")
-    labels = [f"{t}  (rank {a}-{b})" if a != b else f"{t}  (rank {a})" for t, a, b in
-              zip(table["team"], table["rank low"], table["rank high"])]  # fmt: skip
+    labels = [f"{t}  (reference)" if not a else f"{t}  (rank {a}-{b})" if a != b else f"{t}  (rank {a})"
+              for t, a, b in zip(table["team"], table["rank low"], table["rank high"])]  # fmt: skip
     ax.set_yticks(y, labels, fontsize=8)
     ax.set_ylim(len(table) - 0.5, -0.5)
     ax.set_xlabel("test overall; bars: 95% interval of the difference from the reference")
@@ -217,8 +211,9 @@ def page(table: pd.DataFrame, problems: list[Team], reference: str) -> str:
         "max-width:70em;margin:2em auto}table{border-collapse:collapse}td,th{padding:.2em .6em;border-bottom:1px solid #ddd}"
         "</style></head><body><h1>Leaderboard (test set)</h1>"
         f"<p>Overall = (SST acc + QQP acc + (STS r + 1) / 2) / 3. Reference: {html.escape(reference)}. Intervals: 95 %, "
-        f"{N_RESAMPLES:,} bootstrap resamples of the test examples (per task, the same for every team). Two teams whose "
-        "rank intervals overlap are not told apart by this test set.</p>"
+        f"{N_RESAMPLES:,} bootstrap resamples of the test examples (per task, the same for every team). A rank interval "
+        "is where the team places on 95 % of test sets drawn like this one: a place whose interval spans several ranks "
+        "is not pinned down by this test set. The reference is shown for comparison and takes no rank.</p>"
         + shown.to_html(index=False, escape=True)
         + f"<p><img alt='overall with intervals' src='data:image/png;base64,{_plot(table)}'></p>"
         + (f"<h2>Not scored</h2><ul>{issues}</ul>" if issues else "")

@@ -278,8 +278,9 @@ def progress_lines(stem: str, every_s: float = PROGRESS_EVERY_S):
 
     from mtl_lab.runtime import PROGRESS_ENV
 
-    note = Path(tempfile.mkstemp(prefix="mtl-progress-")[1])
-    note.write_text("")
+    fd, name = tempfile.mkstemp(prefix="mtl-progress-")
+    os.close(fd)
+    note = Path(name)
     previous = os.environ.get(PROGRESS_ENV)
     os.environ[PROGRESS_ENV] = str(note)
     stop, t0 = threading.Event(), time.perf_counter()
@@ -288,10 +289,8 @@ def progress_lines(stem: str, every_s: float = PROGRESS_EVERY_S):
         while not stop.wait(every_s):
             text = note.read_text().strip() if note.is_file() else ""
             fresh = note.is_file() and time.time() - note.stat().st_mtime < 2 * every_s
-            elapsed = time.perf_counter() - t0
-            line = f"  {stem} {elapsed // 60:.0f}:{elapsed % 60:02.0f}: " + (
-                text if text and fresh else "a cell is running"
-            )
+            minutes, seconds = divmod(int(time.perf_counter() - t0), 60)
+            line = f"  {stem} {minutes}:{seconds:02d}: " + (text if text and fresh else "a cell is running")
             tqdm.write(line[:100])
 
     thread = threading.Thread(target=watch, daemon=True)

@@ -321,6 +321,7 @@ class Comparison:
     last: object | None = None  # intervals.TwoWay of the last epoch's scores: nothing chosen
     candidates: int = 1  # rows A was chosen among (the verdict interval is adjusted for them)
     why_none: str = ""  # why there is no verdict interval
+    note: str = ""  # what the verdict interval leaves out (an ensemble's own seed noise)
 
     @property
     def overall(self) -> dict | None:
@@ -361,7 +362,7 @@ class Comparison:
         )
         if last is not None:
             text += f"; last epoch: {last.diff:+.4f} [{last.low:+.4f}, {last.high:+.4f}]"
-        return f"{text}: {self.verdict}"
+        return f"{text}: {self.verdict}" + (f" ({self.note})" if self.note else "")
 
 
 def compare_pair(
@@ -402,18 +403,17 @@ def row_of(name: str) -> list[str] | None:
     return None
 
 
-def _row_records(name: str, profile: str) -> tuple[list[str], list]:
-    """A method's runs with records: its study row's seeds, or the run alone (an ensemble counts as one)."""
-    names = row_of(name) or [name]
+def _row_records(name: str, profile: str) -> list[tuple[int, object]]:
+    """A method's runs with records as (seed, records): its study row's seeds, or the run alone (an ensemble is one)."""
     found = []
-    for n in names:
+    for k, n in enumerate(row_of(name) or [name]):
         try:
             res, rec = run_records(run_folder(n, profile))
         except FileNotFoundError:
             continue
         if rec is not None and rec.epochs:
-            found.append((n, res, rec))
-    return [n for n, _, _ in found], [rec for _, _, rec in found]
+            found.append((run_seed(res, k), rec))
+    return found
 
 
 def _seed_count(name: str, profile: str) -> int:
@@ -464,10 +464,21 @@ def compare_runs(
         comparison.why_none = "one run each describes those two runs, not the methods: compare their rows with --seeds"
         return comparison
     comparison.seeds, comparison.seed_row = seed_comparison(a, b, profile, honest, labels)
-    (names_a, rec_a), (names_b, rec_b) = _row_records(a, profile), _row_records(b, profile)
-    counts = [sum(_seed_count(n, profile) for n in names) for names in (names_a, names_b)]
-    if min(counts) < 3:
-        comparison.why_none = f"{counts[0]} and {counts[1]} seeds with records: a verdict needs 3 or more in each"
+    row_a, row_b = _row_records(a, profile), _row_records(b, profile)
+    ensembles = [n for n in (a, b) if _seed_count(n, profile) > 1]
+    if len(row_a) > 1 and len(row_b) > 1:  # two rows of seeds: seed k with seed k
+        b_by_seed = dict(row_b)
+        pairs = [(rec, b_by_seed[seed]) for seed, rec in row_a if seed in b_by_seed]
+        rec_a, rec_b = [p[0] for p in pairs], [p[1] for p in pairs]
+    else:
+        rec_a, rec_b = [rec for _, rec in row_a], [rec for _, rec in row_b]
+    if max(len(rec_a), len(rec_b)) < 3 or min(len(rec_a), len(rec_b)) < 1:
+        comparison.why_none = (
+            f"{len(rec_a)} and {len(rec_b)} runs with records: a verdict needs 3 or more seeds on one side at least"
+        )
+        return comparison
+    if any(len(r) == 1 and not ensembles for r in (rec_a, rec_b)):
+        comparison.why_none = "one run on one side: a verdict needs 3 or more seeds (or a seed ensemble) on each"
         return comparison
     confidence = intervals.adjusted(CONFIDENCE, candidates)
     for rule in ("crossfit", "last"):
@@ -475,6 +486,10 @@ def compare_runs(
         if len(rec_a) != len(rec_b):
             result.seeds = f"{len(rec_a)} x {len(rec_b)} runs (unpaired)"
         setattr(comparison, "two_way" if rule == "crossfit" else "last", result)
+    if ensembles:
+        comparison.note = (
+            f"{' and '.join(ensembles)}: one ensemble of its seeds, whose own seed noise this interval leaves out"
+        )
     return comparison
 
 
@@ -628,14 +643,15 @@ def format_comparison(c: Comparison) -> str:
         shown = pd.DataFrame({"": ["no per-example dev predictions of one of the runs: seeds only"]})
         return _format_seeds(c, [f"A = {c.a}, B = {c.b}", shown.to_string(index=False, header=False)])
     shown = c.table.copy()
+    tasks = len(shown) - 1  # the rows: each task, then overall
     for col in ("A", "B"):
         shown[col] = shown[col].map("{:.4f}".format)
     for col in ("diff", "low", "high"):
         shown[col] = shown[col].map("{:+.4f}".format)
     lines = [
         f"A = {c.a} ({c.sources[0]}), B = {c.b} ({c.sources[1]})",
-        f"one seed pair, paired differences A - B on the same dev examples: per task {1 - (1 - CONFIDENCE) / 3:.1%} "
-        f"bootstrap intervals (adjusted for 3 tasks; {N_RESAMPLES:,} resamples, seed {BOOTSTRAP_SEED}); overall "
+        f"one seed pair, paired differences A - B on the same dev examples: per task {1 - (1 - CONFIDENCE) / tasks:.1%} "
+        f"bootstrap intervals (adjusted for {tasks} tasks; {N_RESAMPLES:,} resamples, seed {BOOTSTRAP_SEED}); overall "
         f"{CONFIDENCE:.0%}, the epoch chosen inside each resample where both runs have records:",
         shown.to_string(),
     ]

@@ -99,6 +99,17 @@ def _task_sums(m: Material, run: RunArrays, task: str, w: np.ndarray) -> dict[st
     return out
 
 
+def weighted_terms(kind: str, w: np.ndarray, values: np.ndarray, gold: np.ndarray) -> np.ndarray:
+    """A task's overall-score term for M models on B resamples: w is B x N example counts, values M x N (the
+    predictions), gold N; accuracy, or (Pearson r + 1) / 2 for a regression task. Returns B x M."""
+    n = w.sum(1)[:, None]
+    if kind == "regression":
+        sx, sxx, sxy = w @ values.T, w @ (values * values).T, w @ (values * gold).T
+        sy, syy = (w @ gold)[:, None], (w @ (gold * gold))[:, None]
+        return (_pearson(n, sx, sy, sxx, syy, sxy) + 1) / 2
+    return (w @ (values == gold).astype(float).T) / np.maximum(n, 1)
+
+
 def _pearson(n, sx, sy, sxx, syy, sxy) -> np.ndarray:
     cov = n * sxy - sx * sy
     den = np.sqrt(np.clip(n * sxx - sx * sx, 0, None) * np.clip(n * syy - sy * sy, 0, None))

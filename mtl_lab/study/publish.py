@@ -98,7 +98,9 @@ def dev_files_from_records(folder: Path) -> list[Path]:
     written = []
     for task in records.tasks:
         old = read_predictions(folder / "predictions", task, "dev")
-        new = pd.Series(outputs_to_predictions(task, records.outputs[task][epoch].astype(float)), index=records.ids[task])
+        new = pd.Series(
+            outputs_to_predictions(task, records.outputs[task][epoch].astype(float)), index=records.ids[task]
+        )
         merged = old.astype(float).copy()
         merged[new.index] = new.to_numpy()
         values = merged.to_numpy() if task == "sts" else merged.to_numpy().astype(int)

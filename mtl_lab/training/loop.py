@@ -42,7 +42,15 @@ from mtl_lab.models.fast.dropout import dropout_kind
 from mtl_lab.models.model import ModelConfig, MultitaskModel
 from mtl_lab.records import write_epoch
 from mtl_lab.runs import atomic_write_json, check_data, data_fingerprint, load_results
-from mtl_lab.runtime import cpu_name, eval_batch_size, precision_choice, progress_note, resolve_device, seed_everything
+from mtl_lab.runtime import (
+    apply_threads,
+    cpu_name,
+    eval_batch_size,
+    precision_choice,
+    progress_note,
+    resolve_device,
+    seed_everything,
+)
 from mtl_lab.training.config import TrainConfig, TrainingError, check_same, data_files, run_config
 from mtl_lab.training.datasets import load_task_data
 from mtl_lab.training.ema import WeightAverage
@@ -130,6 +138,7 @@ class Run:
     device: torch.device
     precision: str
     precision_reason: str
+    threads: dict  # OpenMP's wait policy and why (runtime.apply_threads)
     model: MultitaskModel
     optimizer: torch.optim.Optimizer
     scaler: torch.amp.GradScaler | None
@@ -175,6 +184,7 @@ class Run:
             "config": self.config,
             "precision": self.precision,
             "precision_reason": self.precision_reason,
+            **self.threads,
             "device": str(self.device),
             "environment": {
                 "torch": torch.__version__,
@@ -226,6 +236,7 @@ def _finished_run(out: Path, config: dict, resume: bool, progress: bool) -> dict
 def _build(model_cfg, cfg, out, config, data_dir, progress, on_step, optimizer_cls, aggregator) -> Run:
     """Seed, load the data, build the model and optimizer of a run (fresh: a checkpoint is restored after)."""
     device = resolve_device(cfg.device)
+    threads = apply_threads() if device.type == "cpu" else {}  # before the precision probe times a step
     precision, precision_reason = precision_choice(cfg.precision, device)
     seed_everything(cfg.seed)
     train_sets, dev_sets = load_task_data(cfg, load_tokenizer(model_cfg.backbone), data_dir)
@@ -243,6 +254,7 @@ def _build(model_cfg, cfg, out, config, data_dir, progress, on_step, optimizer_c
         device=device,
         precision=precision,
         precision_reason=precision_reason,
+        threads=threads,
         model=model,
         optimizer=optimizer,
         scaler=torch.amp.GradScaler(device.type) if precision == "fp16" else None,  # fp16 on any device (CPU: tests)

@@ -62,13 +62,16 @@ def course(tmp_path_factory):
 
 def test_every_wellformed_team_is_scored_with_intervals(course):
     _, table, _ = course
-    assert set(table["team"]) == {"reference", "baseline-again", "recipe", "vote", "perfect"}
+    assert set(table["team"]) == {"(reference)", "baseline-again", "recipe", "vote", "perfect"}
     row = table.set_index("team")
     assert row.loc["perfect", "overall"] == pytest.approx(1.0)
     assert row.loc["perfect", "rank low"] == row.loc["perfect", "rank high"] == 1
     assert row.loc["baseline-again", "vs reference"] == 0 and row.loc["baseline-again", "low"] == 0
     assert (table["low"] <= table["vs reference"]).all() and (table["vs reference"] <= table["high"]).all()
-    assert (table["rank low"] <= table["rank"]).all() and (table["rank"] <= table["rank high"]).all()
+    teams = table[table["team"] != "(reference)"]
+    assert sorted(teams["rank"]) == [1, 2, 3, 4]  # the reference takes no rank
+    assert (teams["rank low"] <= teams["rank"]).all() and (teams["rank"] <= teams["rank high"]).all()
+    assert row.loc["(reference)", "rank"] == 0
 
 
 def test_each_malformed_team_gets_one_clear_line(course):
@@ -95,3 +98,33 @@ def test_the_page_and_the_csv_hold_the_same_numbers(course):
     assert {r["team"] for r in rows if r["status"] != "scored"} == {t.name for t in problems}
     for team, overall in scored.items():
         assert f"{overall:.4f}" in page, team
+
+
+def test_rank_intervals_are_whole_ranks_seen_in_the_resamples():
+    """Two teams that swap places in some resamples get rank intervals that overlap; a clear winner keeps rank 1."""
+    rng = np.random.default_rng(1)
+    n = 400
+    classes = {"sst": 5, "qqp": 2}
+    gold = {
+        t: pd.Series(
+            rng.uniform(0, 5, n) if t == "sts" else rng.integers(0, classes[t], n), index=[f"{t}{i}" for i in range(n)]
+        )
+        for t in TASKS
+    }
+
+    def team(name, flip):
+        preds = {}
+        for t, g in gold.items():
+            y = g.to_numpy()
+            if TASKS[t].kind == "regression":
+                preds[t] = np.clip(y + rng.normal(0, flip * 5, n), 0, 5)
+            else:
+                wrong = rng.random(n) < flip
+                preds[t] = np.where(wrong, (y + 1) % (5 if t == "sst" else 2), y)
+        return leaderboard.Team(name, preds)
+
+    teams = [team("ref", 0.3), team("a", 0.200), team("b", 0.205), team("best", 0.02)]
+    table = leaderboard.score(teams, gold, n_resamples=2000).set_index("team")
+    assert table.loc["best", "rank low"] == table.loc["best", "rank high"] == 1
+    assert table.loc["a", "rank low"] <= 2 <= table.loc["a", "rank high"] and table.loc["b", "rank high"] == 3
+    assert table.loc["a", "rank high"] == 3 and table.loc["b", "rank low"] == 2

@@ -67,7 +67,7 @@ def test_identical_predictions_give_exactly_zero():
     a = _noisy(labels, rng, 0.6, 1.0)
     table = compare_pair(a, DevPredictions("y", dict(a.predictions), "test"), labels, n_resamples=500)
     assert (table[["diff", "low", "high"]].to_numpy(dtype=float) == 0).all()
-    assert set(table["verdict"]) == {"no detectable difference"}
+    assert set(table["verdict"]) == {"inconclusive: [+0.0000, +0.0000]"}
 
 
 def test_a_constant_difference_gives_a_degenerate_interval():
@@ -120,7 +120,7 @@ def test_overall_interval_weighs_tasks_equally_whatever_their_sizes():
 def test_verdicts_and_the_interval_over_seeds():
     assert verdict(0.001, 0.01) == "better"
     assert verdict(-0.01, -0.001) == "worse"
-    assert verdict(-0.001, 0.01) == "no detectable difference"
+    assert verdict(-0.001, 0.01) == "inconclusive: [-0.0010, +0.0100]"
     mean, low, high = seed_interval([0.004, 0.006, 0.005])
     assert mean == pytest.approx(0.005) and 0 < low < mean < high
     assert seed_interval([0.01, -0.01, 0.003])[1] < 0 < seed_interval([0.01, -0.01, 0.003])[2]

@@ -67,7 +67,8 @@ def test_the_readme_headline_is_rewritten_from_the_full_budget_runs(tmp_path, mo
     text = readme.read_text()
     assert "old table" not in text and text.endswith("## next\n")
     row = next(line for line in text.splitlines() if line.startswith("| the [CLS] baseline"))
-    assert "**0.745** ± 0.007" in row and "| 2 " in row and "| 5 " in row  # mean ± std; minutes of the quiet run only
+    # seeds, the best epoch's mean; no records, so no selection-free score; minutes of the quiet run only
+    assert "| 2 |" in row and "| 0.745 |" in row and "| 5 |" in row and "needs records" in row
     assert "not trained yet" in text and "0.785" in text  # rows still to train; the paper's Table 2 beside
     assert not report.update_readme("cpu", readme)  # unchanged the second time
     (tmp_path / "other.md").write_text("no markers")
@@ -135,14 +136,16 @@ def test_the_headline_states_each_difference_with_its_intervals_and_the_cross_fi
     report.update_readme("cpu", readme)
     text = readme.read_text()
     line = next(line for line in text.splitlines() if line.startswith("- recipe vs baseline"))
-    assert "over dev examples" in line and "over 3 seeds" in line and "cross-fitted" in line
-    assert line.count("[") == 2  # an interval beside each difference
-    assert "no detectable difference" in line  # random predictions on both sides
+    assert "two-way bootstrap over 3 seeds and dev examples" in line and "cross-fitted" in line
+    assert "last epoch" in line and "adjusted for 9 candidate rows" in line  # the recipe was chosen among 9
+    assert line.count("[") == 3  # an interval beside each difference, and the verdict's
+    assert "inconclusive: [" in line  # random predictions on both sides
     row = next(line for line in text.splitlines() if line.startswith("| the lab's recipe"))
     assert "needs records" not in row  # the cross-fitted score, from the records
 
 
-def test_rows_without_per_example_predictions_are_compared_over_seeds_only(tmp_path, monkeypatch):
+def test_rows_without_per_example_records_get_no_verdict(tmp_path, monkeypatch):
+    """Scores alone give a t interval over seeds (a description); the verdict needs records to resample."""
     from mtl_lab.study.compare import compare_runs, format_comparison
 
     monkeypatch.setenv("MTL_LAB_RESULTS", str(tmp_path / "runs"))
@@ -153,10 +156,10 @@ def test_rows_without_per_example_predictions_are_compared_over_seeds_only(tmp_p
         _write(tmp_path / "runs", other, ["sst", "qqp", "sts"], 0.75 + k / 1000 + (k == 1) / 1000)
     c = compare_runs("recipe", "baseline", "cpu", seeds=True)
     assert c.table is None and c.seed_row["n"] == 3 and c.seed_row["low"] > 0
-    # the only interval there is excludes 0, but best-epoch scores were chosen on the dev examples that report them
-    assert c.selected and c.verdict.startswith("better at the best epoch") and "not a claim" in c.verdict
+    # the t interval excludes 0, and still decides nothing
+    assert c.two_way is None and c.verdict.startswith("no verdict")
     text = format_comparison(c)
-    assert "no per-example dev predictions" in text and "over 3 seeds: better" in text
+    assert "no per-example dev predictions" in text and "training noise only, a description" in text
     with pytest.raises(FileNotFoundError, match="neither dev records"):
         compare_runs("recipe", "baseline", "cpu")
 
