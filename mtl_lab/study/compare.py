@@ -354,15 +354,15 @@ class Comparison:
             return f"{self.a} vs {self.b}, overall: {shown}: {self.verdict}"
         t, last = self.two_way, self.last
         level = f"{t.confidence:.1%}".replace(".0%", "%")
-        adjusted = f", adjusted for {self.candidates} candidate rows" if self.candidates > 1 else ""
+        adjusted = f"; {self.candidates} candidates" if self.candidates > 1 else ""
         seeds = f"{t.seeds} seeds" if isinstance(t.seeds, int) else t.seeds
         text = (
-            f"{self.a} vs {self.b}, overall, cross-fitted: {t.diff:+.4f} [{t.low:+.4f}, {t.high:+.4f}] "
-            f"({level} two-way bootstrap over {seeds} and dev examples{adjusted})"
+            f"{self.a} vs {self.b}: {t.diff:+.4f} [{t.low:+.4f}, {t.high:+.4f}] cross-fitted "
+            f"({level} two-way bootstrap: {seeds} x dev examples{adjusted})"
         )
         if last is not None:
-            text += f"; last epoch: {last.diff:+.4f} [{last.low:+.4f}, {last.high:+.4f}]"
-        return f"{text}: {self.verdict}" + (f" ({self.note})" if self.note else "")
+            text += f", last epoch {last.diff:+.4f} [{last.low:+.4f}, {last.high:+.4f}]"
+        return f"{text}: {self.verdict.split(':')[0]}" + (f" ({self.note})" if self.note else "")
 
 
 def compare_pair(
@@ -487,9 +487,7 @@ def compare_runs(
             result.seeds = f"{len(rec_a)} x {len(rec_b)} runs (unpaired)"
         setattr(comparison, "two_way" if rule == "crossfit" else "last", result)
     if ensembles:
-        comparison.note = (
-            f"{' and '.join(ensembles)}: one ensemble of its seeds, whose own seed noise this interval leaves out"
-        )
+        comparison.note = f"{' and '.join(ensembles)}: one vote of its seeds, its seed noise left out"
     return comparison
 
 
