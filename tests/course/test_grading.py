@@ -416,3 +416,16 @@ def test_a_report_with_other_cases_than_sent_is_refused():
     odd = {"answer_error": None, "cases": {"a": {"out": torch.ones(2).to_sparse()}, "b": {"out": [torch.ones(1)]}}}
     assert grading._checked(odd, cases)[0]["cases"]["a"]["out"] == "<Tensor>"
     assert grading._checked([], cases)[0] is None
+
+
+def test_without_bubblewrap_autograde_says_so_in_one_line(tmp_path, monkeypatch):
+    """No sandbox: one line naming the package, and no student code runs (``--no-sandbox`` goes on without one)."""
+    monkeypatch.setattr(sandbox.shutil, "which", lambda name: None)
+    sandbox.check.cache_clear()
+    (tmp_path / "subs" / "ann").mkdir(parents=True)
+    try:
+        with pytest.raises(sandbox.SandboxUnavailable, match="^no sandbox: bubblewrap is not installed") as err:
+            grading.autograde(tmp_path / "subs", tmp_path / "g.csv", log=lambda *_: None)
+        assert "\n" not in str(err.value) and not (tmp_path / "g.csv").exists()
+    finally:
+        sandbox.check.cache_clear()
