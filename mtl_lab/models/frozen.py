@@ -125,7 +125,28 @@ class FrozenSentenceModel:
         }
 
     def dev_scores(self, limit: int | None = None, data_dir: str | os.PathLike | None = None) -> dict[str, float]:
-        """The heads on the dev sets (or a seeded subset of ``limit`` rows each): SST acc, QQP acc, STS Pearson."""
+        """The heads on the dev sets (or a seeded subset of ``limit`` rows each): SST acc, QQP acc, STS Pearson.
+
+        Kept beside the cached heads (``frozen_model``), keyed by the dev files' fingerprint: a second Run All of
+        notebook 06 reads them instead of embedding the dev sentences again."""
+        from mtl_lab.data import task_file
+        from mtl_lab.runs import data_fingerprint
+
+        cache = getattr(self, "cache_path", None)
+        if cache is not None:
+            files = [task_file(t, "dev") for t in ("sst", "qqp", "sts")]
+            key = hashlib.sha256(json.dumps([limit, data_fingerprint(files, data_dir)], sort_keys=True).encode())
+            cache = cache.with_name(f"{cache.stem}-dev-{key.hexdigest()[:12]}.json")
+            if cache.is_file():
+                return json.loads(cache.read_text())
+        scores = self._dev_scores(limit, data_dir)
+        if cache is not None:
+            tmp = cache.with_suffix(".tmp")
+            tmp.write_text(json.dumps(scores))
+            os.replace(tmp, cache)
+        return scores
+
+    def _dev_scores(self, limit: int | None, data_dir: str | os.PathLike | None) -> dict[str, float]:
         from scipy.stats import pearsonr
 
         from mtl_lab.data import load_split, subsample
@@ -159,6 +180,7 @@ def frozen_model(
     config = config or FrozenConfig()
     model = FrozenSentenceModel(config, tokenizer=tokenizer)
     path = _cache_path(config, data_dir)
+    model.cache_path = path
     if path.is_file():
         with np.load(path) as stored:
             model.heads = {t: {"coef": stored[f"{t}_coef"], "intercept": stored[f"{t}_intercept"]} for t in TASK_NAMES}

@@ -48,9 +48,13 @@ def test_a_paraphrase_scores_above_an_unrelated_pair(quick):
     assert para["similarity"] > 3.0 > 1.0 > other["similarity"]
 
 
-def test_its_dev_scores_are_far_above_chance(quick):
+def test_its_dev_scores_are_far_above_chance_and_kept_beside_its_heads(quick, monkeypatch):
     scores = quick.dev_scores(limit=200)
     assert scores["sst_acc"] > 0.3 and scores["qqp_acc"] > 0.7 and scores["sts_pearson"] > 0.7
+    kept = list(quick.cache_path.parent.glob(f"{quick.cache_path.stem}-dev-*.json"))
+    assert len(kept) == 1  # a second Run All of notebook 06 reads them instead of embedding again
+    monkeypatch.setattr(quick, "_dev_scores", lambda *a: pytest.fail("scored again"))
+    assert quick.dev_scores(limit=200) == scores
 
 
 def test_the_playground_offers_it_beside_trained_checkpoints(quick, make_model, tokenizer):
