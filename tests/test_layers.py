@@ -13,7 +13,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "mtl_lab"
 
 # lower number = lower layer; __main__ (the command line) may import everything
-BASE = ("data", "tasks", "runtime", "runs", "records", "checkpoint")
+BASE = ("data", "tasks", "runtime", "threads", "runs", "records", "checkpoint")
 LAYERS = {**dict.fromkeys(BASE, 0), "models": 1, "training": 2, "evaluate": 2, "study": 3, "course": 4}
 
 
