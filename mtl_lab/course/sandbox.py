@@ -38,6 +38,8 @@ def command(job_dir: Path, env: dict[str, str]) -> list[str]:
     """The bwrap command line that runs the harness on ``job_dir``."""
     argv = ["bwrap", "--unshare-all", "--die-with-parent", "--new-session", "--cap-drop", "ALL"]
     argv += ["--uid", "65534", "--gid", "65534", "--hostname", "sandbox"]
+    # a private /tmp first: an environment that lives under /tmp is bound on top of it, not hidden by it
+    argv += ["--size", str(64 * 2**20), "--tmpfs", "/tmp"]
     for top in ("/usr", "/lib", "/lib64", "/lib32", "/bin", "/sbin"):
         path = Path(top)
         if path.is_symlink():
@@ -55,7 +57,7 @@ def command(job_dir: Path, env: dict[str, str]) -> list[str]:
         )
         if site_lab.exists():
             argv += ["--tmpfs", str(site_lab)]
-    argv += ["--proc", "/proc", "--dev", "/dev", "--size", str(64 * 2**20), "--tmpfs", "/tmp"]
+    argv += ["--proc", "/proc", "--dev", "/dev"]
     argv += ["--ro-bind", str(HARNESS), INSIDE_HARNESS, "--bind", str(job_dir), INSIDE_JOB, "--chdir", INSIDE_JOB]
     argv += ["--clearenv"]
     for key, value in env.items():
