@@ -15,6 +15,8 @@ def full_budget_rows() -> dict[str, list[str]]:
     before the CPU speed-up, kept to show what freezing them changed."""
     return {
         "(a) [CLS] baseline": ["baseline", "full-cls-s1", "full-cls-s2"],
+        # row (a) over 4 epochs (the lr schedule stretched), as many as the recipe: epochs matched
+        "(a4) [CLS] baseline, 4 epochs": ["full-cls-e4", "full-cls-e4-s1", "full-cls-e4-s2"],
         "(b) SBERT + CNN-BiLSTM, plain start": ["full-sbert", "full-sbert-s1", "full-sbert-s2"],
         "(c) (b) + SimCSE (QQP/STS) + PCGrad (the paper's best)": [
             f"full-sbert-qqp_sts-pcgrad{s}" for s in ("", "-s1", "-s2")
