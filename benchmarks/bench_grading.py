@@ -14,19 +14,13 @@ import argparse
 import datetime
 import os
 import shutil
-import subprocess
 import tempfile
 import time
 from pathlib import Path
 
 from mtl_lab.course import grading, sandbox
 from mtl_lab.course.engine import NOTEBOOK_DIR
-
-
-def cpu_name() -> str:
-    """The CPU's model name from lscpu."""
-    out = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-    return next((line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("Model name")), "?")
+from mtl_lab.runtime import cpu_name
 
 
 def grade(subs: Path, out: Path, jobs: int) -> tuple[float, bytes]:

@@ -83,17 +83,13 @@ def run(variant: str, neighbour: bool) -> dict:
             spin.wait()
 
 
-def cpu_name() -> str:
-    """The CPU's model name from lscpu."""
-    out = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-    return next((line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("Model name")), "?")
-
-
 def main() -> None:
     """Quiet and beside a neighbour, the default and the lab's choice; print and write a table of ratios."""
     if "--child" in sys.argv:
         child()
         return
+    from mtl_lab.runtime import cpu_name
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", help="markdown file for the results")
     args = parser.parse_args()
