@@ -371,6 +371,10 @@ def _cmd_report(args: argparse.Namespace) -> int:
     print(f"wrote {build(args.profile, args.out, comparisons)}")
     if args.profile == "cpu" and update_readme(args.profile, comparisons=comparisons):
         print("updated the headline table in README.md")
+    from mtl_lab.course.runner import update_readme_minutes
+
+    if update_readme_minutes():
+        print("updated the notebook table's smoke minutes in README.md (results/smoke-notebooks.json)")
     return 0
 
 

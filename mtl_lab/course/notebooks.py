@@ -299,9 +299,20 @@ def beside_published(yours: dict[str, dict], cpu: dict[str, dict], profile: str,
 
     if not yours:
         raise ValueError("no runs of yours to show")
+    from mtl_lab.study.full_budget import row_minutes
+
     mine = analysis.results_table(yours)
     theirs = analysis.results_table(cpu) if cpu else mine.iloc[:0]
-    return beside(mine, theirs, profile, [c for c in columns if c in mine.columns])
+    from_seeds = []
+    if "minutes" in theirs:  # a paused seed shows its row's quietly timed seeds, as the README's headline does
+        for label in theirs.index[theirs["minutes"].isna()]:
+            minutes = row_minutes(str(label))
+            if minutes == minutes:
+                theirs.loc[label, "minutes"] = round(minutes, 1)
+                from_seeds.append(str(label))
+    table = beside(mine, theirs, profile, [c for c in columns if c in mine.columns])
+    table.attrs["minutes_from_seeds"] = from_seeds
+    return table
 
 
 def caption(table) -> str:
@@ -321,6 +332,10 @@ def show_beside(table) -> None:
     print(textwrap.fill(caption(table), TABLE_WIDTH))
     print(text_table(table))
     minutes = table.get(("minutes", "cpu"))
+    for label in table.attrs.get("minutes_from_seeds", []):
+        print(
+            f"minutes of {label}: the mean of its seeds timed on a quiet machine, as in the README (this one was not)"
+        )
     if minutes is not None and minutes.isna().any():
         print("minutes —: that run was paused or shared the cores (results.json says so in its timing_note)")
 
@@ -346,7 +361,9 @@ def plot_beside(table, value: str | None = None, error: str | None = None, title
         errors = {g: table.loc[g].xs(error, axis=1, level=0) if error else None for g in groups}
         rows = {g: [str(i) for i in table.loc[g].index] for g in groups}
     n_rows = max(len(r) for r in rows.values())
-    width = min(11.0, 2.6 * len(panels) + 2.4)
+    from mtl_lab.study import analysis
+
+    width = min(analysis.MAX_WIDTH, 2.6 * len(panels) + 2.4)
     fig, axes = plt.subplots(1, len(panels), figsize=(width, 0.42 * n_rows + 1.5), squeeze=False, sharey=value is None)
     for ax, (name, values) in zip(axes[0], panels.items()):
         y = np.arange(len(values))[::-1]
@@ -367,7 +384,7 @@ def plot_beside(table, value: str | None = None, error: str | None = None, title
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    return fig
+    return analysis.fit_width(fig)
 
 
 def beside_seed_summary(study: dict[str, dict], profile: str):
@@ -476,7 +493,7 @@ def published_predictions(profile: str = "cpu", baseline: str = "baseline") -> d
 # ----------------------------------------------------------------------------- figures of docs/
 
 
-def fold_wide(png: bytes, max_width: int = 1000) -> list[bytes]:
+def fold_wide(png: bytes, max_width: int = 840) -> list[bytes]:
     """A picture wider than ``max_width`` pixels cut into strips at white gaps between its panels (so that
     JupyterLab shows it at full size, not scaled down); a picture without such a gap is returned whole."""
     from PIL import Image

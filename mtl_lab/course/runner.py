@@ -24,6 +24,8 @@ from mtl_lab.data import REPO_ROOT
 from mtl_lab.runs import runs_root
 
 KERNELSPEC = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
+# the minutes of the committed smoke series (``notebooks run --inplace``): the README's notebook table quotes them
+TIMINGS = REPO_ROOT / "results" / "smoke-notebooks.json"
 
 
 def _js_number(text: str) -> float | int:
@@ -307,6 +309,63 @@ def progress_lines(stem: str, every_s: float = PROGRESS_EVERY_S):
             os.environ[PROGRESS_ENV] = previous
 
 
+def record_timings(rows: list[dict], load_at_start: float, path: Path = TIMINGS) -> dict:
+    """Write the minutes of a whole smoke series with its circumstances (CPU, precision, threads, the load when it
+    started) to ``path``: the one source of the durations the README quotes (``smoke_minutes_lines``)."""
+    import datetime
+
+    import torch
+
+    from mtl_lab.runtime import cpu_name, precision_choice
+
+    record = {
+        "date": datetime.date.today().isoformat(),
+        "cpu": cpu_name(),
+        "precision": precision_choice("auto", torch.device("cpu"))[0],
+        "threads": torch.get_num_threads(),
+        "load_average_at_start": round(load_at_start, 2),
+        "minutes": {r["notebook"].removesuffix(".ipynb"): r["minutes"] for r in rows},
+        "total_minutes": round(sum(r["minutes"] for r in rows), 1),
+    }
+    if load_at_start >= 0.5:
+        record["timing_note"] = f"other work shared the cores (load average {load_at_start:.1f} at the start)"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(record, indent=2) + "\n")
+    return record
+
+
+def smoke_minutes_lines(text: str, path: Path = TIMINGS) -> str:
+    """The README ``text`` with its notebook table's ``smoke min`` column and the line under it (``Smoke minutes:
+    ...``) taken from the recorded smoke series (``record_timings``); unchanged without a record."""
+    if not path.is_file():
+        return text
+    record = json.loads(path.read_text())
+    minutes = record["minutes"]
+
+    def row(match: re.Match) -> str:
+        cells = match.group(0).split(" | ")
+        stem = match.group(1)
+        if stem in minutes and len(cells) > 2:
+            cells[2] = f"{minutes[stem]:.1f}"
+        return " | ".join(cells)
+
+    text = re.sub(r"^\| `(\d\d_\w+)` \|.*$", row, text, flags=re.MULTILINE)
+    shared = ", shared cores" if record.get("timing_note") else ""
+    caption = (
+        f"Smoke minutes: {record['cpu']}, {record['threads']} threads, {record['precision']}, {record['date']}{shared}; "
+        f"{record['total_minutes']:.0f} min in all."
+    )
+    return re.sub(r"^Smoke minutes: [^;]*;[^.]*\.|^Smoke minutes: [^.]*\.", caption, text, count=1, flags=re.MULTILINE)
+
+
+def update_readme_minutes(readme: Path = REPO_ROOT / "README.md", path: Path = TIMINGS) -> bool:
+    """Rewrite the README's smoke minutes from the recorded series (``smoke_minutes_lines``); True if they changed."""
+    text = readme.read_text()
+    new = smoke_minutes_lines(text, path)
+    readme.write_text(new)
+    return new != text
+
+
 def run_notebooks(
     profile: str = "smoke",
     only: list[str] | None = None,
@@ -343,6 +402,7 @@ def run_notebooks(
         os.environ["MTL_LAB_DEVICE"] = device
     rows = []
     books = notebook_paths(only)
+    load_at_start = os.getloadavg()[0]
     for i, book in enumerate(books, 1):
         print(f"[{i}/{len(books)}] {book.name}", flush=True)
         target = book if inplace else run_root / book.name
@@ -379,5 +439,9 @@ def run_notebooks(
     print()
     print(table.to_string(index=False))
     (run_root / "summary.json").write_text(json.dumps(rows, indent=2))
+    if inplace and only is None and all(r["status"] == "ok" for r in rows):
+        record_timings(rows, load_at_start)
+        if update_readme_minutes():
+            print("README.md: the notebook table's smoke minutes rewritten from results/smoke-notebooks.json")
     print(f"\nexecuted notebooks and figures: {run_root if not inplace else NOTEBOOK_DIR}")
     return 0 if all(r["status"] == "ok" for r in rows) else 1

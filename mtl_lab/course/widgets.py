@@ -31,8 +31,12 @@ from mtl_lab.training.optim.aggregation.pcgrad import project_conflicting
 # uuid5 ids (version 5) of the widgets the notebooks display; the kernel's own ids are uuid4
 WIDGET_NAMESPACE = uuid.UUID("6f1c2f4e-9d1a-4b8e-8a7e-3c5d2b1a0f99")
 HINT_CLASS = "mtl-lab-saved-hint"
+BOX_CLASS = "mtl-lab-snapshot"
+# ipywidgets marks every view without a kernel with a red broken-link icon, one per control: in a saved box the
+# hint's one line says it instead (the style reaches only the boxes of this module)
 SAVED_HINT = (
-    "<i>A saved view: no kernel drives it (a red broken-link icon says so) and its controls are greyed out. "
+    f"<style>.{BOX_CLASS}.jupyter-widgets-disconnected::before, .{BOX_CLASS} .jupyter-widgets-disconnected::before"
+    " {display: none}</style><i>A saved view, no kernel: the controls are greyed out. "
     "Run this cell to bring it to life.</i>"
 )
 
@@ -196,7 +200,9 @@ def snapshot_box(name: str, children: list, snapshot, describe: str):
 
     hint = fixed_widget(w.HTML, f"{name}/hint", value="")
     hint.add_class(HINT_CLASS)
-    return fixed_widget(SnapshotBox, name, children=[hint, *children])
+    box = fixed_widget(SnapshotBox, name, children=[hint, *children])
+    box.add_class(BOX_CLASS)
+    return box
 
 
 def pcgrad_playground():

@@ -31,6 +31,7 @@ import torch
 from mtl_lab.data import TASK_NAMES, TASKS
 from mtl_lab.models.backbone import load_backbone, load_tokenizer
 from mtl_lab.models.encoders import masked_mean
+from mtl_lab.runtime import cpu_name
 from mtl_lab.tasks import kind_of
 
 if TYPE_CHECKING:
@@ -57,6 +58,7 @@ class FrozenSentenceModel:
         self.backbone = (backbone or load_backbone(self.config.backbone)).eval()
         self.heads: dict[str, dict] = {}
         self.fit_seconds = 0.0
+        self.fit_cpu, self.cached = "", False  # where the heads were fitted; whether they were read from the cache
 
     @torch.no_grad()
     def embed(self, sentences: list[str], batch_size: int = 32) -> np.ndarray:
@@ -185,11 +187,14 @@ def frozen_model(
         with np.load(path) as stored:
             model.heads = {t: {"coef": stored[f"{t}_coef"], "intercept": stored[f"{t}_intercept"]} for t in TASK_NAMES}
             model.fit_seconds = float(stored["fit_seconds"])
+            model.fit_cpu = str(stored["cpu"]) if "cpu" in stored else "an unrecorded CPU"
+        model.cached = True
         return model
     model.fit(data_dir)
+    model.fit_cpu, model.cached = cpu_name(), False
     path.parent.mkdir(parents=True, exist_ok=True)
     arrays = {f"{t}_{k}": v for t, head in model.heads.items() for k, v in head.items()}
     tmp = path.with_suffix(".tmp.npz")
-    np.savez(tmp, fit_seconds=model.fit_seconds, **arrays)
+    np.savez(tmp, fit_seconds=model.fit_seconds, cpu=np.array(model.fit_cpu), **arrays)
     os.replace(tmp, path)
     return model

@@ -98,3 +98,18 @@ ENSEMBLES = {
     "ensemble-recipe-x3": ["recipe", "recipe-s1", "recipe-s2"],
 }
 COMPUTE_MATCHED = ("ensemble-cls-x3", "recipe")  # the baseline's 3-seed vote against one recipe seed (its row)
+
+
+def row_minutes(name: str, profile: str = "cpu") -> float:
+    """A full-budget run's minutes as the README's headline states them: the mean over its row's seeds timed on a quiet
+    machine (NaN when none was, or when the run is in no row)."""
+    import numpy as np
+
+    from mtl_lab.study import analysis, experiments
+
+    for names in full_budget_rows().values():
+        if name in names:
+            timed = [analysis.quiet_minutes(r) for r in experiments.finished_results(profile, names).values()]
+            timed = [t for t in timed if np.isfinite(t)]
+            return float(np.mean(timed)) if timed else float("nan")
+    return float("nan")

@@ -8,8 +8,8 @@
 - Run All, save, close (the kernel shut down), reopen 04 and 06: the widgets or their pictures show, never
   "Error displaying widget: model not found" (the progress bars leave no widget behind);
 - from a server rooted at the repository or at ``notebooks/``, every image of every notebook loads; each
-  output figure is screenshotted (into ``$MTL_LAB_SCREENSHOTS`` when set) and shown at 80 % of its size or
-  more; no printed line wraps mid-word.
+  output figure is screenshotted (into ``$MTL_LAB_SCREENSHOTS`` when set) and shown at its full size in a
+  1280 px window with the file browser open; no printed line wraps mid-word.
 
 Skips (saying why) only where Playwright or a Chromium executable is missing.
 """
@@ -120,9 +120,10 @@ def _trust(lab, path: Path) -> None:
     subprocess.run([sys.executable, "-c", code, str(path)], env=lab["env"], check=True)
 
 
-def _page(lab, name: str, workspace: str | None = None):
-    """A browser page with JupyterLab showing notebook ``name`` (of the lab's folder) in its only tab."""
-    page = lab["browser"].new_page(viewport={"width": 1400, "height": 1000})
+def _page(lab, name: str, workspace: str | None = None, width: int = 1400):
+    """A browser page ``width`` px wide with JupyterLab showing notebook ``name`` (of the lab's folder) in its only
+    tab."""
+    page = lab["browser"].new_page(viewport={"width": width, "height": 1000})
     workspace = workspace or re.sub(r"\W", "-", Path(name).stem)
     url = f"{lab['url']}/lab/workspaces/{workspace}/tree/{name}?token={TOKEN}&reset"  # one tab, no restored ones
     for _ in range(120):  # the server may still be starting
@@ -135,9 +136,9 @@ def _page(lab, name: str, workspace: str | None = None):
     return page
 
 
-def _open(lab, name: str, workspace: str | None = None, widgets: bool = True):
+def _open(lab, name: str, workspace: str | None = None, widgets: bool = True, width: int = 1400):
     """A notebook opened without running anything, all its saved outputs rendered."""
-    page = _page(lab, name, workspace)
+    page = _page(lab, name, workspace, width)
     page.wait_for_function("document.querySelectorAll('.jp-OutputArea-output').length > 5", timeout=60_000)
     if widgets:
         page.wait_for_timeout(3000)  # widget views are restored asynchronously from the notebook's metadata
@@ -167,6 +168,13 @@ def _widget_outputs(page) -> list[str]:
     return page.locator(".jp-OutputArea-output").all_inner_texts()
 
 
+# widget views that show ipywidgets' red broken-link icon (a view without a kernel draws one per control)
+ICONS = """[...document.querySelectorAll('.jupyter-widgets-disconnected')].filter(e => {
+    const icon = getComputedStyle(e, '::before');
+    return icon.display !== 'none' && icon.content !== 'none' && icon.content !== 'normal';
+}).length"""
+
+
 def _broken_widgets(page) -> list[str]:
     return [t[:80] for t in _widget_outputs(page) if any(b in t for b in BROKEN)]
 
@@ -186,7 +194,11 @@ def test_saved_widgets_render_without_a_kernel_and_saving_changes_nothing(lab, n
         assert page.locator(".jp-OutputArea-output .jupyter-widgets").count() > 0, f"{name}: no widget view rendered"
         # the Output widget's saved figure is part of the saved view, with the hint on how to read it
         assert page.locator(".jp-OutputArea-output .jupyter-widgets img").count() > 0
-        assert page.locator(".mtl-lab-saved-hint").first.inner_text().startswith("A saved view")
+        hint = page.locator(".mtl-lab-saved-hint").first
+        assert hint.inner_text().startswith("A saved view"), "the saved view says what it is"
+        line = float(hint.evaluate("e => parseFloat(getComputedStyle(e.querySelector('i') || e).lineHeight)"))
+        assert hint.bounding_box()["height"] < 2 * line, "the hint is one line"
+        assert page.evaluate(ICONS) == 0, f"{name}: broken-link icons stacked over the saved controls"
         assert page.locator(".jp-OutputArea-output .jupyter-widgets input:disabled, "
                             ".jp-OutputArea-output .jupyter-widgets select:disabled, "
                             ".jp-OutputArea-output .widget-slider.mod-disabled, "
@@ -414,6 +426,9 @@ WRAPPED = """(() => {
 })()"""
 
 
+FILE_BROWSER_OPEN = "!!document.querySelector('#jp-left-stack:not(.lm-mod-hidden) #filebrowser:not(.lm-mod-hidden)')"
+
+
 def _without_saving(page):
     """Close a page of a committed notebook without letting anything be saved (nothing is edited anyway)."""
     assert page.locator(".jp-mod-dirty").count() == 0
@@ -435,13 +450,14 @@ def test_images_load_when_jupyterlab_is_rooted_at_notebooks(notebooks_lab):
 
 @pytest.mark.parametrize("name", ALL_BOOKS)
 def test_figures_are_shown_at_their_size_and_text_does_not_wrap(name, repo_lab, tmp_path):
-    """From a server rooted at the repository (`jupyter lab` in the clone): every image loads; each output figure
-    is screenshotted and shown at 80 % of its width or more (a wider figure's labels shrink below readable); no
-    printed line wraps (JupyterLab breaks a too-long line mid-word)."""
+    """From a server rooted at the repository (`jupyter lab` in the clone), in a 1280 px window with the file
+    browser open: every image loads; each output figure is screenshotted and shown at its full size (JupyterLab
+    shrinks a wider one, its labels with it); no printed line wraps (JupyterLab breaks a too-long line mid-word)."""
     shots = Path(os.environ.get("MTL_LAB_SCREENSHOTS", tmp_path)) / Path(name).stem
     shots.mkdir(parents=True, exist_ok=True)
-    page = _open(repo_lab, "notebooks/" + name, workspace=f"sizes-{Path(name).stem}")
+    page = _open(repo_lab, "notebooks/" + name, workspace=f"sizes-{Path(name).stem}", width=1280)
     try:
+        assert page.evaluate(FILE_BROWSER_OPEN), "the file browser should be open, as a student has it"
         broken = _broken_images(page)
         assert not broken, f"{name} (rooted at the repository): images that do not load: {broken}"
         figures = page.locator(".jp-OutputArea-output img")
@@ -451,9 +467,9 @@ def test_figures_are_shown_at_their_size_and_text_does_not_wrap(name, repo_lab, 
             figure.scroll_into_view_if_needed()
             figure.screenshot(path=str(shots / f"figure-{k:02d}.png"))
             natural, client = figure.evaluate("i => [i.naturalWidth, i.clientWidth]")
-            if client < 0.8 * natural:
+            if client < natural:
                 small.append(f"figure {k}: {natural} px shown at {client} px")
-        assert not small, f"{name}: figures scaled below 80 % (screenshots in {shots}): {small}"
+        assert not small, f"{name}: figures shrunk to fit (screenshots in {shots}): {small}"
         wrapped = [line[:80] for line in page.evaluate(WRAPPED)]
         assert not wrapped, f"{name}: printed lines wider than the output area (JupyterLab wraps them): {wrapped[:3]}"
     finally:

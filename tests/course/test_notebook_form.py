@@ -411,6 +411,50 @@ def test_quoted_numbers_match_the_published_results():
     )
 
 
+OUTPUT_PX = 848  # an output's width in a 1280 px JupyterLab window with the file browser open (test_browser)
+
+
+@pytest.mark.parametrize("path", BOOKS, ids=[p.stem for p in BOOKS])
+def test_figures_fit_a_1280_px_window_with_the_file_browser_open(path):
+    """A picture wider than the output area is shrunk by JupyterLab, its labels with it: none is wider."""
+    import base64
+    import io
+    import json
+
+    from PIL import Image
+
+    nb = json.loads(path.read_text())
+    wide = []
+    for i, _, out in _outputs(nb):
+        png = out.get("data", {}).get("image/png")
+        if png:
+            width = Image.open(io.BytesIO(base64.b64decode(png))).width
+            if width > OUTPUT_PX:
+                wide.append(f"cell {i}: {width} px")
+    assert not wide, f"{path.name}: figures wider than {OUTPUT_PX} px: {wide}"
+
+
+def test_fit_width_narrows_a_figure_with_its_legend_outside():
+    """``analysis.fit_width`` (every notebook figure passes it in ``analysis.savefig``): a figure whose outside legend
+    makes it wider than ``MAX_WIDTH`` gives up axes width, not text size."""
+    import matplotlib.pyplot as plt
+
+    from mtl_lab.study.analysis import MAX_WIDTH, fit_width
+    from mtl_lab.study.analysis.figures import legend_right
+
+    fig, ax = plt.subplots(figsize=(MAX_WIDTH, 3))
+    for k in range(4):
+        ax.plot(range(5), label=f"a rather long run name, number {k}")
+    fig.tight_layout()
+    legend_right(ax)  # placed after the layout: it hangs out of the figure
+    extent = lambda: fig.get_tightbbox(fig.canvas.get_renderer()).width  # noqa: E731
+    assert extent() > MAX_WIDTH + 1  # the legend hangs out: the check can fail
+    fit_width(fig)
+    assert extent() <= MAX_WIDTH + 0.02
+    assert ax.get_legend().get_texts()[0].get_fontsize() == 8
+    plt.close(fig)
+
+
 def test_wide_docs_figures_fold_into_narrow_palette_strips():
     """A wide figure of docs/figures/ is cut at the white gaps between panels into strips that JupyterLab shows at
     full size, stored with a 256-colour palette (a plot has few colours; the notebook stays small)."""
@@ -428,5 +472,5 @@ def test_wide_docs_figures_fold_into_narrow_palette_strips():
     fig.savefig(buf, format="png", facecolor="white")
     plt.close(fig)
     strips = [Image.open(io.BytesIO(part)) for part in fold_wide(buf.getvalue())]
-    assert len(strips) >= 2 and all(s.width <= 1000 and s.mode == "P" for s in strips)
+    assert len(strips) >= 2 and all(s.width <= OUTPUT_PX and s.mode == "P" for s in strips)
     assert sum(s.width for s in strips) == 1800

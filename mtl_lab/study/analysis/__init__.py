@@ -38,7 +38,7 @@ from mtl_lab.study.analysis.errors import (
     run_dev_predictions,
     worst_errors,
 )
-from mtl_lab.study.analysis.figures import MAX_WIDTH, NOTEBOOK_DPI, savefig
+from mtl_lab.study.analysis.figures import MAX_WIDTH, NOTEBOOK_DPI, fit_width, savefig
 from mtl_lab.study.analysis.geometry import (
     GEOMETRY_COLUMNS,
     embedding_maps,
@@ -80,6 +80,7 @@ from mtl_lab.study.analysis.tables import format_table, markdown
 __all__ = [
     "GEOMETRY_COLUMNS",
     "MAX_WIDTH",
+    "fit_width",
     "METRIC_COLUMNS",
     "NOTEBOOK_DPI",
     "QQP_CLASSES",

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 from pandas.io.formats.style import Styler
 
-from mtl_lab.study.analysis.figures import legend_below
+from mtl_lab.study.analysis.figures import MAX_WIDTH, legend_below
 from mtl_lab.study.analysis.results import METRICS, results_row
 from mtl_lab.study.analysis.seeds import split_seed
 from mtl_lab.study.paper import PAPER_MODELS, paper_frame, paper_rows
@@ -65,7 +65,9 @@ def plot_ablation(table: pd.DataFrame) -> plt.Figure:
     """Overall dev score of every strategy, one panel per model; the paper's overall as a black tick."""
     models = list(dict.fromkeys(table.index.get_level_values("model")))
     height = 0.35 * len(table) / len(models) + 1.8
-    fig, axes = plt.subplots(1, len(models), figsize=(5.5 * len(models), height), squeeze=False)
+    fig, axes = plt.subplots(
+        1, len(models), figsize=(min(5.5, MAX_WIDTH / len(models)) * len(models), height), squeeze=False
+    )
     paper_max = float(np.nanmax(table["paper overall"].to_numpy(float), initial=0))
     xlim = (float(table["overall"].min()) - 0.02, max(float(table["overall"].max()), paper_max) + 0.01)
     for ax, model in zip(axes[0], models):

@@ -10,6 +10,7 @@ import pandas as pd
 import seaborn as sns
 
 from mtl_lab import data
+from mtl_lab.study.analysis.figures import MAX_WIDTH
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
@@ -43,7 +44,7 @@ def malformed_rows(data_dir: DataDir = None) -> pd.DataFrame:
 
 def plot_label_distributions(data_dir: DataDir = None) -> plt.Figure:
     """Label distributions of the train and dev splits of the three tasks (one legend, right of the last panel)."""
-    fig, axes = plt.subplots(1, 3, figsize=(10.5, 3.2))
+    fig, axes = plt.subplots(1, 3, figsize=(MAX_WIDTH, 3.2))
     for ax, task in zip(axes, data.TASKS):
         frames = [load_quietly(task, s, data_dir).assign(split=s) for s in ("train", "dev")]
         df = pd.concat(frames, ignore_index=True)

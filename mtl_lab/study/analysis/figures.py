@@ -1,7 +1,8 @@
 """What every figure of the study keeps to: a width JupyterLab shows whole, legends beside the data, saved files.
 
-The notebooks draw at ``NOTEBOOK_DPI`` (``mtl_lab.course.notebooks`` sets matplotlib's ``figure.dpi``) and JupyterLab
-shows a figure at full size up to about 1,100 px: ``MAX_WIDTH`` inches, legend included, is the most a figure takes.
+The notebooks draw at ``NOTEBOOK_DPI`` (``mtl_lab.course.notebooks`` sets matplotlib's ``figure.dpi``). In a 1280 px
+JupyterLab window with the file browser open, an output is 848 px wide, and a wider picture is shrunk to fit:
+``MAX_WIDTH`` inches, legends outside the axes included, is the most a figure takes (``fit_width``).
 """
 
 from __future__ import annotations
@@ -15,11 +16,27 @@ from matplotlib.axes import Axes
 from matplotlib.legend import Legend
 
 NOTEBOOK_DPI = 90
-MAX_WIDTH = 12.0  # inches: 1,080 px at NOTEBOOK_DPI
+MAX_WIDTH = 9.2  # inches: 828 px at NOTEBOOK_DPI
+
+
+def fit_width(fig: plt.Figure, max_width: float = MAX_WIDTH) -> plt.Figure:
+    """Narrow a figure whose drawn extent (legends and labels outside the axes included) passes ``max_width``
+    inches: the axes give up the width, the text keeps its size."""
+    for _ in range(4):  # a narrower figure may re-wrap its layout: a few rounds settle it
+        extent = fig.get_tightbbox(fig.canvas.get_renderer()).width
+        if extent <= max_width + 0.01:
+            break
+        width, height = fig.get_size_inches()
+        fig.set_size_inches(max(1.5, width - (extent - max_width) - 0.05), height)
+        if fig.get_layout_engine() is None or type(fig.get_layout_engine()).__name__ == "TightLayoutEngine":
+            fig.tight_layout()
+    return fig
 
 
 def savefig(fig: plt.Figure, out_dir: str | os.PathLike | None, name: str) -> Path | None:
-    """Save a figure as ``<out_dir>/figures/<name>.png`` (nothing when out_dir is None)."""
+    """Fit a figure to ``MAX_WIDTH`` (``fit_width``), as the notebook shows it, and save it as
+    ``<out_dir>/figures/<name>.png`` (not saved when out_dir is None)."""
+    fit_width(fig)
     if out_dir is None:
         return None
     folder = Path(out_dir) / "figures"
