@@ -83,3 +83,26 @@ def test_the_readme_code_map_covers_every_module():
                 continue
             assert re.search(rf"\b{name}\b", block), f"the code map's {folder} line does not name {name}"
     assert len(listed) == len(set(listed)), "one line per module or folder"
+
+
+def test_readme_smoke_minutes_are_the_recorded_ones(tmp_path):
+    """The notebook table's minutes and the line under it come from results/smoke-notebooks.json (what
+    ``notebooks run --inplace`` measured), CPU named: no hand-written minute counts."""
+    import json
+
+    from mtl_lab.course.runner import TIMINGS, smoke_minutes_lines
+
+    readme = (ROOT / "README.md").read_text()
+    assert smoke_minutes_lines(readme) == readme, "python -m mtl_lab report rewrites them"
+    record = json.loads(TIMINGS.read_text())
+    assert f"Smoke minutes: {record['cpu']}," in readme
+    for stem, minutes in record["minutes"].items():
+        assert f"| `{stem}` |" in readme and f" | {minutes:.1f} | " in readme
+    # the rewrite itself, on a table with other numbers: they change (the check can fail)
+    record["minutes"] = {"00_setup_and_data": 1.25}
+    (tmp_path / "t.json").write_text(json.dumps({**record, "total_minutes": 1.25}))
+    text = "| `00_setup_and_data` | data | 9.9 | nothing |\n\nSmoke minutes: Some CPU, fp32, 2020-01-01. More; [a.md](b.md)\n"
+    new = smoke_minutes_lines(text, tmp_path / "t.json")
+    assert "| `00_setup_and_data` | data | 1.2 | nothing |" in new and f"Smoke minutes: {record['cpu']}, " in new
+    assert new.endswith("in all. More; [a.md](b.md)\n")
+    assert smoke_minutes_lines(new, tmp_path / "t.json") == new

