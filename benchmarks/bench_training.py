@@ -430,7 +430,8 @@ def dev_tokens(model_name: str, limit: int = 512) -> float:
     for task, enc in dev.items():
         views = model.views(task)
         for i in range(len(enc)):
-            tokens += len(enc.joint[i]) * ("joint" in views) + (len(enc.a[i]) + len(enc.b[i])) * ("pair" in views)
+            tokens += len(enc.joint[i]) if "joint" in views else 0
+            tokens += len(enc.a[i]) + len(enc.b[i]) if "pair" in views else 0
         examples += len(enc)
     return tokens / examples
 
