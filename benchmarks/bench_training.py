@@ -409,7 +409,7 @@ def eval_speed(
     return sum(len(e) for e in dev.values()) / (time.perf_counter() - t0)
 
 
-# The training step before issue 17's speed-up: word embeddings trained, PyTorch's SDPA attention kernels and
+# The training step before the CPU speed-up: word embeddings trained, PyTorch's SDPA attention kernels and
 # PyTorch's dropout.
 BEFORE = {"freeze_word_embeddings": False, "attention": "sdpa", "dropout": "torch", "unpad": False, "cnn": "conv"}
 # ``--freeze-layers`` measured beside the default: the setting of the results page's row (a-f2), whose accuracy

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import math
 import os
 import random
 import sys
@@ -305,9 +306,9 @@ def beside_published(yours: dict[str, dict], cpu: dict[str, dict], profile: str,
     theirs = analysis.results_table(cpu) if cpu else mine.iloc[:0]
     from_seeds = []
     if "minutes" in theirs:  # a paused seed shows its row's quietly timed seeds, as the README's headline does
-        for label in theirs.index[theirs["minutes"].isna()]:
+        for label in theirs.index[theirs["minutes"].isna() & theirs.index.isin(mine.index)]:
             minutes = row_minutes(str(label))
-            if minutes == minutes:
+            if not math.isnan(minutes):
                 theirs.loc[label, "minutes"] = round(minutes, 1)
                 from_seeds.append(str(label))
     table = beside(mine, theirs, profile, [c for c in columns if c in mine.columns])
@@ -493,11 +494,15 @@ def published_predictions(profile: str = "cpu", baseline: str = "baseline") -> d
 # ----------------------------------------------------------------------------- figures of docs/
 
 
-def fold_wide(png: bytes, max_width: int = 840) -> list[bytes]:
-    """A picture wider than ``max_width`` pixels cut into strips at white gaps between its panels (so that
-    JupyterLab shows it at full size, not scaled down); a picture without such a gap is returned whole."""
+def fold_wide(png: bytes, max_width: int | None = None) -> list[bytes]:
+    """A picture wider than ``max_width`` pixels (None: an output's width, ``analysis.figures.OUTPUT_PX``) cut into
+    strips at white gaps between its panels (so that JupyterLab shows it at full size, not scaled down); a picture
+    without such a gap is returned whole."""
     from PIL import Image
 
+    from mtl_lab.study.analysis.figures import OUTPUT_PX
+
+    max_width = max_width or OUTPUT_PX
     image = Image.open(io.BytesIO(png)).convert("RGB")
     width = image.width
     if width <= max_width:

@@ -314,29 +314,39 @@ def progress_lines(stem: str, every_s: float = PROGRESS_EVERY_S):
             os.environ[PROGRESS_ENV] = previous
 
 
-def cpu_snapshot() -> tuple[float, float, float]:
-    """(wall seconds, CPU seconds of the whole machine, CPU seconds of this process and its finished children)."""
-    busy = 0.0
+def cpu_snapshot() -> tuple[float, float | None, float]:
+    """(wall seconds, busy CPU seconds of the cores this process may use -- None where /proc/stat cannot be read --,
+    CPU seconds of this process and its finished children)."""
+    busy: float | None = None
     try:
-        fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-        busy = (sum(fields[:8]) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")  # all but idle and iowait
-    except (OSError, ValueError, IndexError):
-        pass
+        usable = os.sched_getaffinity(0)
+        busy = 0.0
+        for line in Path("/proc/stat").read_text().splitlines():
+            name, *values = line.split()
+            if name.startswith("cpu") and name[3:].isdigit() and int(name[3:]) in usable:
+                ticks = [int(v) for v in values]
+                busy += sum(ticks[:3]) + sum(ticks[5:7])  # user, nice, system, irq, softirq: not idle, iowait, steal
+        busy /= os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, AttributeError):
+        busy = None
     own = os.times()
     return time.monotonic(), busy, own.user + own.system + own.children_user + own.children_system
 
 
-def others_share(start: tuple[float, float, float], end: tuple[float, float, float] | None = None) -> float:
-    """The share of the machine's usable cores that other processes kept busy between two ``cpu_snapshot``s."""
+def others_share(start: tuple, end: tuple | None = None) -> float | None:
+    """The share (0..1) of this process's usable cores that other processes kept busy between two ``cpu_snapshot``s;
+    None where the machine's CPU time cannot be read."""
     end = end or cpu_snapshot()
+    if start[1] is None or end[1] is None:
+        return None
     wall = max(end[0] - start[0], 1e-9)
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    return max(0.0, ((end[1] - start[1]) - (end[2] - start[2])) / (wall * cores))
+    cores = len(os.sched_getaffinity(0))
+    return min(1.0, max(0.0, ((end[1] - start[1]) - (end[2] - start[2])) / (wall * cores)))
 
 
-def record_timings(rows: list[dict], start: tuple[float, float, float], path: Path = TIMINGS) -> dict:
-    """Write the minutes of a whole smoke series with its circumstances (CPU, precision, threads, how busy other
-    processes kept the cores meanwhile) to ``path``: the one source of the durations the README quotes
+def record_timings(rows: list[dict], start: tuple, path: Path = TIMINGS) -> dict:
+    """Write the minutes of a whole smoke series on the CPU with its circumstances (CPU, precision, threads, how busy
+    other processes kept the cores meanwhile) to ``path``: the one source of the durations the README quotes
     (``smoke_minutes_lines``)."""
     import datetime
 
@@ -345,20 +355,31 @@ def record_timings(rows: list[dict], start: tuple[float, float, float], path: Pa
     from mtl_lab.runtime import cpu_name, precision_choice
     from mtl_lab.training.config import profile_config
 
+    share = others_share(start)
     record = {
         "date": datetime.date.today().isoformat(),
         "cpu": cpu_name(),
         "precision": precision_choice(profile_config("smoke").precision, torch.device("cpu"))[0],
         "threads": torch.get_num_threads(),
-        "others_cpu_share": round(others_share(start), 3),
         "minutes": {r["notebook"].removesuffix(".ipynb"): r["minutes"] for r in rows},
         "total_minutes": round(sum(r["minutes"] for r in rows), 1),
     }
-    if record["others_cpu_share"] >= 0.1:
-        record["timing_note"] = f"other processes kept {record['others_cpu_share']:.0%} of the cores busy meanwhile"
+    if share is not None:
+        record["others_cpu_share"] = round(share, 3)
+    if share is None or share >= 0.1:
+        record["timing_note"] = (
+            "how busy other processes kept the cores was not measured (no /proc/stat)"
+            if share is None
+            else f"other processes kept {share:.0%} of the cores busy meanwhile"
+        )
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(record, indent=2) + "\n")
     return record
+
+
+# the README's notebook table (its header names the ``smoke min`` column) and the line under it
+_TABLE = re.compile(r"^\| notebook \|[^\n]*\| smoke min \|[^\n]*\n\|[- |]+\|\n(?:\|[^\n]*\|\n)+", re.MULTILINE)
+_CAPTION = re.compile(r"^Smoke minutes: (?:[^\n]*?; \d+(?:\.\d+)? min in all\.|[^.;\n]*\.)", re.MULTILINE)
 
 
 def smoke_minutes_lines(text: str, path: Path = TIMINGS) -> str:
@@ -368,28 +389,31 @@ def smoke_minutes_lines(text: str, path: Path = TIMINGS) -> str:
         return text
     record = json.loads(path.read_text())
     minutes = record["minutes"]
-
-    def row(match: re.Match) -> str:
-        cells = match.group(0).split(" | ")
-        stem = match.group(1)
-        if stem in minutes and len(cells) > 2:
-            cells[2] = f"{minutes[stem]:.1f}"
-        return " | ".join(cells)
-
-    text = re.sub(r"^\| `(\d\d_\w+)` \|.*$", row, text, flags=re.MULTILINE)
+    table = _TABLE.search(text)
+    if table:
+        lines = table.group(0).splitlines()
+        column = [c.strip() for c in lines[0].strip("|").split("|")].index("smoke min")
+        for k, line in enumerate(lines[2:], 2):
+            cells = [c.strip() for c in line.strip().strip("|").split("|")]
+            stem = cells[0].strip("`")
+            if stem in minutes and len(cells) > column:
+                cells[column] = f"{minutes[stem]:.1f}"
+                lines[k] = "| " + " | ".join(cells) + " |"
+        text = text[: table.start()] + "\n".join(lines) + "\n" + text[table.end() :]
     shared = ", shared cores" if record.get("timing_note") else ""
     caption = (
         f"Smoke minutes: {record['cpu']}, {record['threads']} threads, {record['precision']}, {record['date']}{shared}; "
-        f"{record['total_minutes']:.0f} min in all."
+        f"{record['total_minutes']:.1f} min in all."
     )
-    return re.sub(r"^Smoke minutes: [^.;\n]*(?:;[^.\n]*)?\.", caption, text, count=1, flags=re.MULTILINE)
+    return _CAPTION.sub(lambda _: caption, text, count=1)
 
 
 def update_readme_minutes(readme: Path = REPO_ROOT / "README.md", path: Path = TIMINGS) -> bool:
     """Rewrite the README's smoke minutes from the recorded series (``smoke_minutes_lines``); True if they changed."""
     text = readme.read_text()
     new = smoke_minutes_lines(text, path)
-    readme.write_text(new)
+    if new != text:
+        readme.write_text(new)
     return new != text
 
 
@@ -466,7 +490,8 @@ def run_notebooks(
     print()
     print(table.to_string(index=False))
     (run_root / "summary.json").write_text(json.dumps(rows, indent=2))
-    if inplace and only is None and all(r["status"] == "ok" for r in rows):
+    on_cpu = device == "cpu" or (device == "auto" and not torch.cuda.is_available())
+    if inplace and only is None and on_cpu and all(r["status"] == "ok" for r in rows):
         record_timings(rows, start)
         if update_readme_minutes():
             print("README.md: the notebook table's smoke minutes rewritten from results/smoke-notebooks.json")

@@ -14,6 +14,7 @@ import pytest
 
 from mtl_lab.course.notebooks import NOTEBOOK_DIR
 from mtl_lab.course.runner import jupyterlab_form
+from mtl_lab.study.analysis.figures import OUTPUT_PX  # an output's width at 1280 px, the file browser open
 
 BOOKS = sorted(NOTEBOOK_DIR.glob("[0-9][0-9]_*.ipynb"))
 
@@ -411,9 +412,6 @@ def test_quoted_numbers_match_the_published_results():
     )
 
 
-OUTPUT_PX = 848  # an output's width in a 1280 px JupyterLab window with the file browser open (test_browser)
-
-
 @pytest.mark.parametrize("path", BOOKS, ids=[p.stem for p in BOOKS])
 def test_figures_fit_a_1280_px_window_with_the_file_browser_open(path):
     """A picture wider than the output area is shrunk by JupyterLab, its labels with it: none is wider."""
@@ -452,6 +450,13 @@ def test_fit_width_narrows_a_figure_with_its_legend_outside():
     fit_width(fig)
     assert extent() <= MAX_WIDTH + 0.02
     assert ax.get_legend().get_texts()[0].get_fontsize() == 8
+    plt.close(fig)
+    # text wider than the limit on its own (a title): a warning, and the axes are not squashed for nothing
+    fig, ax = plt.subplots(figsize=(6, 3))
+    ax.set_title("a title far too long to fit any notebook output " * 3)
+    with pytest.warns(UserWarning, match="its text is wider"):
+        fit_width(fig)
+    assert fig.get_size_inches()[0] > 4
     plt.close(fig)
 
 

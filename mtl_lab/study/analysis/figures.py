@@ -9,27 +9,47 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 from pathlib import Path
 
 import matplotlib.pyplot as plt
 from matplotlib.axes import Axes
+from matplotlib.layout_engine import TightLayoutEngine
 from matplotlib.legend import Legend
 
+OUTPUT_PX = 848  # an output's width in a 1280 px JupyterLab window with the file browser open
 NOTEBOOK_DPI = 90
-MAX_WIDTH = 9.2  # inches: 828 px at NOTEBOOK_DPI
+MAX_WIDTH = (OUTPUT_PX - 20) / NOTEBOOK_DPI  # inches: 828 px, the tight bounding box's padding left over
+
+
+def _extent(fig: plt.Figure) -> float:
+    """The width in inches the figure takes when drawn (its layout run, everything outside the axes counted)."""
+    fig.draw_without_rendering()
+    return fig.get_tightbbox().width
+
+
+def _resize(fig: plt.Figure, width: float, height: float) -> None:
+    fig.set_size_inches(width, height)
+    if fig.get_layout_engine() is None or isinstance(fig.get_layout_engine(), TightLayoutEngine):
+        fig.tight_layout()
 
 
 def fit_width(fig: plt.Figure, max_width: float = MAX_WIDTH) -> plt.Figure:
     """Narrow a figure whose drawn extent (legends and labels outside the axes included) passes ``max_width``
-    inches: the axes give up the width, the text keeps its size."""
+    inches: the axes give up the width, the text keeps its size; a warning where text alone is wider."""
+    extent = _extent(fig)
     for _ in range(4):  # a narrower figure may re-wrap its layout: a few rounds settle it
-        extent = fig.get_tightbbox(fig.canvas.get_renderer()).width
         if extent <= max_width + 0.01:
-            break
+            return fig
         width, height = fig.get_size_inches()
-        fig.set_size_inches(max(1.5, width - (extent - max_width) - 0.05), height)
-        if fig.get_layout_engine() is None or type(fig.get_layout_engine()).__name__ == "TightLayoutEngine":
-            fig.tight_layout()
+        _resize(fig, max(1.5, width - (extent - max_width) - 0.05), height)
+        before, extent = extent, _extent(fig)
+        if before - extent < 0.5 * (width - fig.get_size_inches()[0]):  # text that does not shrink overflows
+            _resize(fig, width, height)
+            extent = _extent(fig)
+            break
+    if extent > max_width + 0.01:
+        warnings.warn(f"a figure {extent:.1f} in wide does not fit {max_width:.1f} in: its text is wider", stacklevel=2)
     return fig
 
 
