@@ -339,9 +339,10 @@ def others_share(start: tuple, end: tuple | None = None) -> float | None:
     end = end or cpu_snapshot()
     if start[1] is None or end[1] is None:
         return None
+    from mtl_lab.threads import usable_cores
+
     wall = max(end[0] - start[0], 1e-9)
-    cores = len(os.sched_getaffinity(0))
-    return min(1.0, max(0.0, ((end[1] - start[1]) - (end[2] - start[2])) / (wall * cores)))
+    return min(1.0, max(0.0, ((end[1] - start[1]) - (end[2] - start[2])) / (wall * usable_cores())))
 
 
 def record_timings(rows: list[dict], start: tuple, path: Path = TIMINGS) -> dict:

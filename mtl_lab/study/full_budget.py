@@ -101,15 +101,13 @@ COMPUTE_MATCHED = ("ensemble-cls-x3", "recipe")  # the baseline's 3-seed vote ag
 
 
 def row_minutes(name: str, profile: str = "cpu") -> float:
-    """A full-budget run's minutes as the README's headline states them: the mean over its row's seeds timed on a quiet
-    machine (NaN when none was, or when the run is in no row)."""
-    import numpy as np
-
+    """A full-budget run's minutes as the README's headline states them: its row's ``minutes`` in
+    ``analysis.full_budget_table`` (the mean over the seeds timed on a quiet machine; NaN when none was, or when the
+    run is in no row)."""
     from mtl_lab.study import analysis, experiments
 
-    for names in full_budget_rows().values():
+    for label, names in full_budget_rows().items():
         if name in names:
-            timed = [analysis.quiet_minutes(r) for r in experiments.finished_results(profile, names).values()]
-            timed = [t for t in timed if np.isfinite(t)]
-            return float(np.mean(timed)) if timed else float("nan")
+            table = analysis.full_budget_table(experiments.finished_results(profile, names), {label: names})
+            return float(table["minutes"].iloc[0]) if "minutes" in table else float("nan")
     return float("nan")
