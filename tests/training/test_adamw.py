@@ -95,3 +95,37 @@ def test_rejects_bad_hyperparameters():
         AdamW([torch.nn.Parameter(torch.ones(1))], lr=-1)
     with pytest.raises(ValueError, match="betas"):
         AdamW([torch.nn.Parameter(torch.ones(1))], betas=(1.0, 0.9))
+
+
+@pytest.mark.parametrize("wd", [0.0, 0.1])
+def test_fused_fast_path_matches_the_readable_path(wd):
+    """The fused kernel (the default) and the readable _foreach update agree over many steps, two param groups."""
+    models = [make_model(), make_model()]
+
+    def groups(m):
+        return [{"params": m[0].parameters()}, {"params": m[3].parameters(), "lr": 3e-4, "weight_decay": 0.0}]
+
+    fast = AdamW(groups(models[0]), lr=1e-3, weight_decay=wd)
+    readable = AdamW(groups(models[1]), lr=1e-3, weight_decay=wd, fused=False)
+    calls = []
+    fast._fused_update = lambda *a: calls.append(1) or AdamW._fused_update(*a)
+    run(models[0], fast, 300)
+    run(models[1], readable, 300)
+    assert len(calls) == 300 * 2  # every step of both groups took the fused path
+    for p, q in zip(*(m.parameters() for m in models)):
+        torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6)
+    for s, r in zip(fast.state.values(), readable.state.values()):
+        torch.testing.assert_close(s["exp_avg_sq"], r["exp_avg_sq"], rtol=1e-5, atol=1e-12)
+        assert s["step"] == r["step"] == 300
+
+
+def test_fused_path_is_skipped_where_it_does_not_apply():
+    """No bias correction, or a group mixing dtypes, takes the readable path."""
+    a = torch.nn.Parameter(torch.ones(3))
+    b = torch.nn.Parameter(torch.ones(3, dtype=torch.float64))
+    for params, kw in (([a], {"correct_bias": False}), ([a, b], {})):
+        opt = AdamW(params, lr=0.1, **kw)
+        opt._fused_update = lambda *_: pytest.fail("the fused path ran")
+        for p in params:
+            p.grad = torch.ones_like(p)
+        opt.step()
