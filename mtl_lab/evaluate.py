@@ -42,11 +42,10 @@ def map_batches(model, enc, views: tuple[str, ...], fn, batch_size: int = 64, pr
     device = next(model.parameters()).device
     out = []
     try:
-        for idx in bucket_batches(enc.lengths, batch_size):
-            batch = collate(enc, idx, views)
-            batch = to_device(batch, device)
-            with autocast_context(device, precision):
-                out.append((idx, fn(batch)))
+        # one autocast context for the whole split: each weight is cast to bf16 once, not once a batch
+        with autocast_context(device, precision):
+            for idx in bucket_batches(enc.lengths, batch_size):
+                out.append((idx, fn(to_device(collate(enc, idx, views), device))))
     finally:
         model.train(was_training)
     return out

@@ -92,3 +92,26 @@ def test_a_checkpoint_predicts_in_the_precision_its_run_was_scored_in(tmp_path):
     assert _recorded_precision(tmp_path / "best.pt") == "fp32"
     assert _recorded_precision(tmp_path) == "fp32"
     assert _recorded_precision(tmp_path / "elsewhere" / "best.pt") is None
+
+
+def test_one_autocast_context_per_split_scores_as_one_per_batch(tiny_backbone, tokenizer):
+    """Scoring a split in bf16 casts each weight once (one autocast context): the outputs equal a context per batch."""
+    import torch
+
+    from mtl_lab.data import bucket_batches, collate, encode, load_split, subsample
+    from mtl_lab.evaluate import task_outputs
+    from mtl_lab.models.model import ModelConfig, MultitaskModel
+    from mtl_lab.tasks import kind_of
+
+    torch.manual_seed(0)
+    model = MultitaskModel(ModelConfig(backbone=tiny_backbone, encoder="sbert_cnn_bilstm", pair_head="bi")).eval()
+    for task in ("sst", "sts"):
+        enc = encode(subsample(load_split(task, "dev", warn=False), 40, 0), task, tokenizer, 32)
+        got = task_outputs(model, enc, 8, "bf16")
+        expected = np.zeros_like(got)
+        with torch.no_grad():
+            for idx in bucket_batches(enc.lengths, 8):
+                with torch.autocast("cpu", dtype=torch.bfloat16):
+                    out = model(collate(enc, idx, model.views(task)))
+                expected[idx] = kind_of(task).soft(out).cpu().numpy()
+        np.testing.assert_array_equal(got, expected)
