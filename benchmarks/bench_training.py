@@ -340,7 +340,7 @@ def top_operations(model_name: str, precision: str, steps: int = 8, rows: int = 
 
 
 def paired_ab(model_name: str, precision: str, change, steps: int = 20) -> dict:
-    """ms per training step of the lab's loop and of a copy changed by ``change(model)`` (the reference): the two
+    """ms per training step of the lab's loop and of a copy changed by ``change(model, optimizer)`` (the reference): the two
     take the same batches in turn, so a machine that slows down for a while slows both (returns both, and the
     median ratio)."""
     from mtl_lab.training.objectives import task_losses
@@ -348,7 +348,7 @@ def paired_ab(model_name: str, precision: str, change, steps: int = 20) -> dict:
 
     cfg, lab, lab_opt, plan, train_sets = _step_setup(model_name, precision, steps, 32, None)
     _, ref, ref_opt, _, _ = _step_setup(model_name, precision, steps, 32, None)
-    change(ref)
+    change(ref, ref_opt)
     device = torch.device("cpu")
 
     def step(model, opt, batches) -> float:
@@ -365,21 +365,26 @@ def paired_ab(model_name: str, precision: str, change, steps: int = 20) -> dict:
     }
 
 
-def use_conv_features(model: MultitaskModel) -> None:
+def use_conv_features(model: MultitaskModel, _opt=None) -> None:
     """The n-gram CNN as it was before the speed-up: ``NGramCNN.conv_features``, each width's ``nn.Conv1d``."""
     for module in model.modules():
         if isinstance(module, NGramCNN):
             module.fused = False
 
 
-def padded(model) -> None:
+def padded(model, _opt=None) -> None:
     """The reference of the unpadding table: the backbone over padded batches, one pass per batch."""
     model.unpad = False
 
 
-def full_last_layer(model) -> None:
+def full_last_layer(model, _opt=None) -> None:
     """The reference of the [CLS] table: the unpadded backbone's last layer for every token, as for a reader of all."""
     model._encode = types.MethodType(lambda self, groups, first_only=None: MultitaskModel._encode(self, groups), model)
+
+
+def readable_adamw(_model, opt) -> None:
+    """The reference of the optimizer table: the hand-written AdamW's readable ``_foreach`` path, not the fused one."""
+    opt.fused = False
 
 
 def _tokens(batch: dict) -> int:
@@ -516,7 +521,12 @@ def print_breakdown(precision: str, steps: int) -> None:
     from mtl_lab.models.fast.dropout import use_torch_dropout
 
     comparisons = [
-        ("dropout, PyTorch's vs the lab's (mtl_lab.models.fast.dropout)", "PyTorch's", "the lab's", use_torch_dropout),
+        (
+            "dropout, PyTorch's vs the lab's (mtl_lab.models.fast.dropout)",
+            "PyTorch's",
+            "the lab's",
+            lambda m, _: use_torch_dropout(m),
+        ),
         (
             "the backbone over padded batches vs over real tokens only (mtl_lab.models.fast.unpad, with the [CLS]-only last layer)",
             "padded",
@@ -529,6 +539,7 @@ def print_breakdown(precision: str, steps: int) -> None:
             "[CLS]",
             full_last_layer,
         ),
+        ("AdamW, the readable _foreach update vs the fused kernel (the default)", "readable", "fused", readable_adamw),
     ]
     for title, ref_name, lab_name, change in comparisons:
         print(f"\n{title}, {precision}, the same steps alternating:")
