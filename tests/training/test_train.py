@@ -225,6 +225,7 @@ def test_smoke_multitask_run_beats_the_majority_class(tmp_path, model_cfg, epoch
         assert best[f"{task}_acc"] > majority + 0.02, (task, best, majority)
     assert best["sts_pearson"] > 0.2  # a constant (mean) predictor has r = 0
     assert res["examples_per_s"] > 0 and res["finished"]
+    assert res["optimizer_path"] == "fused"  # the lab's AdamW took its fast path
     written = json.loads((tmp_path / "results.json").read_text())
     assert written["history"][-1]["dev"] == res["history"][-1]["dev"]
 
