@@ -51,7 +51,7 @@ def full_budget_rows() -> dict[str, list[str]]:
         "(a-c) (a), seeds 7-8, the last layer for [CLS] alone": ["full-cls-s7", "full-cls-s8"],
         # the accuracy check of the fused AdamW (the same update to float rounding, one pass a tensor): seeds 9
         # and 10 of row (a)
-        "(a-f) (a), seeds 9-10, the fused AdamW": ["full-cls-s9", "full-cls-s10"],
+        "(a-o) (a), seeds 9-10, the fused AdamW": ["full-cls-s9", "full-cls-s10"],
         # the accuracy check of --freeze-layers 2 (faster steps): seeds 0-1 of row (a) with the
         # embeddings and the lowest 2 of the 6 transformer layers fixed
         "(a-f2) (a), the lowest 2 layers frozen": ["full-cls-f2", "full-cls-f2-s1"],
