@@ -340,9 +340,9 @@ def top_operations(model_name: str, precision: str, steps: int = 8, rows: int = 
 
 
 def paired_ab(model_name: str, precision: str, change, steps: int = 20) -> dict:
-    """ms per training step of the lab's loop and of a copy changed by ``change(model, optimizer)`` (the reference): the two
-    take the same batches in turn, so a machine that slows down for a while slows both (returns both, and the
-    median ratio)."""
+    """ms per training step of the lab's loop and of a copy changed by ``change(model, optimizer)`` (the reference):
+    the two take the same batches in turn, so a machine that slows down for a while slows both (returns both, and
+    the median ratio)."""
     from mtl_lab.training.objectives import task_losses
     from mtl_lab.training.step import optimizer_step
 

@@ -42,7 +42,7 @@ def map_batches(model, enc, views: tuple[str, ...], fn, batch_size: int = 64, pr
     device = next(model.parameters()).device
     out = []
     try:
-        # one autocast context for the whole split: each weight is cast to bf16 once, not once a batch
+        # one autocast context for the whole split: each trainable weight is cast to bf16 once, not once a batch
         with autocast_context(device, precision):
             for idx in bucket_batches(enc.lengths, batch_size):
                 out.append((idx, fn(to_device(collate(enc, idx, views), device))))

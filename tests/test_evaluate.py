@@ -95,7 +95,7 @@ def test_a_checkpoint_predicts_in_the_precision_its_run_was_scored_in(tmp_path):
 
 
 def test_one_autocast_context_per_split_scores_as_one_per_batch(tiny_backbone, tokenizer):
-    """Scoring a split in bf16 casts each weight once (one autocast context): the outputs equal a context per batch."""
+    """Scoring a split in one bf16 autocast context gives exactly the outputs of a context per batch."""
     import torch
 
     from mtl_lab.data import bucket_batches, collate, encode, load_split, subsample

@@ -205,12 +205,8 @@ class Run:
             **({"init_run": state.init_run} if state.init_run is not None else {}),
             "gradient_conflicts": state.conflicts,
             "optimizer": f"{type(self.optimizer).__module__}.{type(self.optimizer).__qualname__}",
-            # the lab's AdamW: its fused kernel or its readable _foreach update (the same maths to float rounding)
-            **(
-                {"optimizer_path": "fused" if self.optimizer.fused else "readable"}
-                if isinstance(self.optimizer, AdamW)
-                else {}
-            ),
+            # the lab's AdamW: the paths its updates took, its fused kernel and/or its readable _foreach update
+            **({"optimizer_path": "+".join(sorted(self.optimizer.paths))} if isinstance(self.optimizer, AdamW) else {}),
             **({"aggregator": _qualified(self.aggregator)} if self.aggregator else {}),
             "skipped_steps": state.skipped_steps,
             "wall_time_s": state.elapsed,

@@ -23,11 +23,14 @@ def run(model, opt, steps, seed=1):
         opt.step()
 
 
+@pytest.mark.parametrize("fused", [True, False], ids=["fused", "readable"])
 @pytest.mark.parametrize("wd", [0.0, 0.01, 0.1])
-def test_matches_torch_adamw_over_1000_steps(wd):
+def test_matches_torch_adamw_over_1000_steps(wd, fused):
     ours_model, ref_model = make_model(), make_model()
     kw = dict(lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=wd)
-    run(ours_model, AdamW(ours_model.parameters(), **kw), 1000)
+    ours = AdamW(ours_model.parameters(), fused=fused, **kw)
+    run(ours_model, ours, 1000)
+    assert ours.paths == {"fused" if fused else "readable"}
     run(ref_model, torch.optim.AdamW(ref_model.parameters(), foreach=False, **kw), 1000)
     for p, q in zip(ours_model.parameters(), ref_model.parameters()):
         torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6)
@@ -120,12 +123,50 @@ def test_fused_fast_path_matches_the_readable_path(wd):
 
 
 def test_fused_path_is_skipped_where_it_does_not_apply():
-    """No bias correction, or a group mixing dtypes, takes the readable path."""
+    """No bias correction, a group mixing dtypes, or a non-contiguous gradient takes the readable path."""
     a = torch.nn.Parameter(torch.ones(3))
     b = torch.nn.Parameter(torch.ones(3, dtype=torch.float64))
-    for params, kw in (([a], {"correct_bias": False}), ([a, b], {})):
+    c = torch.nn.Parameter(torch.ones(3, 2))
+    cases = (([a], {"correct_bias": False}, None), ([a, b], {}, None), ([c], {}, torch.ones(2, 3).t()))
+    for params, kw, grad in cases:
         opt = AdamW(params, lr=0.1, **kw)
         opt._fused_update = lambda *_: pytest.fail("the fused path ran")
         for p in params:
-            p.grad = torch.ones_like(p)
+            p.grad = torch.ones_like(p) if grad is None else grad
         opt.step()
+        assert opt.paths == {"readable"}
+
+
+def test_a_subclass_with_its_own_update_keeps_it():
+    """A student's AdamW subclass that writes _update is run as written, not replaced by the fused kernel."""
+    calls = []
+
+    class Student(AdamW):
+        @staticmethod
+        def _update(group, params, grads, ms, vs, steps):
+            calls.append(len(params))
+            AdamW._update(group, params, grads, ms, vs, steps)
+
+    model = make_model()
+    opt = Student(model.parameters(), lr=1e-3)
+    run(model, opt, 3)
+    assert calls == [6, 6, 6] and opt.paths == {"readable"}
+
+
+def test_fused_path_with_parameters_at_different_step_counts():
+    """A parameter that skipped steps (no gradient) keeps its own step count on the fused path, as on the readable."""
+    models = [make_model(), make_model()]
+    opts = [AdamW(models[0].parameters(), lr=1e-2), AdamW(models[1].parameters(), lr=1e-2, fused=False)]
+    g = torch.Generator().manual_seed(3)
+    for step in range(20):
+        x, y = torch.randn(8, 10, generator=g), torch.randn(8, 3, generator=g)
+        for model, opt in zip(models, opts):
+            opt.zero_grad(set_to_none=True)
+            torch.nn.functional.mse_loss(model(x), y).backward()
+            if step % 3:
+                model[0].weight.grad = None  # this parameter sits out two steps in three
+            opt.step()
+    assert {s["step"] for s in opts[0].state.values()} == {7, 20}
+    assert opts[0].paths == {"fused"}
+    for p, q in zip(*(m.parameters() for m in models)):
+        torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6)
