@@ -169,7 +169,8 @@ def pad128_fp32(n: int, batch_size: int) -> float:
 
 
 # The matrix products a cpu-profile step multiplies: about a thousand tokens by a layer's query/key/value,
-# feed-forward and output weights. In fp32 this CPU's BLAS runs them faster than a 2048 x 2048 square.
+# feed-forward and output weights (forward shapes, as plain products: the ceiling is the fastest of them). In
+# fp32 this CPU's BLAS runs them faster than a 2048 x 2048 square.
 STEP_SHAPES = ((1024, 384, 1152), (1024, 384, 1536), (1024, 1536, 384))
 
 
@@ -450,11 +451,10 @@ def dev_tokens(model_name: str, limit: int = 512) -> float:
     return tokens / examples
 
 
-def print_eval(precision: str) -> None:
+def print_eval(precision: str, gflops: float) -> None:
     """Dev evaluation's examples/s before (padded batches of 128) and now (the lab's default), both models, and the
     share of the matmul ceiling the default reaches (a forward pass: 2 FLOP per layer weight and real token, an upper
-    bound for [CLS] readers, whose last layer runs for the first token alone)."""
-    gflops = matmul_ceiling(precision)
+    bound for [CLS] readers, whose last layer runs for the first token alone; ``gflops``: the matmul ceiling)."""
     layers = MultitaskModel(ModelConfig()).backbone.encoder
     flop_per_token = 2 * sum(p.numel() for p in layers.parameters())
     print(f"\ndev evaluation and predict, 512 dev examples a task, {precision}, best of 2 alternating tries:")
@@ -476,7 +476,7 @@ def print_eval(precision: str) -> None:
 
 def print_breakdown(precision: str, steps: int) -> None:
     """Both models' step before and after the speed-up, side by side: ms/step, examples/s, tokens/s as a
-    share of this CPU's matmul ceiling, and where the time goes."""
+    share of this CPU's matmul ceiling (measured once, for the evaluation's table too), and where the time goes."""
     gflops = matmul_ceiling(precision)
     layers = MultitaskModel(ModelConfig()).backbone.encoder  # the transformer layers: the matmul weights
     train_flop_per_token = 6 * sum(p.numel() for p in layers.parameters())  # forward 2 + backward 4 FLOP per weight
@@ -559,7 +559,7 @@ def print_breakdown(precision: str, steps: int) -> None:
         for m in ("cls", "sbert"):
             r = paired_ab(m, precision, change, steps)
             print(f"| {m} | {r['ref']:.0f} | {r['lab']:.0f} | {r['ref'] / r['lab']:.2f}x | {r['median']:.2f}x |")
-    print_eval(precision)
+    print_eval(precision, gflops)
 
 
 def main() -> None:
